@@ -1,0 +1,226 @@
+//! The typed settings and their defaults. Every section denies unknown keys, so a typo in
+//! the file is an error naming the key, not a silently ignored line.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default memory-cache capacity: 256 MiB of tile bytes holds ~50,000 typical OSM tiles.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub cache: CacheSettings,
+    pub render: RenderSettings,
+    pub styles: StylesSettings,
+    pub admin: AdminSettings,
+    pub watch: WatchSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            cache: CacheSettings::default(),
+            render: RenderSettings::default(),
+            styles: StylesSettings::default(),
+            admin: AdminSettings::default(),
+            watch: WatchSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Public listener (tiles, TileJSON, viewer, health, metrics).
+    pub listen: SocketAddr,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Value of `Access-Control-Allow-Origin` on public responses; empty = no header.
+    pub cors_origin: String,
+    /// How long a client waits for a missing tile before a 503 + Retry-After.
+    pub miss_timeout_secs: u64,
+    /// `max-age` of a stale tile served while it is re-rendered.
+    pub stale_max_age_secs: u64,
+    /// Seconds in `Retry-After` on a 503.
+    pub retry_after_secs: u64,
+    /// Seconds to finish in-flight requests and renders on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            cors_origin: "*".into(),
+            miss_timeout_secs: 10,
+            stale_max_age_secs: 60,
+            retry_after_secs: 2,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/dbname`; `DATABASE_URL` is used when unset.
+    pub url: Option<String>,
+    /// Connections in the pool; keep it >= render threads.
+    pub pool_size: usize,
+    /// Per-query time limit (PostgreSQL `statement_timeout`).
+    pub statement_timeout_ms: u64,
+    /// Time limit for opening a connection or waiting for a free one.
+    pub connect_timeout_ms: u64,
+    /// Apply `migrations/` when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 8,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Root of the mod_tile-compatible metatile tree (`<dir>/<style>/<z>/...`).
+    pub dir: PathBuf,
+    /// Capacity of the in-memory tile cache, in bytes of tile data.
+    pub memory_bytes: u64,
+    /// How often a memory-cached tile is re-checked against its file's mtime.
+    pub revalidate_secs: u64,
+    /// How often `planet-import-complete` is re-read.
+    pub planet_check_secs: u64,
+    /// fsync metatiles before renaming them into place (durability across power loss).
+    pub fsync: bool,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("tiles"),
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            revalidate_secs: 5,
+            planet_check_secs: 5,
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenderSettings {
+    /// Render threads; 0 = one per core.
+    pub threads: usize,
+    /// Queue capacity for renders a client is waiting for.
+    pub queue_interactive: usize,
+    /// Queue capacity for re-renders of stale tiles that were served.
+    pub queue_stale: usize,
+    /// Queue capacity for seeding and admin re-renders.
+    pub queue_bulk: usize,
+    /// PNG flavour: "palette" (8-bit, like Mapnik's png256) or "rgba".
+    pub png: String,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            queue_interactive: 64,
+            queue_stale: 256,
+            queue_bulk: 1024,
+            png: "palette".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StylesSettings {
+    /// Folder of style files (`*.toml`), one per style.
+    pub dir: PathBuf,
+}
+
+impl Default for StylesSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("styles"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Admin listener (expire, seed, jobs, status); never the public one.
+    pub listen: SocketAddr,
+    /// Bearer token required on every admin request when set.
+    pub token: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            token: None,
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Follow changes in the database (triggers + LISTEN) and expire what they touch.
+    pub enabled: bool,
+    /// Install the triggers for every style when `serve` starts.
+    pub install_on_start: bool,
+    /// What a change does to its metatiles: "dirty", "delete" or "render".
+    pub mode: String,
+    /// With mode "dirty": also queue re-renders for zooms up to this one (-1 = none).
+    pub render_up_to_zoom: i32,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            install_on_start: false,
+            mode: "dirty".into(),
+            render_up_to_zoom: -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter such as "info" or "metatiled=debug,actix_web=info"; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! metatiled: a render-on-miss raster tile server with a mod_tile-compatible cache.
+//!
+//! A web map asks for `/{style}/{z}/{x}/{y}.png`. The request is parsed and validated,
+//! then answered from the in-memory tile cache, else from the on-disk metatile cache
+//! (8x8 tiles per `.meta` file, byte-compatible with mod_tile/renderd), else the
+//! metatile is queued for rendering: one PostGIS query per style layer over the
+//! metatile plus a buffer, painted whole with tiny-skia, cut into 64 PNG tiles, written
+//! atomically, and every waiting request is answered from the result.
+//!
+//! # Layout
+//! - [`tile`]: tile and metatile coordinates, Web Mercator math. Pure.
+//! - [`config`]: settings layered from defaults, file, environment and flags.
+//! - [`cli`]: the command line.
+//! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
+//! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
+//! - [`app`]: the composition root that builds everything `serve` runs.
+//! - [`http`]: actix-web handlers; the only module that knows about HTTP.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod queue;
+pub mod source;
+pub mod tile;

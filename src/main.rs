@@ -1,0 +1,87 @@
+//! The `metatiled` binary: parse the command line, load the configuration, start
+//! tracing, run one subcommand. Exit codes: 0 success, 2 bad usage or configuration
+//! (one line on stderr), 1 runtime failure.
+
+use clap::Parser;
+use metatiled::cli::{Cli, Command, CommonArgs};
+use metatiled::config::{self, ConfigSources, Loaded, Override};
+use std::process::ExitCode;
+
+/// Exit code for bad usage or configuration, as clap uses for bad arguments.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for failures at run time (database down, disk full, ...).
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => with_config(&args.common, args.overrides(), |loaded| {
+            run_async(metatiled::app::serve(loaded.settings))
+        }),
+        Command::Migrate(common) => with_config(&common, common.overrides(), |loaded| {
+            run_async(metatiled::app::migrate(loaded.settings))
+        }),
+        Command::Seed(args) => not_built_yet("seed", &args.common),
+        Command::Expire(args) => not_built_yet("expire", &args.common),
+        Command::Cache(_) => {
+            eprintln!("metatiled cache: not built yet (the metatile cache issue adds it)");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Command::Watch(args) | Command::Unwatch(args) => not_built_yet("watch", &args.common),
+    }
+}
+
+fn not_built_yet(name: &str, _common: &CommonArgs) -> ExitCode {
+    eprintln!("metatiled {name}: not built yet");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Loads the configuration (exit 2 on error), handles `--print-config`, starts tracing
+/// and runs `f`.
+fn with_config(
+    common: &CommonArgs,
+    flags: Vec<Override>,
+    f: impl FnOnce(Loaded) -> anyhow::Result<()>,
+) -> ExitCode {
+    let loaded = match config::load(&ConfigSources::from_process(common.config.clone(), flags)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("metatiled: bad configuration: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if common.print_config {
+        print!("{}", loaded.settings.to_redacted_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&loaded.settings.log.level);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    match f(loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("metatiled: {}", chain.join(": ").replace('\n', " "));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,36 @@
+//! Applies `migrations/` (embedded at build time) with refinery. The history table lives
+//! in the `metatiled` schema, next to everything else the server owns.
+
+use super::pool::{chain, DbError, Pool};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// What a migration run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Names of the migrations applied by this run (empty when already up to date).
+    pub applied: Vec<String>,
+}
+
+pub async fn run_migrations(pool: &Pool) -> Result<MigrationReport, DbError> {
+    let mut client = pool.get().await.map_err(|e| DbError::Query(chain(&e)))?;
+    client
+        .batch_execute("CREATE SCHEMA IF NOT EXISTS metatiled")
+        .await
+        .map_err(|e| DbError::Query(chain(&e)))?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    let report = embedded::migrations::runner()
+        .set_migration_table_name("metatiled.schema_history")
+        .run_async(client)
+        .await
+        .map_err(|e| DbError::Query(format!("migration failed: {}", chain(&e))))?;
+    Ok(MigrationReport {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(|m| format!("V{}__{}", m.version(), m.name()))
+            .collect(),
+    })
+}
