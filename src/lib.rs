@@ -13,6 +13,9 @@
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
+//! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
+//! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
+//! - [`metrics`]: the Prometheus series.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
@@ -20,6 +23,9 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod queue;
+pub mod seed;
+pub mod service;
 pub mod source;
 pub mod tile;

@@ -21,7 +21,16 @@ fn main() -> ExitCode {
         Command::Migrate(common) => with_config(&common, common.overrides(), |loaded| {
             run_async(metatiled::app::migrate(loaded.settings))
         }),
-        Command::Seed(args) => not_built_yet("seed", &args.common),
+        Command::Seed(args) => with_config(&args.common, args.common.overrides(), |loaded| {
+            run_async(metatiled::seed::seed_command(
+                loaded.settings,
+                &args.style,
+                args.bbox.as_deref(),
+                &args.zoom,
+                args.threads,
+                args.force,
+            ))
+        }),
         Command::Expire(args) => not_built_yet("expire", &args.common),
         Command::Cache(_) => {
             eprintln!("metatiled cache: not built yet (the metatile cache issue adds it)");
@@ -63,7 +72,11 @@ fn with_config(
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("metatiled: {}", chain.join(": ").replace('\n', " "));
-            ExitCode::from(EXIT_FAILURE)
+            if e.downcast_ref::<metatiled::app::UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
         }
     }
 }
