@@ -12,11 +12,13 @@
 //! - [`config`]: settings layered from defaults, file, environment and flags.
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
+//! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
