@@ -13,6 +13,7 @@
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
 //! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
+//! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod expire;
 pub mod http;
 pub mod queue;
 pub mod source;

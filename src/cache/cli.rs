@@ -21,7 +21,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub enum CacheCliError {
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Output(#[from] std::io::Error),
 }
 
@@ -178,7 +178,7 @@ pub fn stats(
             }
             Err(e) => {
                 errors += 1;
-                eprintln!("cache stats: {e}");
+                eprintln!("cache stats: {}", super::error_chain(&e));
                 continue;
             }
         };

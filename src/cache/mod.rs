@@ -42,20 +42,20 @@ use thiserror::Error;
 /// tools; [`TileCache::lookup`] turns them into a logged miss.
 #[derive(Debug, Error)]
 pub enum CacheError {
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: invalid metatile: {source}")]
+    #[error("{path}: invalid metatile")]
     Corrupt {
         path: PathBuf,
         #[source]
         source: FormatError,
     },
-    #[error("cannot encode metatile {meta}: {source}")]
+    #[error("cannot encode metatile {meta}")]
     Encode {
         meta: MetatileCoord,
         #[source]
@@ -94,6 +94,18 @@ impl CachedTile {
             ..self.clone()
         }
     }
+}
+
+/// An error and its causes on one line: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// The ETag of tile bytes (DESIGN.md): `"` + first 16 hex digits of SHA-256 + `"`.
