@@ -25,9 +25,21 @@ pub enum CacheCliError {
     Output(#[from] std::io::Error),
 }
 
+/// A closed output (`| head`) ends the command quietly, as for any Unix tool.
+fn quiet_broken_pipe(result: Result<(), CacheCliError>) -> Result<(), CacheCliError> {
+    match result {
+        Err(CacheCliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Prints a `.meta` file's header and index; fails (after printing what it could) when
 /// the file is not a valid metatile.
 pub fn inspect(file: &Path, out: &mut dyn Write) -> Result<(), CacheCliError> {
+    quiet_broken_pipe(inspect_to(file, out))
+}
+
+fn inspect_to(file: &Path, out: &mut dyn Write) -> Result<(), CacheCliError> {
     let mut f = std::fs::File::open(file).map_err(|e| io_err("open", file, e))?;
     let md = f.metadata().map_err(|e| io_err("stat", file, e))?;
     let mut head = Vec::with_capacity(HEADER_LEN);
@@ -145,6 +157,14 @@ impl ZoomStats {
 /// Counts metatiles, bytes, stale and dirty metatiles per style and zoom by walking the
 /// cache (one `stat` per file; no file is opened).
 pub fn stats(
+    cache_dir: &Path,
+    style: Option<&StyleName>,
+    out: &mut dyn Write,
+) -> Result<(), CacheCliError> {
+    quiet_broken_pipe(stats_to(cache_dir, style, out))
+}
+
+fn stats_to(
     cache_dir: &Path,
     style: Option<&StyleName>,
     out: &mut dyn Write,

@@ -5,7 +5,7 @@
 //!   `<cache_dir>/planet-import-complete`. [`PlanetClock`] caches it per style and
 //!   re-reads it at most every `cache.planet_check_secs`.
 //! - **Dirty**: marking a metatile dirty (`render_expired --touch-from`, our `expire`)
-//!   moves its mtime back [`DIRTY_REWIND`] (20 years, 365-day years), keeping its atime.
+//!   moves its mtime back [`DIRTY_REWIND`] (20 years), keeping its atime.
 //!   A file is recognised as already dirty when its mtime is more than
 //!   [`DIRTY_AGE`] (10 years) before now: a marked file is always at least 20 years old,
 //!   and no tile is realistically served unchanged for 10 years (if one is, treating it
@@ -22,8 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Name of the file whose mtime is the planet time (per style directory or global).
 pub const PLANET_FILE: &str = "planet-import-complete";
-/// How far marking dirty moves the mtime back: 20 years of 365 days, as render_expired.
-pub const DIRTY_REWIND: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
+/// How far marking dirty moves the mtime back: 20 years of 365.25 days (7305 days), what
+/// render_expired 0.6.1 was seen to do (2026-11-21 became 2006-11-21).
+pub const DIRTY_REWIND: Duration = Duration::from_secs(7305 * 24 * 3600);
 /// A file whose mtime is more than this before now counts as dirty-marked. Half the
 /// rewind: 10 years of margin on either side (see the module docs).
 pub const DIRTY_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

@@ -64,12 +64,17 @@ impl ExpireCommand {
     /// Runs on stdin against `cache.dir`, printing to stdout and stderr.
     pub fn run(&self, settings: &Settings) -> Result<(), ExpireCliError> {
         let stdin = std::io::stdin();
-        let report = self.run_with(
+        let report = match self.run_with(
             &settings.cache.dir,
             stdin.lock(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr(),
-        )?;
+        ) {
+            Err(ExpireCliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(())
+            }
+            other => other?,
+        };
         match report.summary.total().errors {
             0 => Ok(()),
             n => Err(ExpireCliError::Failed(n)),

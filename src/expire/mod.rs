@@ -353,11 +353,11 @@ impl ExpireSet {
     /// Adds a tile (of any zoom up to [`MAX_INPUT_ZOOM`]).
     pub fn insert(&mut self, tile: InputTile) {
         let level = tile.z.min(self.finest_level());
-        let shift = tile.z - level;
+        let shift = u32::from(tile.z - level);
         self.squares.insert(Square {
             level,
-            x: tile.x >> shift,
-            y: tile.y >> shift,
+            x: tile.x.checked_shr(shift).unwrap_or(0),
+            y: tile.y.checked_shr(shift).unwrap_or(0),
         });
     }
 
@@ -365,12 +365,13 @@ impl ExpireSet {
     /// needs: a range costs in proportion to its outline, not its area.
     pub fn insert_range(&mut self, range: &TileRange) {
         let level = range.z.min(self.finest_level());
-        let shift = range.z - level;
+        let shift = u32::from(range.z - level);
+        let down = |v: u32| v.checked_shr(shift).unwrap_or(0);
         let r = (
-            range.min_x >> shift,
-            range.min_y >> shift,
-            range.max_x >> shift,
-            range.max_y >> shift,
+            down(range.min_x),
+            down(range.min_y),
+            down(range.max_x),
+            down(range.max_y),
         );
         self.insert_node_range(
             Square {
@@ -684,7 +685,7 @@ pub fn apply(
                     Ok(())
                 },
             );
-            counts.absent += block.len() - found;
+            counts.absent += block.len().saturating_sub(found);
             if let Err(e) = walked {
                 tracing::warn!(%style, z = block.z, error = %crate::cache::error_chain(&e), "cannot walk the cache");
                 counts.errors += 1;
