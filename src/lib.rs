@@ -12,6 +12,8 @@
 //! - [`config`]: settings layered from defaults, file, environment and flags.
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
+//! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
+//! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
@@ -20,8 +22,10 @@
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod expire;
 pub mod http;
 pub mod metrics;
 pub mod queue;
