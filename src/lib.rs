@@ -12,6 +12,8 @@
 //! - [`config`]: settings layered from defaults, file, environment and flags.
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
+//! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
+//! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
@@ -21,5 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod queue;
+pub mod render;
 pub mod source;
+pub mod style;
 pub mod tile;
