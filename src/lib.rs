@@ -14,6 +14,8 @@
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
 //! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
 //! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
+//! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
+//! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
@@ -31,5 +33,7 @@ pub mod metrics;
 pub mod queue;
 pub mod seed;
 pub mod service;
+pub mod render;
 pub mod source;
+pub mod style;
 pub mod tile;
