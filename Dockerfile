@@ -15,6 +15,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY assets ./assets
+COPY benches ./benches
 COPY migrations ./migrations
 COPY styles ./styles
 COPY sql ./sql

@@ -48,8 +48,8 @@ impl Core {
                 tracing::info!(applied = ?report.applied, "applied migrations");
             }
         }
-        let styles = StyleSet::load_dir(&settings.styles.dir)
-            .map_err(|e| UsageError(e.to_string()))?;
+        let styles =
+            StyleSet::load_dir(&settings.styles.dir).map_err(|e| UsageError(e.to_string()))?;
         let styles = Arc::new(styles);
         let postgis = PostgisSource::new(db.clone());
         for style in styles.iter() {
@@ -59,7 +59,10 @@ impl Core {
                 .map_err(|e| UsageError(e.to_string()))?;
         }
         let cache = Arc::new(TileCache::open(&settings.cache).with_context(|| {
-            format!("cannot open the tile cache at {}", settings.cache.dir.display())
+            format!(
+                "cannot open the tile cache at {}",
+                settings.cache.dir.display()
+            )
         })?);
         let import = ImportInfo::load(&db).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read metatiled.import_info; advertising world bounds");
@@ -74,7 +77,8 @@ impl Core {
             "rgba" => PngMode::Rgba,
             _ => PngMode::Palette,
         };
-        let backend = MetatileBackend::new(styles.clone(), postgis, cache.clone(), png, metrics.clone());
+        let backend =
+            MetatileBackend::new(styles.clone(), postgis, cache.clone(), png, metrics.clone());
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
             backend,
@@ -91,7 +95,11 @@ impl Core {
                 stale_max_age_secs: settings.server.stale_max_age_secs,
             },
         ));
-        Ok(Self { db, service, import })
+        Ok(Self {
+            db,
+            service,
+            import,
+        })
     }
 }
 
@@ -108,7 +116,11 @@ pub struct Application {
 impl Application {
     /// Builds the [`Core`] and binds both listeners.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let Core { db, service, import } = Core::build(settings).await?;
+        let Core {
+            db,
+            service,
+            import,
+        } = Core::build(settings).await?;
         let options = ServerOptions {
             workers: settings.server.workers,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -122,7 +134,9 @@ impl Application {
         let cors_origin = match settings.server.cors_origin.as_str() {
             "" => None,
             origin => Some(HeaderValue::from_str(origin).map_err(|_| {
-                UsageError(format!("server.cors_origin {origin:?} is not a valid header value"))
+                UsageError(format!(
+                    "server.cors_origin {origin:?} is not a valid header value"
+                ))
             })?),
         };
         let public = public_server(
@@ -167,7 +181,10 @@ impl Application {
 
     /// Runs both listeners until `stop` resolves, then shuts down gracefully: stop
     /// accepting, finish in-flight requests, renders and writes.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let handles: [ServerHandle; 2] = [self.public.handle(), self.admin.handle()];
         let public = tokio::spawn(self.public);
         let admin = tokio::spawn(self.admin);

@@ -59,20 +59,32 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             http_requests: IntCounterVec::new(
-                Opts::new("metatiled_http_requests_total", "HTTP responses by status code"),
+                Opts::new(
+                    "metatiled_http_requests_total",
+                    "HTTP responses by status code",
+                ),
                 &["status"],
             )?,
             tile_lookups: IntCounterVec::new(
-                Opts::new("metatiled_tile_lookups_total", "Tile lookups by where they were answered"),
+                Opts::new(
+                    "metatiled_tile_lookups_total",
+                    "Tile lookups by where they were answered",
+                ),
                 &["style", "result"],
             )?,
             renders: IntCounterVec::new(
-                Opts::new("metatiled_renders_total", "Metatile renders by priority and outcome"),
+                Opts::new(
+                    "metatiled_renders_total",
+                    "Metatile renders by priority and outcome",
+                ),
                 &["style", "priority", "outcome"],
             )?,
             render_seconds: HistogramVec::new(
-                HistogramOpts::new("metatiled_render_seconds", "Metatile render time, fetch to stored")
-                    .buckets(RENDER_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "metatiled_render_seconds",
+                    "Metatile render time, fetch to stored",
+                )
+                .buckets(RENDER_BUCKETS.to_vec()),
                 &["style", "zoom"],
             )?,
             queue_depth: IntGaugeVec::new(
@@ -84,11 +96,17 @@ impl Metrics {
                 "Requests that joined a render already queued or running",
             )?,
             db_query_seconds: Histogram::with_opts(
-                HistogramOpts::new("metatiled_db_query_seconds", "Time of one layer query")
-                    .buckets(QUERY_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "metatiled_db_query_seconds",
+                    "Time of the layer queries of one metatile (run together)",
+                )
+                .buckets(QUERY_BUCKETS.to_vec()),
             )?,
             expired_metatiles: IntCounterVec::new(
-                Opts::new("metatiled_expired_metatiles_total", "Metatiles expired, by mode"),
+                Opts::new(
+                    "metatiled_expired_metatiles_total",
+                    "Metatiles expired, by mode",
+                ),
                 &["mode"],
             )?,
             render_rejected: IntCounterVec::new(
@@ -125,14 +143,18 @@ impl Metrics {
         m.registry.register(Box::new(m.renders.clone()))?;
         m.registry.register(Box::new(m.render_seconds.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
-        m.registry.register(Box::new(m.coalesced_requests.clone()))?;
+        m.registry
+            .register(Box::new(m.coalesced_requests.clone()))?;
         m.registry.register(Box::new(m.db_query_seconds.clone()))?;
         m.registry.register(Box::new(m.expired_metatiles.clone()))?;
         m.registry.register(Box::new(m.render_rejected.clone()))?;
         m.registry.register(Box::new(m.miss_timeouts.clone()))?;
-        m.registry.register(Box::new(m.memory_cache_bytes.clone()))?;
-        m.registry.register(Box::new(m.memory_cache_entries.clone()))?;
-        m.registry.register(Box::new(m.render_threads_busy.clone()))?;
+        m.registry
+            .register(Box::new(m.memory_cache_bytes.clone()))?;
+        m.registry
+            .register(Box::new(m.memory_cache_entries.clone()))?;
+        m.registry
+            .register(Box::new(m.render_threads_busy.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;
         // Every priority and expiry mode shows from the start, at 0.
         for p in ["interactive", "stale", "bulk"] {
@@ -165,8 +187,12 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.http_requests.with_label_values(&["200"]).inc();
         m.tile_lookups.with_label_values(&["osm", "memory"]).inc();
-        m.renders.with_label_values(&["osm", "interactive", "ok"]).inc();
-        m.render_seconds.with_label_values(&["osm", "15"]).observe(0.2);
+        m.renders
+            .with_label_values(&["osm", "interactive", "ok"])
+            .inc();
+        m.render_seconds
+            .with_label_values(&["osm", "15"])
+            .observe(0.2);
         m.db_query_seconds.observe(0.01);
         m.coalesced_requests.inc();
         let text = m.render_text();

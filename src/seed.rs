@@ -96,7 +96,10 @@ pub async fn run(core: &Core, plan: &SeedPlan, in_flight: usize) -> anyhow::Resu
         .style(&plan.style)
         .map_err(|e| UsageError(e.to_string()))?
         .clone();
-    let (min_z, max_z) = (plan.min_zoom.max(style.minzoom), plan.max_zoom.min(style.maxzoom));
+    let (min_z, max_z) = (
+        plan.min_zoom.max(style.minzoom),
+        plan.max_zoom.min(style.maxzoom),
+    );
     let total: u64 = (min_z..=max_z)
         .map(|z| plan.bbox.tile_range(z).metatiles().len())
         .sum();
@@ -109,7 +112,8 @@ pub async fn run(core: &Core, plan: &SeedPlan, in_flight: usize) -> anyhow::Resu
     for z in min_z..=max_z {
         for meta in metatiles_at(&plan.bbox, z) {
             if !plan.force {
-                if let Ok(MetatileState::Fresh) = service.cache().metatile_state(&plan.style, meta) {
+                if let Ok(MetatileState::Fresh) = service.cache().metatile_state(&plan.style, meta)
+                {
                     summary.skipped_fresh += 1;
                     progress.step(&summary, z);
                     continue;
@@ -240,7 +244,8 @@ pub async fn seed_command(
     force: bool,
 ) -> anyhow::Result<()> {
     let style = StyleName::parse(style).map_err(|e| UsageError(format!("--style: {e}")))?;
-    let (min_zoom, max_zoom) = parse_zoom_range(zoom).map_err(|e| UsageError(format!("--zoom: {e}")))?;
+    let (min_zoom, max_zoom) =
+        parse_zoom_range(zoom).map_err(|e| UsageError(format!("--zoom: {e}")))?;
     let given_bbox = bbox
         .map(parse_bbox)
         .transpose()
@@ -259,8 +264,14 @@ pub async fn seed_command(
     let plan = SeedPlan {
         style,
         bbox: Bbox::from_lonlat(
-            LonLat { lon: lonlat[0], lat: lonlat[1] },
-            LonLat { lon: lonlat[2], lat: lonlat[3] },
+            LonLat {
+                lon: lonlat[0],
+                lat: lonlat[1],
+            },
+            LonLat {
+                lon: lonlat[2],
+                lat: lonlat[3],
+            },
         ),
         min_zoom,
         max_zoom,
@@ -281,8 +292,13 @@ mod tests {
 
     #[test]
     fn bboxes_and_zoom_ranges_parse_or_say_why_not() {
-        assert_eq!(parse_bbox("24.93,60.16,24.96,60.18").unwrap(), [24.93, 60.16, 24.96, 60.18]);
-        assert!(parse_bbox("24.96,60.16,24.93,60.18").unwrap_err().contains("minimum"));
+        assert_eq!(
+            parse_bbox("24.93,60.16,24.96,60.18").unwrap(),
+            [24.93, 60.16, 24.96, 60.18]
+        );
+        assert!(parse_bbox("24.96,60.16,24.93,60.18")
+            .unwrap_err()
+            .contains("minimum"));
         assert!(parse_bbox("1,2,3").is_err());
         assert!(parse_bbox("a,2,3,4").is_err());
         assert!(parse_bbox("-200,0,0,1").is_err());

@@ -4,7 +4,9 @@
 
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::metrics::{LookupResult, Metrics};
-use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError};
+use crate::queue::{
+    JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
+};
 use crate::render::{render_metatile, PngMode};
 use crate::source::{MetatileData, PostgisSource};
 use crate::style::{Style, StyleSet};
@@ -98,7 +100,11 @@ impl TileService {
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
     /// background re-render; a miss waits (up to the miss timeout) for its metatile.
-    pub async fn get_tile(&self, name: &StyleName, tile: TileCoord) -> Result<ServedTile, ServiceError> {
+    pub async fn get_tile(
+        &self,
+        name: &StyleName,
+        tile: TileCoord,
+    ) -> Result<ServedTile, ServiceError> {
         let style = self.style(name)?;
         if tile.z < style.minzoom || tile.z > style.maxzoom {
             return Err(ServiceError::ZoomOutOfRange {
@@ -122,7 +128,10 @@ impl TileService {
                 w
             }
             Err(SubmitError::QueueFull(p)) => {
-                self.metrics.render_rejected.with_label_values(&[p.as_str()]).inc();
+                self.metrics
+                    .render_rejected
+                    .with_label_values(&[p.as_str()])
+                    .inc();
                 return Err(ServiceError::QueueFull);
             }
             Err(SubmitError::ShuttingDown) => return Err(ServiceError::ShuttingDown),
@@ -134,7 +143,9 @@ impl TileService {
             }
             Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure.to_string())),
             Ok(Ok(())) => self.lookup(style, tile, false).ok_or_else(|| {
-                ServiceError::RenderFailed(format!("tile {tile} missing after its metatile was rendered"))
+                ServiceError::RenderFailed(format!(
+                    "tile {tile} missing after its metatile was rendered"
+                ))
             }),
         }
     }
@@ -177,7 +188,10 @@ impl TileService {
             meta: tile.metatile(),
         };
         if let Err(SubmitError::QueueFull(p)) = self.pool.submit(key, Priority::Stale) {
-            self.metrics.render_rejected.with_label_values(&[p.as_str()]).inc();
+            self.metrics
+                .render_rejected
+                .with_label_values(&[p.as_str()])
+                .inc();
         }
     }
 
@@ -250,7 +264,11 @@ impl MetatileBackend {
 impl RenderBackend for MetatileBackend {
     type Fetched = Fetched;
 
-    fn fetch(self: Arc<Self>, key: JobKey, priority: Priority) -> BoxFuture<'static, Result<Fetched, RenderFailure>> {
+    fn fetch(
+        self: Arc<Self>,
+        key: JobKey,
+        priority: Priority,
+    ) -> BoxFuture<'static, Result<Fetched, RenderFailure>> {
         Box::pin(async move {
             let started = Instant::now();
             let Some(style) = self.styles.get(&key.style).cloned() else {
@@ -259,10 +277,14 @@ impl RenderBackend for MetatileBackend {
             };
             match self.source.fetch_metatile(&style, key.meta).await {
                 Ok(data) => {
-                    for layer in data.layer_query_seconds() {
-                        self.metrics.db_query_seconds.observe(layer);
-                    }
-                    Ok(Fetched { style, data, started })
+                    self.metrics
+                        .db_query_seconds
+                        .observe(data.timings.query.as_secs_f64());
+                    Ok(Fetched {
+                        style,
+                        data,
+                        started,
+                    })
                 }
                 Err(e) => {
                     tracing::error!(style = %key.style, meta = %key.meta, error = %e, "metatile fetch failed");
@@ -273,7 +295,12 @@ impl RenderBackend for MetatileBackend {
         })
     }
 
-    fn paint_and_store(&self, key: &JobKey, priority: Priority, fetched: Fetched) -> Result<(), RenderFailure> {
+    fn paint_and_store(
+        &self,
+        key: &JobKey,
+        priority: Priority,
+        fetched: Fetched,
+    ) -> Result<(), RenderFailure> {
         let result = render_metatile(&fetched.style, key.meta, &fetched.data, self.png)
             .map_err(|e| RenderFailure::new(e.to_string()))
             .and_then(|rendered| {

@@ -21,7 +21,9 @@ fn is_etag(v: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tile_comes_back_as_png_with_every_cache_header() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     let res = app.get(HELSINKI_Z15).await;
     assert_eq!(res.status(), StatusCode::OK);
     let h = res.headers().clone();
@@ -52,13 +54,18 @@ async fn a_tile_comes_back_as_png_with_every_cache_header() {
     // 2x tiles are 512 px.
     let retina = app.get("/osm/15/18654/9484@2x.png").await;
     assert_eq!(retina.status(), StatusCode::OK);
-    assert_eq!(support::png_size(&retina.bytes().await.unwrap()), (512, 512));
+    assert_eq!(
+        support::png_size(&retina.bytes().await.unwrap()),
+        (512, 512)
+    );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn validators_turn_into_304_without_a_body() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     let first = app.get(HELSINKI_Z15).await;
     let etag = first.headers()[header::ETAG].clone();
     let last_modified = first.headers()[header::LAST_MODIFIED].clone();
@@ -97,14 +104,20 @@ async fn validators_turn_into_304_without_a_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn head_has_the_headers_and_no_body() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     let get = app.get(HELSINKI_Z15).await;
     let get_len = get.bytes().await.unwrap().len();
     let head = app.client.head(app.url(HELSINKI_Z15)).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()[header::CONTENT_TYPE], "image/png");
     assert!(head.headers().contains_key(header::ETAG));
-    let len: usize = head.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+    let len: usize = head.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(len, get_len);
     assert!(head.bytes().await.unwrap().is_empty());
     app.stop().await;
@@ -112,7 +125,9 @@ async fn head_has_the_headers_and_no_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_and_impossible_paths_get_400_or_404_at_once() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     let cases: &[(&str, u16)] = &[
         ("/nosuchstyle/1/0/0.png", 404),
         ("/osm/21/0/0.png", 404),
@@ -137,7 +152,10 @@ async fn bad_and_impossible_paths_get_400_or_404_at_once() {
         let started = Instant::now();
         let got = app.raw_status(path).await;
         assert_eq!(got, *want, "{path}");
-        assert!(started.elapsed() < Duration::from_millis(500), "{path} was slow");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{path} was slow"
+        );
     }
     // Nothing was created outside the style directories.
     let entries: Vec<String> = std::fs::read_dir(app.cache_dir.path())
@@ -151,7 +169,9 @@ async fn bad_and_impossible_paths_get_400_or_404_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_requests_into_one_metatile_render_it_once() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     // z16 metatile 37304/18968: all 64 tiles, requested at once, none cached yet.
     let paths: Vec<String> = (0..8)
         .flat_map(|dx| (0..8).map(move |dy| format!("/osm/16/{}/{}.png", 37304 + dx, 18968 + dy)))
@@ -161,7 +181,11 @@ async fn sixty_four_concurrent_requests_into_one_metatile_render_it_once() {
         let url = app.url(p);
         async move {
             let res = client.get(url).send().await.unwrap();
-            (res.status(), res.headers()[header::ETAG].clone(), res.bytes().await.unwrap())
+            (
+                res.status(),
+                res.headers()[header::ETAG].clone(),
+                res.bytes().await.unwrap(),
+            )
         }
     });
     let results = futures_util::future::join_all(requests).await;
@@ -197,7 +221,13 @@ async fn a_full_queue_answers_503_at_once_while_hits_keep_coming() {
     // Sixteen distinct uncached z17 metatiles at once: one thread holds two jobs
     // (painting + fetched ahead), the queue holds one, the rest must be refused.
     let paths: Vec<String> = (0..16)
-        .map(|i| format!("/osm/17/{}/{}.png", 74616 + 8 * (i % 4), 37936 + 8 * (i / 4)))
+        .map(|i| {
+            format!(
+                "/osm/17/{}/{}.png",
+                74616 + 8 * (i % 4),
+                37936 + 8 * (i / 4)
+            )
+        })
         .collect();
     let requests = paths.iter().map(|p| {
         let client = app.client.clone();
@@ -217,7 +247,10 @@ async fn a_full_queue_answers_503_at_once_while_hits_keep_coming() {
     let (results, (hit_status, hit_time)) =
         tokio::join!(futures_util::future::join_all(requests), hit);
     assert_eq!(hit_status, StatusCode::OK);
-    assert!(hit_time < Duration::from_millis(100), "hit took {hit_time:?}");
+    assert!(
+        hit_time < Duration::from_millis(100),
+        "hit took {hit_time:?}"
+    );
     let refused: Vec<_> = results
         .iter()
         .filter(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
@@ -239,20 +272,31 @@ async fn a_full_queue_answers_503_at_once_while_hits_keep_coming() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tilejson_viewer_health_ready_and_metrics_answer() {
-    let Some(app) = support::spawn_app().await else { return };
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
     let tj: serde_json::Value = app.get("/osm/tile.json").await.json().await.unwrap();
     assert_eq!(tj["tilejson"], "3.0.0");
     let tiles = tj["tiles"][0].as_str().unwrap();
     assert!(tiles.ends_with("/osm/{z}/{x}/{y}.png"), "{tiles}");
     let bounds: Vec<f64> = serde_json::from_value(tj["bounds"].clone()).unwrap();
-    assert!(bounds[0] > 24.8 && bounds[2] < 25.1 && bounds[1] > 60.1 && bounds[3] < 60.3, "{bounds:?}");
-    assert!(tj["attribution"].as_str().unwrap().contains("OpenStreetMap"));
+    assert!(
+        bounds[0] > 24.8 && bounds[2] < 25.1 && bounds[1] > 60.1 && bounds[3] < 60.3,
+        "{bounds:?}"
+    );
+    assert!(tj["attribution"]
+        .as_str()
+        .unwrap()
+        .contains("OpenStreetMap"));
 
     let page = app.get("/").await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("leaflet.js") && html.contains("\"osm\""));
-    assert_eq!(app.get("/assets/leaflet/leaflet.js").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/assets/leaflet/leaflet.js").await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
     let metrics = app.get("/metrics").await.text().await.unwrap();

@@ -53,14 +53,12 @@ pub fn admin_server(
     options: &ServerOptions,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(admin_routes)
-    })
-    .workers(1)
-    .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .disable_signals()
-    .listen(listener)?
-    .run())
+    Ok(
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(admin_routes))
+            .workers(1)
+            .shutdown_timeout(options.shutdown_timeout.as_secs())
+            .disable_signals()
+            .listen(listener)?
+            .run(),
+    )
 }

@@ -18,7 +18,9 @@ const LEAFLET_LAYERS_2X_PNG: &[u8] =
 
 /// The zoom the viewer opens at: the deepest at which the data's bounds fit ~1000 px.
 fn initial_zoom(bounds: [f64; 4], style: &Style) -> u8 {
-    let span = (bounds[2] - bounds[0]).max((bounds[3] - bounds[1]) * 2.0).max(1e-6);
+    let span = (bounds[2] - bounds[0])
+        .max((bounds[3] - bounds[1]) * 2.0)
+        .max(1e-6);
     let fit = (360.0 * 1000.0 / (256.0 * span)).log2().floor();
     (fit.max(0.0) as u8).clamp(style.minzoom, style.maxzoom.min(18))
 }
@@ -134,7 +136,11 @@ pub async fn ready(state: web::Data<PublicState>) -> HttpResponse {
     };
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type("text/plain")
-        .body(if ok { "ready\n" } else { "database unavailable\n" })
+        .body(if ok {
+            "ready\n"
+        } else {
+            "database unavailable\n"
+        })
 }
 
 /// `GET /metrics`: Prometheus text format.

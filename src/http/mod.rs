@@ -47,7 +47,9 @@ async fn observe<B: MessageBody>(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
-    let service = req.app_data::<web::Data<PublicState>>().map(|s| s.service.clone());
+    let service = req
+        .app_data::<web::Data<PublicState>>()
+        .map(|s| s.service.clone());
     let res = next.call(req).await?;
     let status = res.status();
     if let Some(service) = service {

@@ -101,7 +101,11 @@ pub(super) fn service_error(e: ServiceError, retry_after: u64) -> HttpError {
 }
 
 /// 200 with the tile, or 304 when the client's validators match.
-fn tile_response(req: &HttpRequest, served: &ServedTile, cors_origin: &Option<HeaderValue>) -> HttpResponse {
+fn tile_response(
+    req: &HttpRequest,
+    served: &ServedTile,
+    cors_origin: &Option<HeaderValue>,
+) -> HttpResponse {
     let tile: &CachedTile = &served.tile;
     let cache_control = format!(
         "public, max-age={}, stale-while-revalidate={}",
@@ -109,7 +113,11 @@ fn tile_response(req: &HttpRequest, served: &ServedTile, cors_origin: &Option<He
     );
     // A stale tile's mtime may have been rewound to mark it dirty: it is no render time.
     let last_modified = (!served.stale).then(|| httpdate::fmt_http_date(tile.rendered_at));
-    let not_modified = is_not_modified(req.headers(), &tile.etag, (!served.stale).then_some(tile.rendered_at));
+    let not_modified = is_not_modified(
+        req.headers(),
+        &tile.etag,
+        (!served.stale).then_some(tile.rendered_at),
+    );
     let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -142,7 +150,11 @@ pub fn is_not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemT
     let (Some(ims), Some(modified)) = (headers.get(header::IF_MODIFIED_SINCE), modified) else {
         return false;
     };
-    let Some(since) = ims.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) else {
+    let Some(since) = ims
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+    else {
         return false;
     };
     // HTTP dates have whole seconds: compare at that precision.
@@ -176,7 +188,14 @@ mod tests {
     ) {
         let p = parse_tile_path(style, z, x, file).unwrap();
         assert_eq!(p.style.as_str(), want_style);
-        assert_eq!(p.tile, TileCoord { z: wz, x: wx, y: wy });
+        assert_eq!(
+            p.tile,
+            TileCoord {
+                z: wz,
+                x: wx,
+                y: wy
+            }
+        );
     }
 
     #[rstest]
@@ -191,8 +210,16 @@ mod tests {
     #[case("a/b", "1", "0", "0.png")]
     #[case("osm@2x", "1", "0", "0.png")]
     #[case("osm", "+1", "0", "0.png")]
-    fn malformed_tile_paths_are_400(#[case] style: &str, #[case] z: &str, #[case] x: &str, #[case] file: &str) {
-        assert!(matches!(parse_tile_path(style, z, x, file), Err(HttpError::BadRequest(_))));
+    fn malformed_tile_paths_are_400(
+        #[case] style: &str,
+        #[case] z: &str,
+        #[case] x: &str,
+        #[case] file: &str,
+    ) {
+        assert!(matches!(
+            parse_tile_path(style, z, x, file),
+            Err(HttpError::BadRequest(_))
+        ));
     }
 
     #[rstest]
@@ -201,14 +228,25 @@ mod tests {
     #[case("osm", "3", "0", "8.png")]
     #[case("osm", "99999999999999999999", "0", "0.png")]
     #[case("osm", "12", "18446744073709551616", "0.png")]
-    fn tiles_that_cannot_exist_are_404(#[case] style: &str, #[case] z: &str, #[case] x: &str, #[case] file: &str) {
-        assert!(matches!(parse_tile_path(style, z, x, file), Err(HttpError::NotFound(_))));
+    fn tiles_that_cannot_exist_are_404(
+        #[case] style: &str,
+        #[case] z: &str,
+        #[case] x: &str,
+        #[case] file: &str,
+    ) {
+        assert!(matches!(
+            parse_tile_path(style, z, x, file),
+            Err(HttpError::NotFound(_))
+        ));
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -220,16 +258,56 @@ mod tests {
         let date = httpdate::fmt_http_date(t);
         let later = httpdate::fmt_http_date(t + Duration::from_secs(10));
         let earlier = httpdate::fmt_http_date(t - Duration::from_secs(10));
-        assert!(is_not_modified(&headers(&[("if-none-match", etag)]), etag, Some(t)));
-        assert!(is_not_modified(&headers(&[("if-none-match", "\"x\", W/\"0123456789abcdef\"")]), etag, Some(t)));
-        assert!(is_not_modified(&headers(&[("if-none-match", "*")]), etag, Some(t)));
-        assert!(!is_not_modified(&headers(&[("if-none-match", "\"other\"")]), etag, Some(t)));
-        assert!(is_not_modified(&headers(&[("if-modified-since", &date)]), etag, Some(t)));
-        assert!(is_not_modified(&headers(&[("if-modified-since", &later)]), etag, Some(t)));
-        assert!(!is_not_modified(&headers(&[("if-modified-since", &earlier)]), etag, Some(t)));
-        assert!(!is_not_modified(&headers(&[("if-modified-since", &date)]), etag, None));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", etag)]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", "\"x\", W/\"0123456789abcdef\"")]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", "*")]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-none-match", "\"other\"")]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-modified-since", &date)]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-modified-since", &later)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", &earlier)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", &date)]),
+            etag,
+            None
+        ));
         // A mismatching ETag wins over a matching date.
-        assert!(!is_not_modified(&headers(&[("if-none-match", "\"other\""), ("if-modified-since", &date)]), etag, Some(t)));
-        assert!(!is_not_modified(&headers(&[("if-modified-since", "yesterday")]), etag, Some(t)));
+        assert!(!is_not_modified(
+            &headers(&[("if-none-match", "\"other\""), ("if-modified-since", &date)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", "yesterday")]),
+            etag,
+            Some(t)
+        ));
     }
 }

@@ -29,15 +29,27 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request failed")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
     }
 
     /// The value of one series line of `/metrics`, e.g.
     /// `metatiled_renders_total{outcome="ok",priority="interactive",style="osm"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self.get("/metrics").await.text().await.expect("metrics body");
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics body");
         text.lines()
-            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap_or(f64::NAN)))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .map(|v| v.trim().parse::<f64>().unwrap_or(f64::NAN))
+            })
             .unwrap_or(0.0)
     }
 
@@ -45,7 +57,9 @@ impl TestApp {
     /// percent-escapes) and returns the status code.
     pub async fn raw_status(&self, raw_path: &str) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
         let req = format!("GET {raw_path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
@@ -62,7 +76,9 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(done) = self.done.take() {
-            done.await.expect("server task").expect("server shut down cleanly");
+            done.await
+                .expect("server task")
+                .expect("server shut down cleanly");
         }
     }
 }
@@ -78,6 +94,9 @@ pub fn test_settings(database_url: &str, cache_dir: &std::path::Path) -> Setting
     s.cache.fsync = false;
     s.styles.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("styles");
     s.render.threads = 2;
+    // Tests run in parallel on a small machine: give misses room; the timeout path
+    // has its own test.
+    s.server.miss_timeout_secs = 60;
     s
 }
 
