@@ -16,6 +16,7 @@
 //! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
 //! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
 //! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
+//! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod expire;
+pub mod expiry;
 pub mod http;
 pub mod metrics;
 pub mod queue;
