@@ -162,9 +162,7 @@ pub fn quantize_with(pixels: &[u32], max_colors: usize, min_distance_sq: u32) ->
     }
     if by_count.len() > palette.len() {
         for &(c, _) in &by_count {
-            if !index_of.contains_key(&c) {
-                index_of.insert(c, nearest(&palette, c));
-            }
+            index_of.entry(c).or_insert_with(|| nearest(&palette, c));
         }
     }
     let mut indices = Vec::with_capacity(pixels.len());
