@@ -154,19 +154,7 @@ pub fn quantize_with(pixels: &[u32], max_colors: usize, min_distance_sq: u32) ->
     // Most frequent first; ties by colour so the result is deterministic.
     by_count.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    let palette = choose_palette(&by_count, max_colors, min_distance_sq);
-    let mut index_of: ColorMap<u8> = ColorMap::default();
-    index_of.reserve(by_count.len());
-    for (i, &c) in palette.iter().enumerate() {
-        index_of.insert(c, i as u8);
-    }
-    if by_count.len() > palette.len() {
-        for &(c, _) in &by_count {
-            if !index_of.contains_key(&c) {
-                index_of.insert(c, nearest(&palette, c));
-            }
-        }
-    }
+    let (palette, index_of) = choose_palette(&by_count, max_colors, min_distance_sq);
     let mut indices = Vec::with_capacity(pixels.len());
     let mut last = (u32::MAX, 0u8);
     for &p in pixels {
@@ -194,23 +182,77 @@ fn distance_sq(a: u32, b: u32) -> u32 {
     d as u32
 }
 
-/// Popular colours first, skipping near-duplicates of colours already chosen (they
-/// are the anti-aliased blends that cost PNG bytes and no visible quality).
-fn choose_palette(by_count: &[(u32, u32)], max_colors: usize, min_distance_sq: u32) -> Vec<u32> {
+/// Side of a cell of the RGB lookup grid, in levels: at least the merge distance, so
+/// every palette entry within that distance of a colour is in the colour's cell or one
+/// of its 26 neighbours.
+const CELL_LEVELS: i32 = 16;
+const CELLS_PER_AXIS: i32 = 256 / CELL_LEVELS;
+
+fn cell_of(c: u32) -> [i32; 3] {
+    let ch = channels(c);
+    [
+        ch[0] / CELL_LEVELS,
+        ch[1] / CELL_LEVELS,
+        ch[2] / CELL_LEVELS,
+    ]
+}
+
+/// Popular colours first; a colour within `min_distance_sq` of an entry already taken
+/// maps to the nearest such entry instead of getting its own (those are the
+/// anti-aliased blends that cost PNG bytes and no visible quality). Once the palette is
+/// full, the rest map to their nearest entry. Returns the palette and the index of
+/// every colour.
+fn choose_palette(
+    by_count: &[(u32, u32)],
+    max_colors: usize,
+    min_distance_sq: u32,
+) -> (Vec<u32>, ColorMap<u8>) {
+    debug_assert!(min_distance_sq <= (CELL_LEVELS * CELL_LEVELS) as u32);
     let mut palette: Vec<u32> = Vec::with_capacity(max_colors);
+    let mut index_of: ColorMap<u8> = ColorMap::default();
+    index_of.reserve(by_count.len());
+    let axis = CELLS_PER_AXIS as usize;
+    let mut grid: Vec<Vec<u8>> = vec![Vec::new(); axis * axis * axis];
     for &(c, _) in by_count {
-        if palette.len() == max_colors {
-            break;
+        if min_distance_sq > 0 {
+            let [r, g, b] = cell_of(c);
+            let mut best: Option<(u32, u8)> = None;
+            for dr in -1..=1 {
+                for dg in -1..=1 {
+                    for db in -1..=1 {
+                        let (cr, cg, cb) = (r + dr, g + dg, b + db);
+                        if [cr, cg, cb]
+                            .iter()
+                            .any(|v| !(0..CELLS_PER_AXIS).contains(v))
+                        {
+                            continue;
+                        }
+                        let cell = ((cr * CELLS_PER_AXIS + cg) * CELLS_PER_AXIS + cb) as usize;
+                        for &i in &grid[cell] {
+                            let d = distance_sq(palette[usize::from(i)], c);
+                            if d < min_distance_sq && best.map_or(true, |(bd, _)| d < bd) {
+                                best = Some((d, i));
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((_, i)) = best {
+                index_of.insert(c, i);
+                continue;
+            }
         }
-        if min_distance_sq == 0
-            || palette
-                .iter()
-                .all(|&p| distance_sq(p, c) >= min_distance_sq)
-        {
+        if palette.len() < max_colors {
+            let i = palette.len() as u8;
+            let [r, g, b] = cell_of(c);
+            grid[((r * CELLS_PER_AXIS + g) * CELLS_PER_AXIS + b) as usize].push(i);
             palette.push(c);
+            index_of.insert(c, i);
+        } else {
+            index_of.insert(c, nearest(&palette, c));
         }
     }
-    palette
+    (palette, index_of)
 }
 
 fn nearest(palette: &[u32], c: u32) -> u8 {
@@ -332,13 +374,11 @@ mod tests {
         assert!(q.palette.len() <= 256);
         assert_eq!(q.palette[0], bg);
         assert_eq!(quantize_with(&pixels, 256, 0).palette.len(), 256);
-        // Every pixel gets its nearest palette entry.
+        // Every pixel gets an entry closer than the merge distance, or its nearest one.
         for (p, &i) in pixels.iter().zip(&q.indices).step_by(97) {
             let d = distance_sq(*p, q.palette[usize::from(i)]);
-            assert!(
-                q.palette.iter().all(|&c| distance_sq(*p, c) >= d),
-                "{p:08x}"
-            );
+            let nearest = q.palette.iter().all(|&c| distance_sq(*p, c) >= d);
+            assert!(d < MIN_ENTRY_DISTANCE_SQ || nearest, "{p:08x}");
         }
     }
 
