@@ -152,9 +152,7 @@ impl Application {
         )?;
         let admin = admin_server(
             admin_listener,
-            AdminState {
-                service: service.clone(),
-            },
+            AdminState::new(service.clone(), settings),
             &options,
         )?;
         Ok(Self {

@@ -24,7 +24,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Pre-render the metatiles of a bbox and zoom range (like renderd's render_list).
     Seed(SeedArgs),
-    /// Expire metatiles from `z/x/y` lines on stdin, offline (like render_expired).
+    /// Expire metatiles from `z/x/y` lines on stdin (or a --bbox or --polygon), offline
+    /// (like render_expired).
     Expire(ExpireArgs),
     /// Apply the server's database migrations (`migrations/`).
     Migrate(CommonArgs),
@@ -154,6 +155,13 @@ pub struct ExpireArgs {
     /// Style whose cache to expire.
     #[arg(long)]
     pub style: String,
+    /// Expire a MINLON,MINLAT,MAXLON,MAXLAT box (degrees) instead of reading stdin.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// Expire what a GeoJSON Polygon or MultiPolygon (EPSG:4326) file covers instead of
+    /// reading stdin.
+    #[arg(long, value_name = "FILE", conflicts_with = "bbox")]
+    pub polygon: Option<PathBuf>,
     /// Lowest zoom to act on.
     #[arg(long, default_value_t = 0)]
     pub min_zoom: u8,

@@ -45,12 +45,6 @@ impl ServiceTarget {
         self
     }
 
-    fn stopped(&self) -> bool {
-        self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-    }
-
     /// The dry-run answer: `Changed` when the metatile exists.
     fn would_change(
         &self,
@@ -77,6 +71,12 @@ impl ServiceTarget {
 impl ExpireTarget for ServiceTarget {
     fn disk(&self) -> &DiskCache {
         self.service.cache().disk()
+    }
+
+    fn stopped(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     fn delete(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {

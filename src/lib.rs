@@ -17,6 +17,8 @@
 //! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
 //! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
 //! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
+//! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
+//! - [`admin`]: the admin API's domain: expiry and seed requests, now or as jobs.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
@@ -24,6 +26,7 @@
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cli;
@@ -31,6 +34,7 @@ pub mod config;
 pub mod expire;
 pub mod expiry;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod queue;
 pub mod render;

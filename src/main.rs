@@ -25,11 +25,14 @@ fn main() -> ExitCode {
         Command::Seed(args) => with_config(&args.common, args.common.overrides(), |loaded| {
             run_async(metatiled::seed::seed_command(
                 loaded.settings,
-                &args.style,
-                args.bbox.as_deref(),
-                &args.zoom,
-                args.threads,
-                args.force,
+                metatiled::seed::SeedCommand {
+                    style: &args.style,
+                    bbox: args.bbox.as_deref(),
+                    polygon: args.polygon.as_deref(),
+                    zoom: &args.zoom,
+                    threads: args.threads,
+                    force: args.force,
+                },
             ))
         }),
         Command::Expire(args) => match metatiled::expire::cli::ExpireCommand::from_args(&args) {

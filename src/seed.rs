@@ -1,58 +1,71 @@
-//! `metatiled seed`: pre-render the metatiles of a bbox and zoom range through the same
-//! render pool, renderer and cache writer as web requests, at `bulk` priority. Fresh
-//! metatiles are skipped (unless `--force`), so an interrupted seed resumes by running
-//! it again.
+//! Seeding: pre-render the metatiles of an area (bbox or polygons) and zoom range
+//! through the same render pool, renderer and cache writer as web requests, at `bulk`
+//! priority. Fresh metatiles are skipped (unless `force`), so an interrupted seed
+//! resumes by running it again. [`run`] is shared by `metatiled seed` (progress on
+//! stderr) and the admin API's seed jobs (progress into the job, cancellable) through
+//! a [`SeedObserver`].
 
 use crate::app::{Core, UsageError};
 use crate::cache::MetatileState;
 use crate::config::Settings;
+use crate::expire::area::Area;
+use crate::expire::ExpireSet;
 use crate::queue::{JobKey, Priority, SubmitError, Waiter};
-use crate::tile::{Bbox, LonLat, MetatileCoord, StyleName, MAX_ZOOM};
+use crate::service::{ServiceError, TileService};
+use crate::tile::{StyleName, MAX_ZOOM};
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
-/// What to seed.
+pub use crate::expire::area::{check_bbox, parse_bbox};
+
+/// How long to wait for room when the bulk queue is full and nothing is in flight.
+const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What to seed: the metatiles of `area` (as an [`ExpireSet`] built up to `max_zoom`)
+/// at zooms `min_zoom..=max_zoom`, clipped to the style's zoom range.
 #[derive(Debug, Clone)]
 pub struct SeedPlan {
     pub style: StyleName,
-    pub bbox: Bbox,
+    pub area: ExpireSet,
     pub min_zoom: u8,
     pub max_zoom: u8,
     pub force: bool,
 }
 
-/// Parses `MINLON,MINLAT,MAXLON,MAXLAT` (degrees).
-pub fn parse_bbox(text: &str) -> Result<[f64; 4], String> {
-    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-    if parts.len() != 4 {
-        return Err(format!("bbox {text:?} must be MINLON,MINLAT,MAXLON,MAXLAT"));
+impl SeedPlan {
+    /// The plan for an area: builds its squares (cheap for a bbox; for polygons the
+    /// cost grows with the outline, so the server builds it on a blocking thread).
+    pub fn new(style: StyleName, area: &Area, min_zoom: u8, max_zoom: u8, force: bool) -> Self {
+        Self {
+            style,
+            area: area.to_set(max_zoom),
+            min_zoom,
+            max_zoom,
+            force,
+        }
     }
-    let mut v = [0.0; 4];
-    for (slot, part) in v.iter_mut().zip(&parts) {
-        *slot = part
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| format!("bbox value {part:?} is not a number"))?;
-    }
-    check_bbox(v)?;
-    Ok(v)
 }
 
-/// A lon/lat bbox must be ordered and inside the world.
-pub fn check_bbox(v: [f64; 4]) -> Result<(), String> {
-    let [minlon, minlat, maxlon, maxlat] = v;
-    if !(-180.0..=180.0).contains(&minlon) || !(-180.0..=180.0).contains(&maxlon) {
-        return Err("bbox longitudes must be within -180..180".into());
+/// Why a seed could not run.
+#[derive(Debug, Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Style(#[from] ServiceError),
+    #[error("the render pool stopped")]
+    PoolStopped,
+}
+
+/// Receives a seed's progress and may stop it.
+pub trait SeedObserver: Send {
+    /// Called after every metatile (rate-limit on your side).
+    fn progress(&mut self, summary: &SeedSummary, zoom: u8);
+    /// Polled before every metatile: true ends the seed early.
+    fn cancelled(&self) -> bool {
+        false
     }
-    if !(-90.0..=90.0).contains(&minlat) || !(-90.0..=90.0).contains(&maxlat) {
-        return Err("bbox latitudes must be within -90..90".into());
-    }
-    if minlon > maxlon || minlat > maxlat {
-        return Err("bbox minimum must not exceed maximum (MINLON,MINLAT,MAXLON,MAXLAT)".into());
-    }
-    Ok(())
 }
 
 /// Parses `A-B` or `A` into an inclusive zoom range.
@@ -75,81 +88,104 @@ pub fn parse_zoom_range(text: &str) -> Result<(u8, u8), String> {
 }
 
 /// Counts of one seed run.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SeedSummary {
     pub rendered: u64,
     pub skipped_fresh: u64,
     pub failed: u64,
     pub total: u64,
+    /// Metatiles not reached because the seed was cancelled.
+    pub not_reached: u64,
 }
 
-/// Metatiles of the plan at one zoom, clipped to the style's zoom range by the caller.
-fn metatiles_at(bbox: &Bbox, z: u8) -> impl Iterator<Item = MetatileCoord> {
-    bbox.tile_range(z).metatiles().iter()
+impl SeedSummary {
+    /// Metatiles handled so far.
+    pub fn done(&self) -> u64 {
+        self.rendered + self.skipped_fresh + self.failed
+    }
 }
 
-/// Runs the plan through the core's render pool with at most `in_flight` jobs
-/// outstanding, printing progress to stderr.
-pub async fn run(core: &Core, plan: &SeedPlan, in_flight: usize) -> anyhow::Result<SeedSummary> {
-    let service = &core.service;
-    let style = service
-        .style(&plan.style)
-        .map_err(|e| UsageError(e.to_string()))?
-        .clone();
+/// The zoom range of `plan` within the style's, and how many metatiles it holds.
+pub fn plan_total(service: &TileService, plan: &SeedPlan) -> Result<(u8, u8, u64), SeedError> {
+    let style = service.style(&plan.style)?;
     let (min_z, max_z) = (
         plan.min_zoom.max(style.minzoom),
-        plan.max_zoom.min(style.maxzoom),
+        plan.max_zoom.min(style.maxzoom).min(plan.area.max_zoom()),
     );
-    let total: u64 = (min_z..=max_z)
-        .map(|z| plan.bbox.tile_range(z).metatiles().len())
+    let total = plan
+        .area
+        .blocks(min_z)
+        .take_while(|b| b.z <= max_z)
+        .map(|b| b.len())
         .sum();
+    Ok((min_z, max_z, total))
+}
+
+/// Runs the plan through the service's render pool with at most `in_flight` jobs
+/// outstanding, reporting to `observer` after every metatile.
+pub async fn run(
+    service: &TileService,
+    plan: &SeedPlan,
+    in_flight: usize,
+    observer: &mut dyn SeedObserver,
+) -> Result<SeedSummary, SeedError> {
+    let in_flight = in_flight.max(1);
+    let (min_z, max_z, total) = plan_total(service, plan)?;
     let mut summary = SeedSummary {
         total,
         ..SeedSummary::default()
     };
-    let mut progress = Progress::new(total);
     let mut waiting: VecDeque<Waiter> = VecDeque::new();
-    for z in min_z..=max_z {
-        for meta in metatiles_at(&plan.bbox, z) {
-            if !plan.force {
-                if let Ok(MetatileState::Fresh) = service.cache().metatile_state(&plan.style, meta)
-                {
-                    summary.skipped_fresh += 1;
-                    progress.step(&summary, z);
-                    continue;
-                }
-            }
-            let key = JobKey {
-                style: plan.style.clone(),
-                meta,
-            };
-            loop {
-                if waiting.len() >= in_flight {
-                    settle_one(&mut waiting, &mut summary).await;
-                    progress.step(&summary, z);
-                }
-                match service.pool().submit(key.clone(), Priority::Bulk) {
-                    Ok(submit) => {
-                        waiting.push_back(submit.into_waiter());
-                        break;
-                    }
-                    Err(SubmitError::QueueFull(_)) if !waiting.is_empty() => {
-                        settle_one(&mut waiting, &mut summary).await;
-                        progress.step(&summary, z);
-                    }
-                    Err(SubmitError::QueueFull(_)) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(SubmitError::ShuttingDown) => anyhow::bail!("render pool stopped"),
-                }
+    let metatiles = plan
+        .area
+        .blocks(min_z)
+        .take_while(|b| b.z <= max_z)
+        .flat_map(|b| b.metatiles());
+    'all: for meta in metatiles {
+        if observer.cancelled() {
+            break 'all;
+        }
+        let z = meta.z;
+        if !plan.force {
+            if let Ok(MetatileState::Fresh) = service.cache().metatile_state(&plan.style, meta) {
+                summary.skipped_fresh += 1;
+                observer.progress(&summary, z);
+                continue;
             }
         }
-        while !waiting.is_empty() {
-            settle_one(&mut waiting, &mut summary).await;
-            progress.step(&summary, z);
+        let key = JobKey {
+            style: plan.style.clone(),
+            meta,
+        };
+        loop {
+            if waiting.len() >= in_flight {
+                settle_one(&mut waiting, &mut summary).await;
+                observer.progress(&summary, z);
+            }
+            match service.pool().submit(key.clone(), Priority::Bulk) {
+                Ok(submit) => {
+                    waiting.push_back(submit.into_waiter());
+                    break;
+                }
+                Err(SubmitError::QueueFull(_)) if !waiting.is_empty() => {
+                    settle_one(&mut waiting, &mut summary).await;
+                    observer.progress(&summary, z);
+                }
+                Err(SubmitError::QueueFull(_)) => {
+                    if observer.cancelled() {
+                        break 'all;
+                    }
+                    tokio::time::sleep(FULL_QUEUE_BACKOFF).await;
+                }
+                Err(SubmitError::ShuttingDown) => return Err(SeedError::PoolStopped),
+            }
         }
     }
-    progress.finish(&summary);
+    while !waiting.is_empty() {
+        settle_one(&mut waiting, &mut summary).await;
+        observer.progress(&summary, max_z);
+    }
+    summary.not_reached = summary.total.saturating_sub(summary.done());
     Ok(summary)
 }
 
@@ -185,7 +221,23 @@ impl Progress {
         }
     }
 
-    fn step(&mut self, s: &SeedSummary, z: u8) {
+    fn finish(&self, s: &SeedSummary) {
+        if self.tty {
+            eprintln!();
+        }
+        eprintln!(
+            "seed: done in {:.1}s: {} rendered, {} already fresh, {} failed, {} in all",
+            self.started.elapsed().as_secs_f64(),
+            s.rendered,
+            s.skipped_fresh,
+            s.failed,
+            s.total
+        );
+    }
+}
+
+impl SeedObserver for Progress {
+    fn progress(&mut self, s: &SeedSummary, z: u8) {
         let every = if self.tty {
             Duration::from_millis(200)
         } else {
@@ -195,7 +247,7 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let done = s.rendered + s.skipped_fresh + s.failed;
+        let done = s.done();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = s.rendered as f64 / secs;
         let left = self.total.saturating_sub(done);
@@ -218,67 +270,56 @@ impl Progress {
             let _ = writeln!(err, "{line}");
         }
     }
-
-    fn finish(&self, s: &SeedSummary) {
-        if self.tty {
-            eprintln!();
-        }
-        eprintln!(
-            "seed: done in {:.1}s: {} rendered, {} already fresh, {} failed, {} in all",
-            self.started.elapsed().as_secs_f64(),
-            s.rendered,
-            s.skipped_fresh,
-            s.failed,
-            s.total
-        );
-    }
 }
 
-/// `metatiled seed` from the command line.
-pub async fn seed_command(
-    mut settings: Settings,
-    style: &str,
-    bbox: Option<&str>,
-    zoom: &str,
-    threads: Option<usize>,
-    force: bool,
-) -> anyhow::Result<()> {
-    let style = StyleName::parse(style).map_err(|e| UsageError(format!("--style: {e}")))?;
+/// What `metatiled seed` was asked on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SeedCommand<'a> {
+    pub style: &'a str,
+    pub bbox: Option<&'a str>,
+    pub polygon: Option<&'a Path>,
+    pub zoom: &'a str,
+    pub threads: Option<usize>,
+    pub force: bool,
+}
+
+/// `metatiled seed` from the command line: the area is `--bbox`, `--polygon` (a GeoJSON
+/// file) or else the imported data's bounds.
+pub async fn seed_command(mut settings: Settings, args: SeedCommand<'_>) -> anyhow::Result<()> {
+    let style = StyleName::parse(args.style).map_err(|e| UsageError(format!("--style: {e}")))?;
     let (min_zoom, max_zoom) =
-        parse_zoom_range(zoom).map_err(|e| UsageError(format!("--zoom: {e}")))?;
-    let given_bbox = bbox
-        .map(parse_bbox)
-        .transpose()
-        .map_err(|e| UsageError(format!("--bbox: {e}")))?;
-    if let Some(t) = threads {
+        parse_zoom_range(args.zoom).map_err(|e| UsageError(format!("--zoom: {e}")))?;
+    let given_area = match (args.bbox, args.polygon) {
+        (Some(b), _) => Some(Area::Bbox(
+            parse_bbox(b).map_err(|e| UsageError(format!("--bbox: {e}")))?,
+        )),
+        (None, Some(file)) => Some(
+            Area::from_geojson_file(file)
+                .map_err(|e| UsageError(format!("--polygon: {}", crate::cache::error_chain(&e))))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(t) = args.threads {
         settings.render.threads = t;
     }
     let core = Core::build(&settings).await?;
-    let lonlat = match (given_bbox, &core.import) {
-        (Some(b), _) => b,
-        (None, Some(info)) => info.bounds,
+    let area = match (given_area, &core.import) {
+        (Some(area), _) => area,
+        (None, Some(info)) => Area::bbox(info.bounds)
+            .map_err(|e| UsageError(format!("the recorded import bounds: {e}")))?,
         (None, None) => {
-            return Err(UsageError("--bbox is needed: no import bounds are recorded".into()).into())
+            return Err(UsageError(
+                "--bbox or --polygon is needed: no import bounds are recorded".into(),
+            )
+            .into())
         }
     };
-    let plan = SeedPlan {
-        style,
-        bbox: Bbox::from_lonlat(
-            LonLat {
-                lon: lonlat[0],
-                lat: lonlat[1],
-            },
-            LonLat {
-                lon: lonlat[2],
-                lat: lonlat[3],
-            },
-        ),
-        min_zoom,
-        max_zoom,
-        force,
-    };
+    let plan = SeedPlan::new(style, &area, min_zoom, max_zoom, args.force);
+    let (_, _, total) = plan_total(&core.service, &plan).map_err(|e| UsageError(e.to_string()))?;
+    let mut progress = Progress::new(total);
     let in_flight = settings.render_threads() * 4;
-    let summary = run(&core, &plan, in_flight).await?;
+    let summary = run(&core.service, &plan, in_flight, &mut progress).await?;
+    progress.finish(&summary);
     core.service.pool().shutdown(Duration::from_secs(60)).await;
     if summary.failed > 0 {
         anyhow::bail!("{} metatiles failed to render", summary.failed);

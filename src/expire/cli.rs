@@ -1,8 +1,10 @@
-//! `metatiled expire`: reads `z/x/y` lines on stdin and expires the disk cache offline,
+//! `metatiled expire`: reads `z/x/y` lines on stdin (or takes a `--bbox` or a
+//! `--polygon` GeoJSON file, as the admin API does) and expires the disk cache offline,
 //! like render_expired. Bad lines go to stderr with their number (the first
 //! [`MAX_SHOWN_BAD_LINES`]), progress to stderr every few seconds, the summary to
 //! stdout as `name: value` lines.
 
+use super::area::{parse_bbox, Area, AreaFileError};
 use super::{apply, ExpireAction, ExpirePlan, ExpireSet, ExpireSummary, PlanError, TileLines};
 use crate::cache::DiskCache;
 use crate::cli::ExpireArgs;
@@ -24,6 +26,10 @@ pub enum ExpireCliError {
     Style(#[from] StyleNameError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("bad --bbox: {0}")]
+    Bbox(String),
+    #[error("bad --polygon: {}", crate::cache::error_chain(.0))]
+    Polygon(#[source] AreaFileError),
     #[error("cannot read the tile list")]
     Input(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -37,6 +43,8 @@ pub enum ExpireCliError {
 pub struct ExpireCommand {
     pub style: StyleName,
     pub plan: ExpirePlan,
+    /// `--bbox` or `--polygon`; `None` reads tile lines.
+    pub area: Option<Area>,
 }
 
 /// What a run read and did.
@@ -50,7 +58,15 @@ pub struct ExpireReport {
 impl ExpireCommand {
     /// Checks the arguments; errors here are usage errors (exit 2).
     pub fn from_args(args: &ExpireArgs) -> Result<Self, ExpireCliError> {
+        let area = match (&args.bbox, &args.polygon) {
+            (Some(b), _) => Some(Area::Bbox(parse_bbox(b).map_err(ExpireCliError::Bbox)?)),
+            (None, Some(file)) => {
+                Some(Area::from_geojson_file(file).map_err(ExpireCliError::Polygon)?)
+            }
+            (None, None) => None,
+        };
         Ok(Self {
+            area,
             style: StyleName::parse(&args.style)?,
             plan: ExpirePlan::new(
                 args.min_zoom,
@@ -61,7 +77,8 @@ impl ExpireCommand {
         })
     }
 
-    /// Runs on stdin against `cache.dir`, printing to stdout and stderr.
+    /// Runs on stdin (unless an area was given) against `cache.dir`, printing to stdout
+    /// and stderr.
     pub fn run(&self, settings: &Settings) -> Result<(), ExpireCliError> {
         let stdin = std::io::stdin();
         let report = match self.run_with(
@@ -102,30 +119,10 @@ impl ExpireCommand {
             .map_err(ExpireCliError::Output)?;
         }
 
-        let mut set = ExpireSet::new(self.plan.max_zoom);
-        let mut lines = TileLines::new(input);
-        let mut bad_lines = 0u64;
-        let mut last_progress = Instant::now();
-        while let Some(item) = lines.next() {
-            match item.map_err(ExpireCliError::Input)? {
-                Ok(tile) => set.insert(tile),
-                Err(bad) => {
-                    bad_lines += 1;
-                    if bad_lines <= MAX_SHOWN_BAD_LINES {
-                        writeln!(err, "expire: skipping {bad}").map_err(ExpireCliError::Output)?;
-                    } else if bad_lines == MAX_SHOWN_BAD_LINES + 1 {
-                        writeln!(err, "expire: more bad lines are counted, not shown")
-                            .map_err(ExpireCliError::Output)?;
-                    }
-                }
-            }
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                writeln!(err, "expire: read {} lines...", lines.lines_read())
-                    .map_err(ExpireCliError::Output)?;
-                last_progress = Instant::now();
-            }
-        }
-        let line_count = lines.lines_read();
+        let (set, line_count, bad_lines) = match &self.area {
+            Some(area) => (area.to_set(self.plan.max_zoom), 0, 0),
+            None => read_lines(self.plan.max_zoom, input, err)?,
+        };
 
         let mut last_progress = Instant::now();
         let mut progress = |p: super::ExpireProgress| {
@@ -146,6 +143,10 @@ impl ExpireCommand {
         let p = &self.plan;
         let mut lines_out = vec![
             format!("style: {}", self.style),
+            format!(
+                "input: {}",
+                self.area.as_ref().map_or("tile list", Area::kind)
+            ),
             format!("zooms: {}-{}", p.min_zoom, p.max_zoom),
             format!("lines read: {line_count}"),
             format!("bad lines: {bad_lines}"),
@@ -176,4 +177,37 @@ impl ExpireCommand {
             summary,
         })
     }
+}
+
+/// Reads the tile list into a set: (set, lines read, bad lines), bad lines reported on
+/// `err`.
+fn read_lines(
+    max_zoom: u8,
+    input: impl BufRead,
+    err: &mut dyn Write,
+) -> Result<(ExpireSet, u64, u64), ExpireCliError> {
+    let mut set = ExpireSet::new(max_zoom);
+    let mut lines = TileLines::new(input);
+    let mut bad_lines = 0u64;
+    let mut last_progress = Instant::now();
+    while let Some(item) = lines.next() {
+        match item.map_err(ExpireCliError::Input)? {
+            Ok(tile) => set.insert(tile),
+            Err(bad) => {
+                bad_lines += 1;
+                if bad_lines <= MAX_SHOWN_BAD_LINES {
+                    writeln!(err, "expire: skipping {bad}").map_err(ExpireCliError::Output)?;
+                } else if bad_lines == MAX_SHOWN_BAD_LINES + 1 {
+                    writeln!(err, "expire: more bad lines are counted, not shown")
+                        .map_err(ExpireCliError::Output)?;
+                }
+            }
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            writeln!(err, "expire: read {} lines...", lines.lines_read())
+                .map_err(ExpireCliError::Output)?;
+            last_progress = Instant::now();
+        }
+    }
+    Ok((set, lines.lines_read(), bad_lines))
 }

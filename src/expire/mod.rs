@@ -23,6 +23,7 @@
 //! the input squares: an ancestor of a finer square, or a descendant of a coarser one.
 //! After dropping squares nested in others, those two kinds never overlap.
 
+pub mod area;
 pub mod cli;
 
 use crate::cache::{CacheError, DiskCache, ExpireOutcome, TileCache};
@@ -345,8 +346,13 @@ impl ExpireSet {
         }
     }
 
+    /// The highest zoom of the metatiles this set names.
+    pub fn max_zoom(&self) -> u8 {
+        self.max_zoom
+    }
+
     /// The finest level a square needs: the tile level of a metatile of `max_zoom`.
-    fn finest_level(&self) -> u8 {
+    pub fn finest_level(&self) -> u8 {
         self.max_zoom.saturating_sub(META_SHIFT)
     }
 
@@ -534,6 +540,11 @@ pub trait ExpireTarget {
     ) -> Result<ExpireOutcome, CacheError>;
     /// Re-render an existing metatile (`Absent` when it does not exist).
     fn render(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError>;
+    /// True once the work should end early (a cancelled job); [`apply`] then stops at
+    /// the next block.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 /// Offline: no render queue, so `render` marks dirty (the server re-renders a dirty
@@ -628,6 +639,13 @@ impl ExpireSummary {
         }
     }
 
+    /// Adds another summary's counts (e.g. of another style) to this one.
+    pub fn add(&mut self, other: &ExpireSummary) {
+        self.delete.add(&other.delete);
+        self.mark_dirty.add(&other.mark_dirty);
+        self.render.add(&other.render);
+    }
+
     pub fn total(&self) -> ActionCounts {
         let mut t = ActionCounts::default();
         for c in [&self.delete, &self.mark_dirty, &self.render] {
@@ -659,6 +677,9 @@ pub fn apply(
     let mut done = 0u64;
     let mut next_report = PROGRESS_STEP;
     for block in set.blocks(plan.min_zoom) {
+        if target.stopped() {
+            break;
+        }
         let action = plan.action_at(block.z);
         let act = |meta: MetatileCoord| {
             let outcome = match action {

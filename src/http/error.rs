@@ -6,6 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use thiserror::Error;
 
+/// `Retry-After` when the admin job registry is full: jobs take seconds to minutes.
+const TOO_MANY_JOBS_RETRY_SECS: u64 = 30;
+
 #[derive(Debug, Error)]
 pub enum HttpError {
     /// The path or body is malformed.
@@ -25,6 +28,9 @@ pub enum HttpError {
     /// The render did not finish within the miss timeout; it goes on in the background.
     #[error("still rendering, retry in {retry_after} s")]
     StillRendering { retry_after: u64 },
+    /// Too many admin jobs are queued or running: try again later.
+    #[error("{0}")]
+    TooManyJobs(String),
     /// Shutting down or the database is unreachable.
     #[error("service unavailable")]
     Unavailable { retry_after: u64 },
@@ -42,6 +48,7 @@ impl ResponseError for HttpError {
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Busy { .. }
             | HttpError::StillRendering { .. }
+            | HttpError::TooManyJobs(_)
             | HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -60,6 +67,9 @@ impl ResponseError for HttpError {
             }
             HttpError::Unauthorized => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            HttpError::TooManyJobs(_) => {
+                res.insert_header((header::RETRY_AFTER, TOO_MANY_JOBS_RETRY_SECS.to_string()));
             }
             _ => {}
         }

@@ -1,0 +1,584 @@
+//! The admin API's domain, free of HTTP: requests to expire and seed tile ranges become
+//! [`ExpireSet`]s, plans and [`ServiceTarget`]s; small ones run at once on a blocking
+//! thread, large ones become [`jobs`](crate::jobs) with progress and cancellation.
+//!
+//! - [`request`]: the JSON bodies and query parameters, and their validation.
+//! - [`lines`]: streaming a text tile list from a body into a set, in bounded memory.
+//! - [`Admin`]: deciding between answering now and starting a job, running expiries
+//!   (every input deduplicated to metatiles before any file is touched) and seeds.
+//!
+//! Bounded work: an expiry answers synchronously when it names at most
+//! [`DEFAULT_SYNC_MAX_METATILES`] metatiles (over all its styles) and no more re-renders
+//! than the bulk queue holds; anything larger is a job. Big blocks are walked on disk
+//! ([`crate::expire::apply`]), so a world bbox to zoom 20 costs what the cache holds.
+
+pub mod lines;
+pub mod request;
+
+use crate::expire::{apply, ActionCounts, ExpireAction, ExpireSummary};
+use crate::expiry::ServiceTarget;
+use crate::jobs::{Job, JobState, Jobs, TooManyJobs};
+use crate::seed::{self, SeedObserver, SeedPlan, SeedSummary};
+use crate::service::TileService;
+use crate::tile::StyleName;
+use bytes::Bytes;
+use lines::{BuiltInput, ChunkReader, CHANNEL_CHUNKS};
+use request::{BadLines, ExpireOptions, ExpireSpec, JsonInput, SeedSpec};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+/// Largest expiry answered synchronously, in metatiles (all styles together): a few
+/// seconds of `stat`s and renames at worst; anything larger is a job.
+pub const DEFAULT_SYNC_MAX_METATILES: u64 = 10_000;
+/// How often a running seed job refreshes its counts.
+const SEED_REPORT_EVERY: Duration = Duration::from_millis(250);
+
+/// Why an admin request was refused or failed.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// Malformed or invalid request; the message says what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown style {0}")]
+    UnknownStyle(String),
+    #[error("no job {0}")]
+    UnknownJob(u64),
+    #[error(transparent)]
+    TooManyJobs(#[from] TooManyJobs),
+    /// A worker thread failed (logged where it happened).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Limits of the admin work.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// See [`DEFAULT_SYNC_MAX_METATILES`].
+    pub sync_max_metatiles: u64,
+    /// Capacity of the render pool's bulk queue: synchronous `render` expiries never
+    /// queue more than this.
+    pub bulk_queue: usize,
+}
+
+/// The answer to an expiry: its report, or the job that will produce it.
+#[derive(Debug)]
+pub enum ExpireAnswer {
+    Done(ExpireReport),
+    Job(JobAccepted),
+}
+
+/// `202 Accepted`: where to follow a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobAccepted {
+    pub id: u64,
+    pub kind: String,
+    pub state: JobState,
+    /// Metatiles the job covers (candidates, most of which may not exist).
+    pub total: u64,
+}
+
+/// Counts of one action, as reported.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CountsReport {
+    pub matched: u64,
+    pub changed: u64,
+    pub already_dirty: u64,
+    pub absent: u64,
+    pub errors: u64,
+}
+
+impl From<ActionCounts> for CountsReport {
+    fn from(c: ActionCounts) -> Self {
+        Self {
+            matched: c.matched,
+            changed: c.changed,
+            already_dirty: c.already_dirty,
+            absent: c.absent,
+            errors: c.errors,
+        }
+    }
+}
+
+/// A bad line as reported: its number (1-based; the position in a JSON list), the
+/// text, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadLineReport {
+    pub line: u64,
+    pub text: String,
+    pub error: String,
+}
+
+/// What an expiry did (the synchronous answer, or a finished job's `result`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpireReport {
+    pub kind: &'static str,
+    pub styles: Vec<String>,
+    pub mode: &'static str,
+    pub minzoom: u8,
+    pub maxzoom: u8,
+    pub dry_run: bool,
+    /// Tiles accepted from a tile list.
+    pub tiles: u64,
+    /// Lines read from a text list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    pub bad_lines: u64,
+    pub bad_line_examples: Vec<BadLineReport>,
+    /// Metatiles named by the input at the requested zooms, in every style.
+    pub matched: u64,
+    /// Deleted, marked dirty or queued for re-rendering (with `dry_run`: would be).
+    pub changed: u64,
+    pub already_dirty: u64,
+    pub absent: u64,
+    /// `already_dirty + absent`.
+    pub skipped: u64,
+    pub errors: u64,
+    /// Per action: `delete`, `dirty`, `render`.
+    pub actions: ActionsReport,
+    pub cancelled: bool,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ActionsReport {
+    pub delete: CountsReport,
+    pub dirty: CountsReport,
+    pub render: CountsReport,
+}
+
+impl ExpireReport {
+    fn new(
+        spec: &ExpireSpec,
+        input: &BuiltInput,
+        summary: &ExpireSummary,
+        cancelled: bool,
+        ms: u64,
+    ) -> Self {
+        let total = summary.total();
+        Self {
+            kind: spec.kind,
+            styles: spec.styles.iter().map(|s| s.to_string()).collect(),
+            mode: spec.mode,
+            minzoom: spec.plan.min_zoom,
+            maxzoom: spec.plan.max_zoom,
+            dry_run: spec.dry_run,
+            tiles: input.tiles,
+            lines: input.lines,
+            bad_lines: input.bad.count,
+            bad_line_examples: bad_line_reports(&input.bad),
+            matched: total.matched,
+            changed: total.changed,
+            already_dirty: total.already_dirty,
+            absent: total.absent,
+            skipped: total.already_dirty + total.absent,
+            errors: total.errors,
+            actions: ActionsReport {
+                delete: summary.delete.into(),
+                dirty: summary.mark_dirty.into(),
+                render: summary.render.into(),
+            },
+            cancelled,
+            ms,
+        }
+    }
+
+    fn log(&self, job: Option<u64>) {
+        tracing::info!(
+            kind = self.kind,
+            styles = %self.styles.join(","),
+            mode = self.mode,
+            zooms = %format!("{}-{}", self.minzoom, self.maxzoom),
+            dry_run = self.dry_run,
+            job = ?job,
+            matched = self.matched,
+            changed = self.changed,
+            already_dirty = self.already_dirty,
+            absent = self.absent,
+            errors = self.errors,
+            bad_lines = self.bad_lines,
+            cancelled = self.cancelled,
+            ms = self.ms,
+            "expired"
+        );
+    }
+}
+
+fn bad_line_reports(bad: &BadLines) -> Vec<BadLineReport> {
+    bad.examples
+        .iter()
+        .map(|b| BadLineReport {
+            line: b.line_no,
+            text: b.text.clone(),
+            error: b.error.to_string(),
+        })
+        .collect()
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// The admin API's state: the service it acts on and its jobs.
+pub struct Admin {
+    service: Arc<TileService>,
+    jobs: Jobs,
+    options: AdminOptions,
+}
+
+impl Admin {
+    pub fn new(service: Arc<TileService>, options: AdminOptions) -> Self {
+        Self {
+            service,
+            jobs: Jobs::new(),
+            options,
+        }
+    }
+
+    pub fn service(&self) -> &Arc<TileService> {
+        &self.service
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Parses and checks a JSON expiry.
+    pub fn parse_expire_json(&self, body: &[u8]) -> Result<(ExpireSpec, JsonInput), AdminError> {
+        request::parse_expire_json(self.service.styles(), body)
+    }
+
+    /// Checks the options of a text expiry (from its query string).
+    pub fn parse_expire_text_options(&self, query: &str) -> Result<ExpireSpec, AdminError> {
+        let options: ExpireOptions = request::parse_expire_query(query)?;
+        request::expire_spec(self.service.styles(), &options, "text")
+    }
+
+    /// Builds the set of a JSON input on a blocking thread (polygons can take a while).
+    pub async fn build_json_input(
+        &self,
+        input: JsonInput,
+        max_zoom: u8,
+    ) -> Result<BuiltInput, AdminError> {
+        tokio::task::spawn_blocking(move || match input {
+            JsonInput::Tiles(list) => {
+                let mut set = crate::expire::ExpireSet::new(max_zoom);
+                for tile in &list.tiles {
+                    set.insert(*tile);
+                }
+                BuiltInput {
+                    set,
+                    tiles: list.tiles.len() as u64,
+                    lines: None,
+                    bad: list.bad,
+                }
+            }
+            JsonInput::Area(area) => BuiltInput {
+                set: area.to_set(max_zoom),
+                tiles: 0,
+                lines: None,
+                bad: BadLines::default(),
+            },
+        })
+        .await
+        .map_err(|e| internal("building the expiry set", &e))
+    }
+
+    /// Starts parsing a text tile list: feed the body's chunks into the sender (drop it
+    /// at the end of the body), then await the future for the built input.
+    pub fn text_input(
+        &self,
+        max_zoom: u8,
+    ) -> (
+        mpsc::Sender<std::io::Result<Bytes>>,
+        impl Future<Output = Result<BuiltInput, AdminError>>,
+    ) {
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let parser = tokio::task::spawn_blocking(move || {
+            lines::read_tile_text(ChunkReader::new(rx), max_zoom)
+        });
+        let built = async move {
+            match parser.await {
+                Ok(Ok(built)) => Ok(built),
+                Ok(Err(e)) => Err(AdminError::BadRequest(format!("cannot read the body: {e}"))),
+                Err(e) => Err(internal("reading the tile list", &e)),
+            }
+        };
+        (tx, built)
+    }
+
+    /// Expires now (small) or as a job (large).
+    pub async fn expire(
+        &self,
+        spec: ExpireSpec,
+        input: BuiltInput,
+    ) -> Result<ExpireAnswer, AdminError> {
+        let per_style = input.set.metatile_count(spec.plan.min_zoom);
+        let styles = spec.styles.len() as u64;
+        let total = per_style.saturating_mul(styles);
+        let renders = if spec.dry_run {
+            0
+        } else {
+            input
+                .set
+                .blocks(spec.plan.min_zoom)
+                .filter(|b| spec.plan.action_at(b.z) == ExpireAction::Render)
+                .map(|b| b.len())
+                .sum::<u64>()
+                .saturating_mul(styles)
+        };
+        let service = self.service.clone();
+        if total <= self.options.sync_max_metatiles && renders <= self.options.bulk_queue as u64 {
+            let report =
+                tokio::task::spawn_blocking(move || run_expiry(&service, &spec, &input, None))
+                    .await
+                    .map_err(|e| internal("expiring", &e))?;
+            report.log(None);
+            return Ok(ExpireAnswer::Done(report));
+        }
+        let description = format!(
+            "{} {}{} {} z{}-{}",
+            spec.kind,
+            spec.mode,
+            if spec.dry_run { " (dry run)" } else { "" },
+            spec.styles
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            spec.plan.min_zoom,
+            spec.plan.max_zoom
+        );
+        let job = self.jobs.create("expire", description)?;
+        job.set_total(total);
+        let accepted = JobAccepted {
+            id: job.id,
+            kind: job.kind.clone(),
+            state: job.state(),
+            total,
+        };
+        self.jobs.spawn(job, move |job| async move {
+            let id = job.id;
+            let worker = job.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                run_expiry(&service, &spec, &input, Some(&worker))
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(job = id, error = %e, "expire job failed");
+                format!("the expiry stopped: {e}")
+            })?;
+            report.log(Some(id));
+            job.set_result(to_json(&report));
+            Ok(())
+        });
+        Ok(ExpireAnswer::Job(accepted))
+    }
+
+    /// Parses and checks a seed.
+    pub fn parse_seed_json(&self, body: &[u8]) -> Result<SeedSpec, AdminError> {
+        request::parse_seed_json(self.service.styles(), body)
+    }
+
+    /// Starts a seed job.
+    pub async fn seed(&self, spec: SeedSpec) -> Result<JobAccepted, AdminError> {
+        let SeedSpec {
+            styles,
+            area,
+            min_zoom,
+            max_zoom,
+            force,
+        } = spec;
+        let set = tokio::task::spawn_blocking(move || area.to_set(max_zoom))
+            .await
+            .map_err(|e| internal("building the seed area", &e))?;
+        let plans: Vec<SeedPlan> = styles
+            .iter()
+            .map(|style| SeedPlan {
+                style: style.clone(),
+                area: set.clone(),
+                min_zoom,
+                max_zoom,
+                force,
+            })
+            .collect();
+        let mut total = 0u64;
+        for plan in &plans {
+            let (_, _, n) = seed::plan_total(&self.service, plan)
+                .map_err(|e| AdminError::UnknownStyle(e.to_string()))?;
+            total = total.saturating_add(n);
+        }
+        let description = format!(
+            "{}{} z{min_zoom}-{max_zoom}",
+            styles
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            if force { " (force)" } else { "" }
+        );
+        let job = self.jobs.create("seed", description)?;
+        job.set_total(total);
+        let accepted = JobAccepted {
+            id: job.id,
+            kind: job.kind.clone(),
+            state: job.state(),
+            total,
+        };
+        let service = self.service.clone();
+        self.jobs.spawn(job, move |job| async move {
+            run_seed_job(&service, &plans, total, &job).await
+        });
+        Ok(accepted)
+    }
+
+    /// Asks a job to stop; its report.
+    pub fn cancel_job(&self, id: u64) -> Result<crate::jobs::JobReport, AdminError> {
+        let job = self.jobs.get(id).ok_or(AdminError::UnknownJob(id))?;
+        job.cancel();
+        Ok(job.report())
+    }
+
+    pub fn job_report(&self, id: u64) -> Result<crate::jobs::JobReport, AdminError> {
+        self.jobs
+            .get(id)
+            .map(|j| j.report())
+            .ok_or(AdminError::UnknownJob(id))
+    }
+}
+
+fn internal(what: &str, e: &dyn std::error::Error) -> AdminError {
+    tracing::error!(error = %e, "admin: {what} failed");
+    AdminError::Internal(format!("{what} failed"))
+}
+
+/// Runs an expiry over every style of the spec (blocking). With a job: progress and
+/// partial counts go into it, and its cancellation stops the run.
+fn run_expiry(
+    service: &Arc<TileService>,
+    spec: &ExpireSpec,
+    input: &BuiltInput,
+    job: Option<&Job>,
+) -> ExpireReport {
+    let started = Instant::now();
+    let per_style = input.set.metatile_count(spec.plan.min_zoom);
+    let total = per_style.saturating_mul(spec.styles.len() as u64);
+    let mut summary = ExpireSummary::default();
+    for (i, style) in spec.styles.iter().enumerate() {
+        let mut target = ServiceTarget::new(service.clone()).dry_run(spec.dry_run);
+        if let Some(job) = job {
+            if job.is_cancelled() {
+                break;
+            }
+            target = target.cancelled_by(job.cancel_flag());
+        }
+        let offset = per_style.saturating_mul(i as u64);
+        let mut progress = |p: crate::expire::ExpireProgress| {
+            if let Some(job) = job {
+                job.set_progress(offset + p.done, total);
+            }
+        };
+        let done = apply(&target, style, &spec.plan, &input.set, &mut progress);
+        summary.add(&done);
+        if let Some(job) = job {
+            job.add_errors(done.total().errors);
+            let ms = started.elapsed().as_millis() as u64;
+            job.set_result(to_json(&ExpireReport::new(
+                spec, input, &summary, false, ms,
+            )));
+        }
+    }
+    let cancelled = job.is_some_and(Job::is_cancelled);
+    ExpireReport::new(
+        spec,
+        input,
+        &summary,
+        cancelled,
+        started.elapsed().as_millis() as u64,
+    )
+}
+
+/// Seed progress into a job.
+struct JobObserver<'a> {
+    job: &'a Job,
+    offset: u64,
+    total: u64,
+    /// Counts of the styles already seeded.
+    before: SeedSummary,
+    last_report: Instant,
+}
+
+impl JobObserver<'_> {
+    fn combined(&self, s: &SeedSummary) -> SeedSummary {
+        SeedSummary {
+            rendered: self.before.rendered + s.rendered,
+            skipped_fresh: self.before.skipped_fresh + s.skipped_fresh,
+            failed: self.before.failed + s.failed,
+            total: self.total,
+            not_reached: self.before.not_reached + s.not_reached,
+        }
+    }
+}
+
+impl SeedObserver for JobObserver<'_> {
+    fn progress(&mut self, s: &SeedSummary, _zoom: u8) {
+        self.job.set_progress(self.offset + s.done(), self.total);
+        if self.last_report.elapsed() >= SEED_REPORT_EVERY {
+            self.last_report = Instant::now();
+            self.job.set_result(to_json(&self.combined(s)));
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.job.is_cancelled()
+    }
+}
+
+async fn run_seed_job(
+    service: &TileService,
+    plans: &[SeedPlan],
+    total: u64,
+    job: &Job,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let in_flight = service.pool().stats().threads * 4;
+    let mut observer = JobObserver {
+        job,
+        offset: 0,
+        total,
+        before: SeedSummary::default(),
+        last_report: Instant::now(),
+    };
+    let mut styles_done: Vec<&StyleName> = Vec::new();
+    for plan in plans {
+        if job.is_cancelled() {
+            break;
+        }
+        let summary = seed::run(service, plan, in_flight, &mut observer)
+            .await
+            .map_err(|e| e.to_string())?;
+        observer.before = observer.combined(&summary);
+        observer.offset += summary.total;
+        job.set_result(to_json(&observer.before));
+        styles_done.push(&plan.style);
+    }
+    let mut s = observer.before.clone();
+    s.not_reached = total.saturating_sub(s.done());
+    job.set_result(to_json(&s));
+    job.add_errors(s.failed);
+    tracing::info!(
+        job = job.id,
+        styles = %styles_done.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+        rendered = s.rendered,
+        skipped_fresh = s.skipped_fresh,
+        failed = s.failed,
+        not_reached = s.not_reached,
+        cancelled = job.is_cancelled(),
+        ms = started.elapsed().as_millis() as u64,
+        "seeded"
+    );
+    Ok(())
+}

@@ -1,0 +1,650 @@
+//! Areas in longitude/latitude (EPSG:4326): a bbox, or GeoJSON polygons, turned into an
+//! [`ExpireSet`] that holds the tiles they touch as quadtree squares. `metatiled expire`,
+//! `metatiled seed` and the admin API all go through here, so the three agree on which
+//! metatiles an area names.
+//!
+//! A bbox becomes a tile range ([`ExpireSet::insert_range`]). Polygons are decomposed
+//! down the quadtree: a square with no polygon edge inside it is wholly inside (one
+//! coarse square, standing for all its descendants) or wholly outside (dropped); a
+//! square that an edge crosses is split, down to the tile level of a metatile of the
+//! set's max zoom, where it is kept. So only metatiles that intersect the polygon are
+//! named, and the work grows with the outline, not the area. Edges are straight lines
+//! in lon/lat, as GeoJSON draws them; rings use the even-odd rule (holes are holes).
+
+use super::{ExpireSet, InputTile};
+use crate::tile::{Bbox, LonLat};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Widening of a square, in degrees, when deciding which edges touch it: an edge that
+/// runs along a tile border (within ~0.1 mm) counts for both sides, as a bbox on a tile
+/// edge does.
+const EDGE_EPSILON_DEG: f64 = 1e-9;
+/// Horizontal bands of the point-in-polygon index.
+const MAX_BANDS: usize = 4096;
+/// An edge spanning more bands than this is checked for every point instead.
+const MAX_BANDS_PER_EDGE: usize = 64;
+
+/// Why an area was refused. The messages are meant for the person who sent it.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum AreaError {
+    #[error("bbox: {0}")]
+    Bbox(String),
+    #[error("GeoJSON: {0}")]
+    GeoJson(String),
+}
+
+/// Why a GeoJSON file could not be used.
+#[derive(Debug, Error)]
+pub enum AreaFileError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Area {
+        path: PathBuf,
+        #[source]
+        source: AreaError,
+    },
+}
+
+/// An area of the map in lon/lat degrees.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Area {
+    /// `[minlon, minlat, maxlon, maxlat]`, checked.
+    Bbox([f64; 4]),
+    Polygons(Polygons),
+}
+
+/// The rings of one or more polygons (outer rings and holes alike), closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polygons {
+    rings: Vec<Vec<(f64, f64)>>,
+}
+
+/// Parses `MINLON,MINLAT,MAXLON,MAXLAT` (degrees).
+pub fn parse_bbox(text: &str) -> Result<[f64; 4], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if parts.len() != 4 {
+        return Err(format!("bbox {text:?} must be MINLON,MINLAT,MAXLON,MAXLAT"));
+    }
+    let mut v = [0.0; 4];
+    for (slot, part) in v.iter_mut().zip(&parts) {
+        *slot = part
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| format!("bbox value {part:?} is not a number"))?;
+    }
+    check_bbox(v)?;
+    Ok(v)
+}
+
+/// A lon/lat bbox must be ordered and inside the world.
+pub fn check_bbox(v: [f64; 4]) -> Result<(), String> {
+    let [minlon, minlat, maxlon, maxlat] = v;
+    if v.iter().any(|f| !f.is_finite()) {
+        return Err("bbox values must be numbers".into());
+    }
+    if !(-180.0..=180.0).contains(&minlon) || !(-180.0..=180.0).contains(&maxlon) {
+        return Err("bbox longitudes must be within -180..180".into());
+    }
+    if !(-90.0..=90.0).contains(&minlat) || !(-90.0..=90.0).contains(&maxlat) {
+        return Err("bbox latitudes must be within -90..90".into());
+    }
+    if minlon > maxlon || minlat > maxlat {
+        return Err("bbox minimum must not exceed maximum (MINLON,MINLAT,MAXLON,MAXLAT)".into());
+    }
+    Ok(())
+}
+
+impl Area {
+    /// A checked bbox.
+    pub fn bbox(v: [f64; 4]) -> Result<Area, AreaError> {
+        check_bbox(v).map_err(AreaError::Bbox)?;
+        Ok(Area::Bbox(v))
+    }
+
+    /// A GeoJSON Polygon or MultiPolygon, or a Feature or FeatureCollection of them.
+    pub fn from_geojson(value: &Value) -> Result<Area, AreaError> {
+        let mut rings = Vec::new();
+        collect_geojson(value, &mut rings)?;
+        if rings.is_empty() {
+            return Err(AreaError::GeoJson("no polygon in the geometry".into()));
+        }
+        Ok(Area::Polygons(Polygons { rings }))
+    }
+
+    /// Reads a GeoJSON file (see [`Area::from_geojson`]).
+    pub fn from_geojson_file(path: &Path) -> Result<Area, AreaFileError> {
+        let text = std::fs::read(path).map_err(|source| AreaFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: Value = serde_json::from_slice(&text).map_err(|source| AreaFileError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Area::from_geojson(&value).map_err(|source| AreaFileError::Area {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// `bbox` or `polygon`, for logs and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Area::Bbox(_) => "bbox",
+            Area::Polygons(_) => "polygon",
+        }
+    }
+
+    /// The squares of the tiles this area touches, for metatiles up to `max_zoom`.
+    pub fn to_set(&self, max_zoom: u8) -> ExpireSet {
+        let mut set = ExpireSet::new(max_zoom);
+        self.insert_into(&mut set);
+        set
+    }
+
+    /// Adds the tiles this area touches to `set`.
+    pub fn insert_into(&self, set: &mut ExpireSet) {
+        match self {
+            Area::Bbox([minlon, minlat, maxlon, maxlat]) => {
+                let bbox = Bbox::from_lonlat(
+                    LonLat {
+                        lon: *minlon,
+                        lat: *minlat,
+                    },
+                    LonLat {
+                        lon: *maxlon,
+                        lat: *maxlat,
+                    },
+                );
+                set.insert_range(&bbox.tile_range(set.max_zoom()));
+            }
+            Area::Polygons(p) => p.insert_into(set),
+        }
+    }
+}
+
+fn geojson_err(message: impl Into<String>) -> AreaError {
+    AreaError::GeoJson(message.into())
+}
+
+fn collect_geojson(value: &Value, rings: &mut Vec<Vec<(f64, f64)>>) -> Result<(), AreaError> {
+    let Some(object) = value.as_object() else {
+        return Err(geojson_err("expected an object with a \"type\""));
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| geojson_err("expected an object with a \"type\""))?;
+    let coordinates = || {
+        object
+            .get("coordinates")
+            .ok_or_else(|| geojson_err(format!("{kind} without \"coordinates\"")))
+    };
+    match kind {
+        "Polygon" => polygon(coordinates()?, rings, "Polygon"),
+        "MultiPolygon" => {
+            let parts = coordinates()?
+                .as_array()
+                .ok_or_else(|| geojson_err("MultiPolygon coordinates must be an array"))?;
+            if parts.is_empty() {
+                return Err(geojson_err("MultiPolygon without polygons"));
+            }
+            for (i, part) in parts.iter().enumerate() {
+                polygon(part, rings, &format!("MultiPolygon polygon {i}"))?;
+            }
+            Ok(())
+        }
+        "Feature" => match object.get("geometry") {
+            Some(g) if !g.is_null() => collect_geojson(g, rings),
+            _ => Err(geojson_err("Feature without a geometry")),
+        },
+        "FeatureCollection" => {
+            let features = object
+                .get("features")
+                .and_then(Value::as_array)
+                .ok_or_else(|| geojson_err("FeatureCollection without \"features\""))?;
+            for f in features {
+                if f.get("type").and_then(Value::as_str) != Some("Feature") {
+                    return Err(geojson_err("FeatureCollection members must be Features"));
+                }
+                collect_geojson(f, rings)?;
+            }
+            Ok(())
+        }
+        other => Err(geojson_err(format!(
+            "the geometry must be a Polygon or MultiPolygon, not a {other}"
+        ))),
+    }
+}
+
+fn polygon(
+    coordinates: &Value,
+    rings: &mut Vec<Vec<(f64, f64)>>,
+    what: &str,
+) -> Result<(), AreaError> {
+    let list = coordinates
+        .as_array()
+        .ok_or_else(|| geojson_err(format!("{what}: coordinates must be an array of rings")))?;
+    if list.is_empty() {
+        return Err(geojson_err(format!("{what} has no rings")));
+    }
+    for (r, ring) in list.iter().enumerate() {
+        let positions = ring
+            .as_array()
+            .ok_or_else(|| geojson_err(format!("{what} ring {r} must be an array of positions")))?;
+        let mut points = Vec::with_capacity(positions.len());
+        for (i, p) in positions.iter().enumerate() {
+            let pair = p.as_array().filter(|a| a.len() >= 2).and_then(|a| {
+                let lon = a[0].as_f64()?;
+                let lat = a[1].as_f64()?;
+                Some((lon, lat))
+            });
+            let Some((lon, lat)) = pair else {
+                return Err(geojson_err(format!(
+                    "{what} ring {r} position {i} must be [longitude, latitude]"
+                )));
+            };
+            if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+                return Err(geojson_err(format!(
+                    "{what} ring {r} position {i} ({lon}, {lat}) is not a longitude/latitude \
+                     in EPSG:4326"
+                )));
+            }
+            points.push((lon, lat));
+        }
+        if points.len() > 1 && points.first() == points.last() {
+            points.pop();
+        }
+        if points.len() < 3 {
+            return Err(geojson_err(format!(
+                "{what} ring {r} needs at least 3 distinct positions"
+            )));
+        }
+        rings.push(points);
+    }
+    Ok(())
+}
+
+/// One polygon edge, in degrees: (lon, lat) to (lon, lat).
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    a: (f64, f64),
+    b: (f64, f64),
+}
+
+/// A box in lon/lat: (min lon, min lat, max lon, max lat).
+type DegBox = (f64, f64, f64, f64);
+
+impl Edge {
+    /// Whether the edge meets the closed box: the boxes of both overlap and the box's
+    /// corners are not all strictly on one side of the edge's line (separating axes).
+    fn touches(&self, b: DegBox) -> bool {
+        let (x0, y0, x1, y1) = b;
+        let (a, e) = (self.a, self.b);
+        if a.0.max(e.0) < x0 || a.0.min(e.0) > x1 || a.1.max(e.1) < y0 || a.1.min(e.1) > y1 {
+            return false;
+        }
+        let (dx, dy) = (e.0 - a.0, e.1 - a.1);
+        let side = |x: f64, y: f64| dx * (y - a.1) - dy * (x - a.0);
+        let s = [side(x0, y0), side(x1, y0), side(x0, y1), side(x1, y1)];
+        !(s.iter().all(|v| *v > 0.0) || s.iter().all(|v| *v < 0.0))
+    }
+
+    /// Whether a ray from `p` towards +lon crosses the edge (half-open in latitude, so
+    /// a ray through a vertex counts it once).
+    fn crosses_ray(&self, p: (f64, f64)) -> bool {
+        let (a, b) = (self.a, self.b);
+        if (a.1 > p.1) == (b.1 > p.1) {
+            return false;
+        }
+        let x = a.0 + (p.1 - a.1) * (b.0 - a.0) / (b.1 - a.1);
+        x > p.0
+    }
+}
+
+/// Even-odd point-in-polygon in O(edges near the point's latitude): edges bucketed in
+/// latitude bands, tall edges in a list of their own.
+struct InsideIndex {
+    min_lat: f64,
+    max_lat: f64,
+    band_height: f64,
+    bands: Vec<Vec<u32>>,
+    tall: Vec<u32>,
+}
+
+impl InsideIndex {
+    fn new(edges: &[Edge]) -> Self {
+        let min_lat = edges
+            .iter()
+            .map(|e| e.a.1.min(e.b.1))
+            .fold(f64::INFINITY, f64::min);
+        let max_lat = edges
+            .iter()
+            .map(|e| e.a.1.max(e.b.1))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let n = edges.len().clamp(1, MAX_BANDS);
+        let band_height = ((max_lat - min_lat) / n as f64).max(f64::MIN_POSITIVE);
+        let mut index = Self {
+            min_lat,
+            max_lat,
+            band_height,
+            bands: vec![Vec::new(); n],
+            tall: Vec::new(),
+        };
+        for (i, e) in edges.iter().enumerate() {
+            let (lo, hi) = (index.band(e.a.1.min(e.b.1)), index.band(e.a.1.max(e.b.1)));
+            if hi - lo >= MAX_BANDS_PER_EDGE {
+                index.tall.push(i as u32);
+            } else {
+                for band in &mut index.bands[lo..=hi] {
+                    band.push(i as u32);
+                }
+            }
+        }
+        index
+    }
+
+    fn band(&self, lat: f64) -> usize {
+        let i = ((lat - self.min_lat) / self.band_height).floor();
+        (i.max(0.0) as usize).min(self.bands.len() - 1)
+    }
+
+    fn inside(&self, edges: &[Edge], p: (f64, f64)) -> bool {
+        if !(self.min_lat..=self.max_lat).contains(&p.1) {
+            return false;
+        }
+        self.bands[self.band(p.1)]
+            .iter()
+            .chain(&self.tall)
+            .filter(|&&i| edges[i as usize].crosses_ray(p))
+            .count()
+            % 2
+            == 1
+    }
+}
+
+/// The lon/lat box of the tile (`level`, `x`, `y`).
+fn tile_box(level: u8, x: u32, y: u32) -> DegBox {
+    let (sw, ne) = Bbox::of_tiles(level, x, y, 1).to_lonlat();
+    (sw.lon, sw.lat, ne.lon, ne.lat)
+}
+
+impl Polygons {
+    fn edges(&self) -> Vec<Edge> {
+        let mut edges = Vec::new();
+        for ring in &self.rings {
+            for (i, a) in ring.iter().enumerate() {
+                let b = ring[(i + 1) % ring.len()];
+                edges.push(Edge { a: *a, b });
+            }
+        }
+        edges
+    }
+
+    /// Adds the squares of the tiles that intersect the polygons (see the module docs).
+    pub fn insert_into(&self, set: &mut ExpireSet) {
+        let edges = self.edges();
+        if edges.is_empty() {
+            return;
+        }
+        let mut walk = Decompose {
+            index: InsideIndex::new(&edges),
+            edges: &edges,
+            finest: set.finest_level(),
+            set,
+        };
+        let all: Vec<u32> = (0..edges.len() as u32).collect();
+        walk.visit(0, 0, 0, &all);
+    }
+}
+
+struct Decompose<'a> {
+    edges: &'a [Edge],
+    index: InsideIndex,
+    finest: u8,
+    set: &'a mut ExpireSet,
+}
+
+impl Decompose<'_> {
+    fn visit(&mut self, level: u8, x: u32, y: u32, parent_edges: &[u32]) {
+        let b = tile_box(level, x, y);
+        let grown = (
+            b.0 - EDGE_EPSILON_DEG,
+            b.1 - EDGE_EPSILON_DEG,
+            b.2 + EDGE_EPSILON_DEG,
+            b.3 + EDGE_EPSILON_DEG,
+        );
+        let edges: Vec<u32> = parent_edges
+            .iter()
+            .copied()
+            .filter(|&i| self.edges[i as usize].touches(grown))
+            .collect();
+        let tile = InputTile { z: level, x, y };
+        if edges.is_empty() {
+            let center = ((b.0 + b.2) / 2.0, (b.1 + b.3) / 2.0);
+            if self.index.inside(self.edges, center) {
+                self.set.insert(tile);
+            }
+            return;
+        }
+        if level >= self.finest {
+            self.set.insert(tile);
+            return;
+        }
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            self.visit(level + 1, x * 2 + dx, y * 2 + dy, &edges);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tile::{tiles_per_axis, METATILE};
+    use geo::{Intersects, LineString, Polygon, Rect};
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::collections::BTreeSet;
+
+    /// (mx, my) of the metatiles of `set` at its max zoom.
+    fn metatiles_at_max(set: &ExpireSet) -> BTreeSet<(u32, u32)> {
+        let z = set.max_zoom();
+        set.blocks(z)
+            .flat_map(|b| b.metatiles())
+            .map(|m| (m.x / METATILE, m.y / METATILE))
+            .collect()
+    }
+
+    /// The metatiles of zoom `z` whose extent intersects the polygon, by testing each.
+    fn brute_force(rings: &[Vec<(f64, f64)>], z: u8) -> BTreeSet<(u32, u32)> {
+        let level = z.saturating_sub(3);
+        let exterior = LineString::from(rings[0].clone());
+        let holes = rings[1..]
+            .iter()
+            .map(|r| LineString::from(r.clone()))
+            .collect();
+        let poly = Polygon::new(exterior, holes);
+        let n = tiles_per_axis(level);
+        let mut out = BTreeSet::new();
+        for x in 0..n {
+            for y in 0..n {
+                let b = tile_box(level, x, y);
+                let rect = Rect::new((b.0, b.1), (b.2, b.3));
+                if poly.intersects(&rect) {
+                    out.insert((x, y));
+                }
+            }
+        }
+        out
+    }
+
+    fn polygons(rings: Vec<Vec<(f64, f64)>>) -> Area {
+        Area::Polygons(Polygons { rings })
+    }
+
+    #[test]
+    fn polygon_geojson_of_every_accepted_shape_parses() {
+        let square = json!([[
+            [24.9, 60.1],
+            [25.0, 60.1],
+            [25.0, 60.2],
+            [24.9, 60.2],
+            [24.9, 60.1]
+        ]]);
+        let p = json!({"type": "Polygon", "coordinates": square});
+        assert!(matches!(Area::from_geojson(&p), Ok(Area::Polygons(_))));
+        let mp = json!({"type": "MultiPolygon", "coordinates": [square, square]});
+        assert!(Area::from_geojson(&mp).is_ok());
+        let feature = json!({"type": "Feature", "properties": {}, "geometry": p});
+        assert!(Area::from_geojson(&feature).is_ok());
+        let fc = json!({"type": "FeatureCollection", "features": [feature]});
+        assert!(Area::from_geojson(&fc).is_ok());
+    }
+
+    #[test]
+    fn non_polygon_geojson_is_refused_with_a_reason() {
+        let cases = [
+            (
+                json!({"type": "Point", "coordinates": [24.9, 60.1]}),
+                "not a Point",
+            ),
+            (
+                json!({"type": "LineString", "coordinates": [[24.9, 60.1], [25.0, 60.2]]}),
+                "not a LineString",
+            ),
+            (
+                json!({"type": "Feature", "geometry": null}),
+                "without a geometry",
+            ),
+            (json!([1, 2]), "expected an object"),
+            (json!({"type": "Polygon"}), "without \"coordinates\""),
+            (json!({"type": "Polygon", "coordinates": []}), "no rings"),
+            (
+                json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, 0]]]}),
+                "at least 3",
+            ),
+            (
+                json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 100], [2, 0]]]}),
+                "EPSG:4326",
+            ),
+            (
+                json!({"type": "Polygon", "coordinates": [[[0, 0], ["a", 1], [2, 0]]]}),
+                "[longitude, latitude]",
+            ),
+        ];
+        for (value, reason) in cases {
+            let err = Area::from_geojson(&value).unwrap_err().to_string();
+            assert!(err.contains(reason), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn bboxes_parse_or_say_why_not() {
+        assert_eq!(
+            parse_bbox("24.93,60.16,24.96,60.18").unwrap(),
+            [24.93, 60.16, 24.96, 60.18]
+        );
+        assert!(parse_bbox("24.96,60.16,24.93,60.18")
+            .unwrap_err()
+            .contains("minimum"));
+        assert!(Area::bbox([1.0, 2.0, 0.0, 3.0]).is_err());
+        assert!(Area::bbox([f64::NAN, 2.0, 0.0, 3.0]).is_err());
+    }
+
+    #[test]
+    fn a_bbox_and_the_same_rectangle_as_a_polygon_name_the_same_metatiles() {
+        let b = [24.90, 60.15, 24.99, 60.20];
+        let rect = polygons(vec![vec![
+            (b[0], b[1]),
+            (b[2], b[1]),
+            (b[2], b[3]),
+            (b[0], b[3]),
+        ]]);
+        for z in [10, 14, 17] {
+            assert_eq!(
+                metatiles_at_max(&Area::Bbox(b).to_set(z)),
+                metatiles_at_max(&rect.to_set(z)),
+                "zoom {z}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_triangle_names_only_the_metatiles_it_crosses() {
+        // A thin diagonal triangle over Helsinki: its bbox holds many more metatiles.
+        let tri = vec![(24.90, 60.15), (25.00, 60.16), (24.91, 60.16)];
+        let set = polygons(vec![tri.clone()]).to_set(16);
+        let got = metatiles_at_max(&set);
+        assert_eq!(got, brute_force(&[tri], 16));
+        let bbox = metatiles_at_max(&Area::Bbox([24.90, 60.15, 25.00, 60.16]).to_set(16));
+        assert!(got.len() < bbox.len(), "{} vs {}", got.len(), bbox.len());
+    }
+
+    #[test]
+    fn a_hole_is_left_out() {
+        let outer = vec![(20.0, 50.0), (30.0, 50.0), (30.0, 60.0), (20.0, 60.0)];
+        let hole = vec![(22.0, 52.0), (28.0, 52.0), (28.0, 58.0), (22.0, 58.0)];
+        let rings = vec![outer, hole];
+        let got = metatiles_at_max(&polygons(rings.clone()).to_set(11));
+        assert_eq!(got, brute_force(&rings, 11));
+        // The middle of the hole (25, 55) is not expired at z11 (tile level 8).
+        let p = LonLat {
+            lon: 25.0,
+            lat: 55.0,
+        };
+        let t = Bbox::from_lonlat(p, p).tile_range(8);
+        assert!(!got.contains(&(t.min_x, t.min_y)));
+    }
+
+    #[test]
+    fn a_big_polygon_at_zoom_20_costs_its_outline() {
+        // Most of Europe at z20: ~4 * 10^8 metatiles inside, ~10^5 squares held.
+        let ring = vec![(-10.0, 36.0), (30.0, 36.0), (30.0, 70.0), (-10.0, 70.0)];
+        let started = std::time::Instant::now();
+        let set = polygons(vec![ring]).to_set(20);
+        assert!(set.len() < 2_000_000, "{} squares", set.len());
+        assert!(set.metatile_count(20) > 100_000_000);
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    }
+
+    fn star(cx: f64, cy: f64, radii: Vec<f64>) -> Vec<(f64, f64)> {
+        let n = radii.len();
+        radii
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let a = i as f64 / n as f64 * std::f64::consts::TAU;
+                (cx + r * a.cos(), cy + r * a.sin() * 0.6)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn a_polygon_names_exactly_the_metatiles_that_intersect_it(
+            cx in -150.0f64..150.0,
+            cy in -60.0f64..60.0,
+            radii in proptest::collection::vec(0.5f64..20.0, 3..12),
+            z in 3u8..=9,
+        ) {
+            let ring = star(cx, cy, radii);
+            let got = metatiles_at_max(&polygons(vec![ring.clone()]).to_set(z));
+            prop_assert_eq!(got, brute_force(&[ring], z));
+        }
+    }
+}

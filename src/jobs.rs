@@ -1,0 +1,393 @@
+//! Long-running admin work (large expiries, seeds) as jobs with ids, progress and
+//! cancellation, so no request ever holds a connection for minutes and an operator can
+//! watch and stop what runs. At most [`MAX_RUNNING_JOBS`] run at once (the others wait
+//! as `queued`), at most [`MAX_ACTIVE_JOBS`] may be queued or running, and only the most
+//! recent finished jobs are remembered: the registry itself is bounded.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+/// How many finished jobs `GET /jobs` remembers.
+const MAX_KEPT_JOBS: usize = 100;
+/// How many error lines one job keeps (the count keeps going).
+const MAX_KEPT_ERRORS: usize = 50;
+/// Jobs running at the same time: expiry walks the disk and seeding fills the bulk
+/// queue, so more would only compete for the same disk and render threads.
+pub const MAX_RUNNING_JOBS: usize = 2;
+/// Jobs queued or running at the same time; beyond it a new job is refused (503).
+pub const MAX_ACTIVE_JOBS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+/// Too many jobs are queued or running.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("{MAX_ACTIVE_JOBS} jobs are already queued or running")]
+pub struct TooManyJobs;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One job's live progress; shared between the worker and the API.
+pub struct Job {
+    pub id: u64,
+    pub kind: String,
+    pub description: String,
+    state: Mutex<JobState>,
+    done: AtomicU64,
+    total: AtomicU64,
+    error_count: AtomicU64,
+    errors: Mutex<Vec<String>>,
+    cancel: Arc<AtomicBool>,
+    /// Kind-specific counts while running, the final report once finished.
+    result: Mutex<Option<Value>>,
+    created: SystemTime,
+    started: Mutex<Option<Instant>>,
+    finished: Mutex<Option<Instant>>,
+}
+
+/// What `GET /jobs/{id}` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub id: u64,
+    pub kind: String,
+    pub description: String,
+    pub state: JobState,
+    /// Metatiles handled so far, out of `total`.
+    pub done: u64,
+    pub total: u64,
+    /// Metatiles per second since the job started.
+    pub rate: f64,
+    /// Seconds left at the current rate, when it can be told.
+    pub eta_secs: Option<f64>,
+    pub elapsed_secs: f64,
+    pub created: String,
+    pub errors: Vec<String>,
+    pub error_count: u64,
+    /// Counts so far (expire: the summary; seed: rendered, skipped, failed).
+    pub result: Option<Value>,
+}
+
+impl Job {
+    pub fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Records progress: `done` of `total` metatiles handled.
+    pub fn set_progress(&self, done: u64, total: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Replaces the kind-specific counts (or the final report).
+    pub fn set_result(&self, result: Value) {
+        *lock(&self.result) = Some(result);
+    }
+
+    /// Records one error; the first [`MAX_KEPT_ERRORS`] messages are kept.
+    pub fn error(&self, message: impl Into<String>) {
+        self.error_count.fetch_add(1, Ordering::Relaxed);
+        let mut errors = lock(&self.errors);
+        if errors.len() < MAX_KEPT_ERRORS {
+            errors.push(message.into());
+        }
+    }
+
+    /// Counts errors without a message (logged elsewhere).
+    pub fn add_errors(&self, n: u64) {
+        self.error_count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The flag the worker polls; set by [`Job::cancel`].
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Asks the job to stop: a queued job is cancelled at once, a running one when its
+    /// worker next looks.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        if *state == JobState::Queued {
+            *state = JobState::Cancelled;
+            *lock(&self.finished) = Some(Instant::now());
+        }
+    }
+
+    pub fn state(&self) -> JobState {
+        *lock(&self.state)
+    }
+
+    /// Moves a queued job to running; false when it was cancelled meanwhile.
+    pub fn start(&self) -> bool {
+        let mut state = lock(&self.state);
+        if *state != JobState::Queued {
+            return false;
+        }
+        *state = JobState::Running;
+        *lock(&self.started) = Some(Instant::now());
+        true
+    }
+
+    /// Ends the job: done, failed (with a reason) or cancelled if it was asked to stop.
+    pub fn finish(&self, result: Result<(), String>) {
+        let end = match result {
+            Err(e) => {
+                self.error(e);
+                JobState::Failed
+            }
+            Ok(()) if self.is_cancelled() => JobState::Cancelled,
+            Ok(()) => JobState::Done,
+        };
+        *lock(&self.finished) = Some(Instant::now());
+        *lock(&self.state) = end;
+    }
+
+    pub fn report(&self) -> JobReport {
+        let started = *lock(&self.started);
+        let finished = *lock(&self.finished);
+        let elapsed = match (started, finished) {
+            (Some(s), Some(f)) => f.saturating_duration_since(s).as_secs_f64(),
+            (Some(s), None) => s.elapsed().as_secs_f64(),
+            _ => 0.0,
+        };
+        let done = self.done.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let rate = if elapsed > 0.0 {
+            done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let state = self.state();
+        let eta_secs = (state == JobState::Running && rate > 0.0 && total >= done)
+            .then(|| (total - done) as f64 / rate);
+        JobReport {
+            id: self.id,
+            kind: self.kind.clone(),
+            description: self.description.clone(),
+            state,
+            done,
+            total,
+            rate,
+            eta_secs,
+            elapsed_secs: elapsed,
+            created: httpdate::fmt_http_date(self.created),
+            errors: lock(&self.errors).clone(),
+            error_count: self.error_count.load(Ordering::Relaxed),
+            result: lock(&self.result).clone(),
+        }
+    }
+}
+
+/// The registry of recent jobs and the slots they run in.
+pub struct Jobs {
+    next_id: AtomicU64,
+    recent: Mutex<VecDeque<Arc<Job>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Jobs {
+    pub fn new() -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            recent: Mutex::new(VecDeque::new()),
+            slots: Arc::new(Semaphore::new(MAX_RUNNING_JOBS)),
+        }
+    }
+
+    /// Registers a queued job; [`Jobs::spawn`] runs it.
+    pub fn create(&self, kind: &str, description: String) -> Result<Arc<Job>, TooManyJobs> {
+        let mut recent = lock(&self.recent);
+        if recent.iter().filter(|j| j.state().is_active()).count() >= MAX_ACTIVE_JOBS {
+            return Err(TooManyJobs);
+        }
+        let job = Arc::new(Job {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            kind: kind.to_string(),
+            description,
+            state: Mutex::new(JobState::Queued),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            error_count: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            result: Mutex::new(None),
+            created: SystemTime::now(),
+            started: Mutex::new(None),
+            finished: Mutex::new(None),
+        });
+        recent.push_back(job.clone());
+        // Forget the oldest finished jobs beyond the limit; active ones stay.
+        while recent.len() > MAX_KEPT_JOBS {
+            match recent.iter().position(|j| !j.state().is_active()) {
+                Some(i) => {
+                    recent.remove(i);
+                }
+                None => break,
+            }
+        }
+        Ok(job)
+    }
+
+    /// Runs `work` for `job` on the tokio runtime once a slot is free: marks it
+    /// running, then done, failed or cancelled by what `work` returns. A job cancelled
+    /// while queued never runs.
+    pub fn spawn<F, Fut>(&self, job: Arc<Job>, work: F)
+    where
+        F: FnOnce(Arc<Job>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let slots = self.slots.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                job.finish(Err("the job registry was closed".into()));
+                return;
+            };
+            if !job.start() {
+                return;
+            }
+            let result = work(job.clone()).await;
+            job.finish(result);
+        });
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+        lock(&self.recent).iter().find(|j| j.id == id).cloned()
+    }
+
+    /// Newest first.
+    pub fn list(&self) -> Vec<JobReport> {
+        lock(&self.recent)
+            .iter()
+            .rev()
+            .map(|j| j.report())
+            .collect()
+    }
+
+    /// (queued, running) jobs.
+    pub fn active(&self) -> (usize, usize) {
+        let recent = lock(&self.recent);
+        let count = |s: JobState| recent.iter().filter(|j| j.state() == s).count();
+        (count(JobState::Queued), count(JobState::Running))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_job_reports_progress_and_ends_in_the_state_it_reached() {
+        let jobs = Jobs::new();
+        let job = jobs.create("expire", "bbox z0-20".into()).unwrap();
+        assert_eq!(job.state(), JobState::Queued);
+        assert!(job.start());
+        job.set_progress(2, 4);
+        job.set_result(serde_json::json!({"changed": 1}));
+        let r = job.report();
+        assert_eq!((r.state, r.done, r.total), (JobState::Running, 2, 4));
+        assert_eq!(r.result.unwrap()["changed"], 1);
+        job.finish(Ok(()));
+        assert_eq!(jobs.get(job.id).unwrap().state(), JobState::Done);
+
+        let cancelled = jobs.create("seed", String::new()).unwrap();
+        assert!(cancelled.start());
+        cancelled.cancel();
+        assert!(cancelled.is_cancelled());
+        assert!(cancelled.cancel_flag().load(Ordering::Relaxed));
+        cancelled.finish(Ok(()));
+        assert_eq!(cancelled.state(), JobState::Cancelled);
+        assert_eq!(jobs.list()[0].id, cancelled.id);
+
+        let failed = jobs.create("seed", String::new()).unwrap();
+        failed.start();
+        failed.finish(Err("render pool stopped".into()));
+        let r = failed.report();
+        assert_eq!((r.state, r.error_count), (JobState::Failed, 1));
+        assert_eq!(r.errors, vec!["render pool stopped".to_string()]);
+    }
+
+    #[test]
+    fn a_job_cancelled_while_queued_never_starts() {
+        let jobs = Jobs::new();
+        let job = jobs.create("expire", String::new()).unwrap();
+        job.cancel();
+        assert_eq!(job.state(), JobState::Cancelled);
+        assert!(!job.start());
+    }
+
+    #[test]
+    fn only_recent_finished_jobs_are_kept_and_active_ones_are_bounded() {
+        let jobs = Jobs::new();
+        let first = jobs.create("expire", String::new()).unwrap();
+        for _ in 0..MAX_KEPT_JOBS + 10 {
+            jobs.create("expire", String::new()).unwrap().finish(Ok(()));
+        }
+        // The first job never finished, so it is still there.
+        assert!(jobs.get(first.id).is_some());
+        assert!(jobs.list().len() <= MAX_KEPT_JOBS + 1);
+        for _ in 1..MAX_ACTIVE_JOBS {
+            jobs.create("expire", String::new()).unwrap();
+        }
+        assert_eq!(jobs.active(), (MAX_ACTIVE_JOBS, 0));
+        assert_eq!(
+            jobs.create("expire", String::new()).err(),
+            Some(TooManyJobs)
+        );
+    }
+
+    #[tokio::test]
+    async fn at_most_two_jobs_run_at_once_and_the_rest_wait_queued() {
+        let jobs = Jobs::new();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut all = Vec::new();
+        for _ in 0..MAX_RUNNING_JOBS + 1 {
+            let job = jobs.create("seed", String::new()).unwrap();
+            let gate = gate.clone();
+            jobs.spawn(job.clone(), move |_| async move {
+                gate.notified().await;
+                Ok(())
+            });
+            all.push(job);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(jobs.active(), (1, MAX_RUNNING_JOBS));
+        for _ in 0..10 {
+            gate.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(all.iter().all(|j| j.state() == JobState::Done));
+    }
+}
