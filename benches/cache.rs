@@ -2,7 +2,8 @@
 //! memory layer, on 1 and 2 threads; and metatile writes per second.
 //!
 //! `cargo bench --bench cache` (optionally `-- SECONDS`, default 3 per figure).
-//! The cache is 64 metatiles of z14 with tiles of 2-30 KiB (like OSM PNGs), 52 MiB.
+//! The cache is 64 metatiles of z14 with random tiles of 2-30 KiB (mean 16 KiB, like OSM
+//! PNGs), 64 MiB in all.
 
 use metatiled::cache::{Lookup, TileCache};
 use metatiled::config::CacheSettings;
@@ -38,29 +39,40 @@ fn main() {
         })
         .collect();
     let mut bytes_total = 0usize;
-    let t = Instant::now();
-    for m in &metas {
-        let tiles: Vec<Vec<u8>> = (0..64)
-            .map(|_| {
-                let len = rng.random_range(2048..30 * 1024);
-                bytes_total += len;
-                (0..len).map(|_| rng.random()).collect()
-            })
-            .collect();
-        cache.store_metatile(&style, *m, &tiles).expect("store");
-    }
-    let write_secs = t.elapsed().as_secs_f64();
+    let contents: Vec<Vec<Vec<u8>>> = metas
+        .iter()
+        .map(|_| {
+            (0..64)
+                .map(|_| {
+                    let len = rng.random_range(2048..30 * 1024);
+                    bytes_total += len;
+                    (0..len).map(|_| rng.random()).collect()
+                })
+                .collect()
+        })
+        .collect();
     println!(
         "cache: {} metatiles, {:.1} MiB of tiles, mean tile {:.1} KiB",
         metas.len(),
         bytes_total as f64 / 1048576.0,
         bytes_total as f64 / (metas.len() * 64) as f64 / 1024.0
     );
-    println!(
-        "write (fsync off): {:.0} metatiles/s ({:.2} ms each)",
-        metas.len() as f64 / write_secs,
-        write_secs * 1000.0 / metas.len() as f64
-    );
+    let write_pass = |style: &StyleName, what: &str| {
+        let t = Instant::now();
+        for (m, tiles) in metas.iter().zip(&contents) {
+            cache.store_metatile(style, *m, tiles).expect("store");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "write, fsync off, {what}: {:.0} metatiles/s ({:.2} ms each)",
+            metas.len() as f64 / secs,
+            secs * 1000.0 / metas.len() as f64
+        );
+    };
+    let scratch = StyleName::parse("scratch").expect("style");
+    write_pass(&scratch, "new files in new directories (first pass)");
+    write_pass(&style, "new files in new directories");
+    write_pass(&style, "replacing existing files");
     let fsync_cache = TileCache::open(&CacheSettings {
         fsync: true,
         ..settings.clone()
@@ -70,12 +82,12 @@ fn main() {
     let t = Instant::now();
     for m in metas.iter().take(16) {
         fsync_cache
-            .store_metatile(&style, *m, &tiles)
+            .store_metatile(&scratch, *m, &tiles)
             .expect("store");
     }
     let fsync_secs = t.elapsed().as_secs_f64();
     println!(
-        "write (fsync on, 1 MiB metatiles): {:.0} metatiles/s ({:.2} ms each)",
+        "write, fsync on, replacing existing 1 MiB files: {:.0} metatiles/s ({:.2} ms each)",
         16.0 / fsync_secs,
         fsync_secs * 1000.0 / 16.0
     );
@@ -86,6 +98,17 @@ fn main() {
     for t in tiles_of.iter() {
         let _ = cache.read_from_disk(&style, *t).expect("read");
     }
+
+    let tile = vec![7u8; 16 * 1024];
+    let t = Instant::now();
+    let mut etags = 0usize;
+    while t.elapsed() < Duration::from_secs(1) {
+        etags += std::hint::black_box(metatiled::cache::etag_of(&tile)).len();
+    }
+    println!(
+        "SHA-256 ETag of a 16 KiB tile: {:.1} us",
+        1e6 * t.elapsed().as_secs_f64() / (etags / 18) as f64
+    );
 
     for threads in [1, 2] {
         let (n, per) = run(threads, run_for, &tiles_of, |t| {
