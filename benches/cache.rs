@@ -1,7 +1,8 @@
 //! Single-tile reads per second from the disk cache (page cache warm) and from the
 //! memory layer, on 1 and 2 threads; and metatile writes per second.
 //!
-//! `cargo bench --bench cache` (optionally `-- SECONDS`, default 3 per figure).
+//! `cargo bench --bench cache` (optionally `-- SECONDS`, default 3 per figure). Run
+//! without `--bench` (as `cargo test --all-targets` does) it is a short smoke test.
 //! The cache is 64 metatiles of z14 with random tiles of 2-30 KiB (mean 16 KiB, like OSM
 //! PNGs), 64 MiB in all.
 
@@ -15,11 +16,15 @@ use std::time::{Duration, Instant};
 const METATILES_PER_SIDE: u32 = 8;
 
 fn main() {
-    let seconds: u64 = std::env::args()
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this as a quick
+    // smoke test instead.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let seconds: f64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(3);
-    let run_for = Duration::from_secs(seconds);
+        .unwrap_or(if bench { 3.0 } else { 0.02 });
+    let run_for = Duration::from_secs_f64(seconds);
+    let side = if bench { METATILES_PER_SIDE } else { 2 };
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = CacheSettings {
         dir: dir.path().to_path_buf(),
@@ -31,8 +36,8 @@ fn main() {
     let cache = Arc::new(TileCache::open(&settings).expect("open cache"));
     let style = StyleName::parse("osm").expect("style");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let metas: Vec<MetatileCoord> = (0..METATILES_PER_SIDE)
-        .flat_map(|i| (0..METATILES_PER_SIDE).map(move |j| (i, j)))
+    let metas: Vec<MetatileCoord> = (0..side)
+        .flat_map(|i| (0..side).map(move |j| (i, j)))
         .map(|(i, j)| {
             MetatileCoord::try_new(14, u64::from(9000 + i * 8), u64::from(4000 + j * 8))
                 .expect("metatile")
@@ -80,7 +85,8 @@ fn main() {
     .expect("open cache");
     let tiles: Vec<Vec<u8>> = (0..64).map(|_| vec![0u8; 16 * 1024]).collect();
     let t = Instant::now();
-    for m in metas.iter().take(16) {
+    let fsync_count = metas.len().min(16);
+    for m in metas.iter().take(fsync_count) {
         fsync_cache
             .store_metatile(&scratch, *m, &tiles)
             .expect("store");
@@ -88,8 +94,8 @@ fn main() {
     let fsync_secs = t.elapsed().as_secs_f64();
     println!(
         "write, fsync on, replacing existing 1 MiB files: {:.0} metatiles/s ({:.2} ms each)",
-        16.0 / fsync_secs,
-        fsync_secs * 1000.0 / 16.0
+        fsync_count as f64 / fsync_secs,
+        fsync_secs * 1000.0 / fsync_count as f64
     );
     let all_tiles: Vec<TileCoord> = metas.iter().flat_map(|m| m.tiles()).collect();
     let tiles_of = Arc::new(all_tiles);
@@ -102,7 +108,7 @@ fn main() {
     let tile = vec![7u8; 16 * 1024];
     let t = Instant::now();
     let mut etags = 0usize;
-    while t.elapsed() < Duration::from_secs(1) {
+    while t.elapsed() < run_for {
         etags += std::hint::black_box(metatiled::cache::etag_of(&tile)).len();
     }
     println!(
