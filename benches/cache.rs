@@ -117,37 +117,28 @@ fn main() {
     );
 
     for threads in [1, 2] {
-        let (n, per) = run(threads, run_for, &tiles_of, |t| {
+        let figures = run(threads, run_for, &tiles_of, |t| {
             let l = cache.read_from_disk(&style, t).expect("read");
             assert!(matches!(l, Lookup::Disk(_)));
         });
-        println!(
-            "disk read + validate + SHA-256 ETag, {threads} thread(s): {:.0} reads/s ({:.1} us per read per thread)",
-            n, per
-        );
+        println!("disk read + validate + SHA-256 ETag, {threads} thread(s): {figures}");
         let disk = cache.disk().clone();
-        let (n, per) = run(threads, run_for, &tiles_of, |t| {
+        let figures = run(threads, run_for, &tiles_of, |t| {
             let r = disk.read_tile(&style, t).expect("read");
             assert!(r.is_some());
         });
-        println!(
-            "disk read + validate (no ETag), {threads} thread(s): {:.0} reads/s ({:.1} us per read per thread)",
-            n, per
-        );
+        println!("disk read + validate (no ETag), {threads} thread(s): {figures}");
     }
 
     for t in tiles_of.iter() {
         let _ = cache.lookup(&style, *t).expect("fill");
     }
     for threads in [1, 2] {
-        let (n, per) = run(threads, run_for, &tiles_of, |t| {
+        let figures = run(threads, run_for, &tiles_of, |t| {
             let l = cache.lookup(&style, t).expect("lookup");
             assert!(matches!(l, Lookup::Memory(_)));
         });
-        println!(
-            "memory hit (lookup, revalidate every 5 s), {threads} thread(s): {:.0} reads/s ({:.2} us per read per thread)",
-            n, per
-        );
+        println!("memory hit (lookup, revalidate every 5 s), {threads} thread(s): {figures}");
     }
     let stats = cache.memory_stats();
     println!(
@@ -157,21 +148,52 @@ fn main() {
     );
 }
 
-/// Runs `f` on random tiles from `threads` threads for `run_for`; returns the total
-/// reads per second and the mean microseconds per read of one thread.
+/// Nanoseconds this thread has spent on a CPU (Linux `schedstat`), to tell our cost
+/// from the time other processes on a busy machine take.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// What [`run`] measured.
+struct Figures {
+    /// Reads per second, all threads together.
+    rate: f64,
+    /// Wall-clock microseconds per read, per thread.
+    wall_us: f64,
+    /// CPU microseconds per read (when the kernel tells).
+    cpu_us: Option<f64>,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} reads/s ({:.2} us per read per thread",
+            self.rate, self.wall_us
+        )?;
+        match self.cpu_us {
+            Some(cpu) => write!(f, ", {cpu:.2} us of CPU per read)"),
+            None => write!(f, ")"),
+        }
+    }
+}
+
+/// Runs `f` on random tiles from `threads` threads for `run_for`.
 fn run(
     threads: usize,
     run_for: Duration,
     tiles: &Arc<Vec<TileCoord>>,
     f: impl Fn(TileCoord) + Sync,
-) -> (f64, f64) {
-    let counts: Vec<u64> = std::thread::scope(|s| {
+) -> Figures {
+    let results: Vec<(u64, Option<u64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
                 let f = &f;
                 let tiles = tiles.clone();
                 s.spawn(move || {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+                    let cpu_start = thread_cpu_ns();
                     let start = Instant::now();
                     let mut n = 0u64;
                     while start.elapsed() < run_for {
@@ -180,7 +202,8 @@ fn run(
                         }
                         n += 64;
                     }
-                    n
+                    let cpu = cpu_start.and_then(|a| thread_cpu_ns().map(|b| b - a));
+                    (n, cpu)
                 })
             })
             .collect();
@@ -189,7 +212,12 @@ fn run(
             .map(|h| h.join().expect("bench thread"))
             .collect()
     });
-    let total: u64 = counts.iter().sum();
+    let total: u64 = results.iter().map(|r| r.0).sum();
+    let cpu: Option<u64> = results.iter().map(|r| r.1).sum();
     let rate = total as f64 / run_for.as_secs_f64();
-    (rate, 1e6 * threads as f64 / rate)
+    Figures {
+        rate,
+        wall_us: 1e6 * threads as f64 / rate,
+        cpu_us: cpu.map(|ns| ns as f64 / 1000.0 / total as f64),
+    }
 }
