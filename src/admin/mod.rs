@@ -67,7 +67,7 @@ pub struct AdminOptions {
 /// The answer to an expiry: its report, or the job that will produce it.
 #[derive(Debug)]
 pub enum ExpireAnswer {
-    Done(ExpireReport),
+    Done(Box<ExpireReport>),
     Job(JobAccepted),
 }
 
@@ -316,20 +316,14 @@ impl Admin {
         spec: ExpireSpec,
         input: BuiltInput,
     ) -> Result<ExpireAnswer, AdminError> {
-        let per_style = input.set.metatile_count(spec.plan.min_zoom);
-        let styles = spec.styles.len() as u64;
-        let total = per_style.saturating_mul(styles);
-        let renders = if spec.dry_run {
-            0
-        } else {
-            input
-                .set
-                .blocks(spec.plan.min_zoom)
-                .filter(|b| spec.plan.action_at(b.z) == ExpireAction::Render)
-                .map(|b| b.len())
-                .sum::<u64>()
-                .saturating_mul(styles)
-        };
+        // Counting walks the set's squares at every zoom: a blocking thread's work for
+        // big sets.
+        let (spec, input, total, renders) = tokio::task::spawn_blocking(move || {
+            let (total, renders) = candidates(&spec, &input);
+            (spec, input, total, renders)
+        })
+        .await
+        .map_err(|e| internal("counting metatiles", &e))?;
         let service = self.service.clone();
         if total <= self.options.sync_max_metatiles && renders <= self.options.bulk_queue as u64 {
             let report =
@@ -337,7 +331,7 @@ impl Admin {
                     .await
                     .map_err(|e| internal("expiring", &e))?;
             report.log(None);
-            return Ok(ExpireAnswer::Done(report));
+            return Ok(ExpireAnswer::Done(Box::new(report)));
         }
         let description = format!(
             "{} {}{} {} z{}-{}",
@@ -448,6 +442,19 @@ impl Admin {
             .map(|j| j.report())
             .ok_or(AdminError::UnknownJob(id))
     }
+}
+
+/// The metatiles an expiry names (all styles) and how many of them it would re-render.
+fn candidates(spec: &ExpireSpec, input: &BuiltInput) -> (u64, u64) {
+    let styles = spec.styles.len() as u64;
+    let (mut total, mut renders) = (0u64, 0u64);
+    for block in input.set.blocks(spec.plan.min_zoom) {
+        total = total.saturating_add(block.len());
+        if !spec.dry_run && spec.plan.action_at(block.z) == ExpireAction::Render {
+            renders = renders.saturating_add(block.len());
+        }
+    }
+    (total.saturating_mul(styles), renders.saturating_mul(styles))
 }
 
 fn internal(what: &str, e: &dyn std::error::Error) -> AdminError {

@@ -319,7 +319,7 @@ impl TileCache {
         meta: MetatileCoord,
     ) -> Result<ExpireOutcome, CacheError> {
         let outcome = self.disk.mark_dirty(style, meta, SystemTime::now())?;
-        self.forget(style, meta);
+        self.forget_unless_absent(style, meta, outcome);
         Ok(outcome)
     }
 
@@ -329,8 +329,17 @@ impl TileCache {
         meta: MetatileCoord,
     ) -> Result<ExpireOutcome, CacheError> {
         let outcome = self.disk.delete(style, meta)?;
-        self.forget(style, meta);
+        self.forget_unless_absent(style, meta, outcome);
         Ok(outcome)
+    }
+
+    /// Expiring a metatile that has no file changes nothing here: skipping its 64
+    /// invalidations keeps big expiries (mostly absent metatiles) cheap. Whatever memory
+    /// still holds of a file removed by another tool is dropped at its next revalidation.
+    fn forget_unless_absent(&self, style: &StyleName, meta: MetatileCoord, outcome: ExpireOutcome) {
+        if outcome != ExpireOutcome::Absent {
+            self.forget(style, meta);
+        }
     }
 
     /// Drops a metatile's tiles from memory (after a change on disk).

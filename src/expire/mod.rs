@@ -15,7 +15,8 @@
 //! 4. [`apply`] acts on every metatile that exists: [`ExpirePlan::action_at`] gives
 //!    delete (z >= delete-from), mark dirty (z >= touch-from) or render (below). A big
 //!    block is walked on disk (only directories that exist are read) rather than
-//!    enumerated, so its cost is what the cache holds.
+//!    enumerated, so its cost is what the cache holds; a zoom without a directory is
+//!    skipped whole.
 //!
 //! How a metatile relates to the quadtree: the metatile at zoom z covers exactly the
 //! tile of zoom `z - 3` (the whole world below zoom 3). So "the metatiles of zoom z that
@@ -26,10 +27,12 @@
 pub mod area;
 pub mod cli;
 
+use crate::cache::path::hash_components;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome, TileCache};
 use crate::tile::{MetatileCoord, StyleName, TileCoord, TileRange, MAX_ZOOM, METATILE};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead};
+use std::path::PathBuf;
 use std::time::SystemTime;
 use thiserror::Error;
 
@@ -662,6 +665,47 @@ pub struct ExpireProgress {
     pub total: u64,
 }
 
+/// Which of a zoom's top two hash directories exist, learnt as metatiles are looked
+/// up: a metatile under a missing directory is absent without a system call. Edges of
+/// huge areas enumerate many single metatiles that a sparse cache does not hold; this
+/// makes them cost a hash lookup each. At most 256 + 65,536 entries per zoom.
+#[derive(Debug, Default)]
+struct DirPresence {
+    zoom: Option<u8>,
+    zoom_dir: PathBuf,
+    zoom_present: bool,
+    top: HashMap<u8, bool>,
+    second: HashMap<(u8, u8), bool>,
+}
+
+impl DirPresence {
+    fn new(style_dir: PathBuf, z: u8) -> Self {
+        let zoom_dir = style_dir.join(z.to_string());
+        Self {
+            zoom: Some(z),
+            zoom_present: zoom_dir.is_dir(),
+            zoom_dir,
+            top: HashMap::new(),
+            second: HashMap::new(),
+        }
+    }
+
+    /// False when the metatile's directory is known not to exist.
+    fn may_hold(&mut self, meta: MetatileCoord) -> bool {
+        let h = hash_components(meta);
+        let (h4, h3) = (h[4], h[3]);
+        let dir = &self.zoom_dir;
+        let top = *self
+            .top
+            .entry(h4)
+            .or_insert_with(|| dir.join(h4.to_string()).is_dir());
+        top && *self
+            .second
+            .entry((h4, h3))
+            .or_insert_with(|| dir.join(h4.to_string()).join(h3.to_string()).is_dir())
+    }
+}
+
 /// Acts on every existing metatile of `set` at zooms `plan.min_zoom..=plan.max_zoom`,
 /// each once. Failures on single metatiles are logged and counted; the run goes on.
 /// `progress` is called every few thousand metatiles and after big blocks.
@@ -676,6 +720,7 @@ pub fn apply(
     let mut summary = ExpireSummary::default();
     let mut done = 0u64;
     let mut next_report = PROGRESS_STEP;
+    let mut dirs = DirPresence::default();
     for block in set.blocks(plan.min_zoom) {
         if target.stopped() {
             break;
@@ -694,7 +739,18 @@ pub fn apply(
         };
         let counts = summary.for_action(action);
         counts.matched += block.len();
-        if block.len() > WALK_ABOVE {
+        if dirs.zoom != Some(block.z) {
+            dirs = DirPresence::new(target.disk().style_dir(style), block.z);
+        }
+        if !dirs.zoom_present {
+            // Nothing of this style at this zoom: no file to look for.
+            counts.absent += block.len();
+            done += block.len();
+            if done >= next_report {
+                progress(ExpireProgress { done, total });
+                next_report = done + PROGRESS_STEP;
+            }
+        } else if block.len() > WALK_ABOVE {
             let mut found = 0u64;
             let walked = target.disk().for_each_existing_in(
                 style,
@@ -715,7 +771,11 @@ pub fn apply(
             progress(ExpireProgress { done, total });
         } else {
             for meta in block.metatiles() {
-                counts.record(&act(meta));
+                if dirs.may_hold(meta) {
+                    counts.record(&act(meta));
+                } else {
+                    counts.absent += 1;
+                }
             }
             done += block.len();
             if done >= next_report {

@@ -140,3 +140,62 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let info = reader.info();
     (info.width, info.height)
 }
+
+/// Sends `POST <path>` to `addr` with a chunked body made of `chunks` (generated as it
+/// is sent, never held whole) and returns the status and the response body. Write
+/// errors end the upload early (the server may answer, e.g. 413, before the end).
+pub async fn post_chunked(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: impl Iterator<Item = Vec<u8>>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut ok = stream.write_all(head.as_bytes()).await.is_ok();
+    for chunk in chunks {
+        if !ok {
+            break;
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(&chunk);
+        framed.extend_from_slice(b"\r\n");
+        ok = stream.write_all(&framed).await.is_ok();
+    }
+    if ok {
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    }
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The resident set size of this process (the tests' app runs in it), in KiB.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line")
+}
