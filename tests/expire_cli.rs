@@ -227,3 +227,84 @@ fn bad_arguments_exit_2_with_one_line() {
         assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     }
 }
+
+/// Runs `expire` with no stdin (an area replaces the tile list).
+fn expire_area(dir: &Path, args: &[&str]) -> Run {
+    expire(dir, args, "")
+}
+
+#[test]
+fn expire_takes_a_bbox_or_a_polygon_file_as_the_admin_api_does() {
+    use metatiled::tile::TileCoord;
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+    full_cache(dir.path(), 9, rendered);
+    // A box well inside tile 8/200/100: one metatile per zoom, (200,96) at z8.
+    let b = TileCoord {
+        z: 8,
+        x: 200,
+        y: 100,
+    }
+    .bbox();
+    let (sw, ne) = b.buffered(-b.width() * 0.25).to_lonlat();
+    let bbox = format!("{},{},{},{}", sw.lon, sw.lat, ne.lon, ne.lat);
+    let zooms = ["--min-zoom", "5", "--max-zoom", "8", "--delete-from", "8"];
+    let mut args = vec!["--style", "test", "--bbox", &bbox];
+    args.extend(zooms);
+    let run = expire_area(dir.path(), &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.summary["input"], "bbox");
+    assert_eq!(run.summary["metatiles"], "4");
+    assert_eq!(run.summary["deleted"], "1");
+    assert_eq!(run.summary["marked dirty for re-render"], "3");
+    assert_eq!(mtime(dir.path(), m(8, 200, 96)), None);
+    assert_eq!(
+        mtime(dir.path(), m(7, 96, 48)),
+        Some(rendered - TWENTY_YEARS)
+    );
+
+    // The same box as a GeoJSON Feature: the same metatiles.
+    let file = dir.path().join("area.geojson");
+    let ring = format!(
+        "[[{w},{s}],[{e},{s}],[{e},{n}],[{w},{n}],[{w},{s}]]",
+        w = sw.lon,
+        s = sw.lat,
+        e = ne.lon,
+        n = ne.lat
+    );
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"type":"Feature","properties":{{}},"geometry":{{"type":"Polygon","coordinates":[{ring}]}}}}"#
+        ),
+    )
+    .unwrap();
+    let file_arg = file.display().to_string();
+    let mut args = vec!["--style", "test", "--polygon", &file_arg];
+    args.extend(zooms);
+    let run = expire_area(dir.path(), &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.summary["input"], "polygon");
+    assert_eq!(run.summary["metatiles"], "4");
+    assert_eq!(run.summary["absent"], "1", "deleted by the first run");
+    assert_eq!(run.summary["already dirty"], "3");
+
+    // Bad areas are usage errors.
+    std::fs::write(&file, r#"{"type":"Point","coordinates":[1,2]}"#).unwrap();
+    for args in [
+        &["--style", "test", "--bbox", "3,2,1,4"][..],
+        &["--style", "test", "--polygon", &file_arg][..],
+        &["--style", "test", "--polygon", "/nonexistent.geojson"][..],
+        &[
+            "--style",
+            "test",
+            "--bbox",
+            "1,2,3,4",
+            "--polygon",
+            &file_arg,
+        ][..],
+    ] {
+        let run = expire_area(dir.path(), args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+}

@@ -282,7 +282,16 @@ pub fn parse_expire_json(
     styles: &StyleSet,
     body: &[u8],
 ) -> Result<(ExpireSpec, JsonInput), AdminError> {
-    let req: ExpireRequest = parse_json(body)?;
+    let looks_like_a_list = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(u8::is_ascii_digit);
+    let req: ExpireRequest = parse_json(body).map_err(|e| match e {
+        AdminError::BadRequest(m) if looks_like_a_list => AdminError::BadRequest(format!(
+            "{m} (send a z/x/y list with Content-Type: text/plain)"
+        )),
+        other => other,
+    })?;
     let area = area(req.bbox, req.geometry.as_ref())?;
     let input = match (req.tiles, area) {
         (Some(tiles), None) => JsonInput::Tiles(tiles),
@@ -494,6 +503,7 @@ mod tests {
 
     #[rstest]
     #[case("{\"tiles\": [", "bad JSON")]
+    #[case("15/18654/9484\n", "Content-Type: text/plain")]
     #[case(r#"{"tiles":["1/0/0"],"maxzoom":25}"#, "maxzoom 25 is above 20")]
     #[case(r#"{"tiles":["1/0/0"],"minzoom":25}"#, "minzoom 25 is above 20")]
     #[case(

@@ -181,6 +181,69 @@ fn walking_a_huge_block_finds_exactly_what_is_on_disk() {
     }
 }
 
+/// Counts the lookups an expiry makes, on top of a disk cache.
+struct CountingTarget {
+    disk: DiskCache,
+    lookups: std::cell::Cell<u64>,
+}
+
+impl ExpireTarget for CountingTarget {
+    fn disk(&self) -> &DiskCache {
+        &self.disk
+    }
+    fn delete(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {
+        self.lookups.set(self.lookups.get() + 1);
+        self.disk.delete(style, meta)
+    }
+    fn mark_dirty(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<ExpireOutcome, CacheError> {
+        self.lookups.set(self.lookups.get() + 1);
+        ExpireTarget::mark_dirty(&self.disk, style, meta)
+    }
+    fn render(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {
+        self.lookups.set(self.lookups.get() + 1);
+        ExpireTarget::render(&self.disk, style, meta)
+    }
+}
+
+#[test]
+fn metatiles_under_missing_directories_are_absent_without_a_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = CountingTarget {
+        disk: DiskCache::new(dir.path(), false),
+        lookups: std::cell::Cell::new(0),
+    };
+    let style = StyleName::parse("osm").unwrap();
+    let present = MetatileCoord::try_new(14, 9328, 4736).unwrap();
+    target
+        .disk
+        .write_metatile(&style, present, &vec![vec![1u8]; 64])
+        .unwrap();
+    // A row of 2048 single z14 metatiles along the top of the world, and one square
+    // around the metatile that exists: enumerated, not walked.
+    let mut set = ExpireSet::new(14);
+    for x in 0..2048 {
+        set.insert(t(11, x, 0));
+    }
+    set.insert(t(11, 1166, 592));
+    let plan = ExpirePlan::new(12, 14, Some(0), None).unwrap();
+    let summary = apply(&target, &style, &plan, &set, &mut |_| {});
+    assert_eq!(summary.delete.changed, 1);
+    assert_eq!(summary.delete.matched, set.metatile_count(12));
+    assert_eq!(summary.delete.absent, summary.delete.matched - 1);
+    // z12 and z13 have no directory at all; at z14 only the metatiles sharing the top
+    // two hash directories of the existing one are looked up.
+    assert!(
+        target.lookups.get() <= 2,
+        "{} lookups",
+        target.lookups.get()
+    );
+    assert!(!target.disk.path_of(&style, present).exists());
+}
+
 fn brute_force(inputs: &[InputTile], min_zoom: u8, max_zoom: u8) -> BTreeSet<MetatileCoord> {
     let mut out = BTreeSet::new();
     for z in min_zoom..=max_zoom {
