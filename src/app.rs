@@ -109,6 +109,8 @@ pub struct Application {
     admin_addr: SocketAddr,
     public: Server,
     admin: Server,
+    /// The admin API, whose jobs are cancelled at shutdown.
+    admin_api: Arc<crate::admin::Admin>,
     service: Arc<TileService>,
     shutdown_timeout: Duration,
 }
@@ -150,16 +152,15 @@ impl Application {
             },
             &options,
         )?;
-        let admin = admin_server(
-            admin_listener,
-            AdminState::new(service.clone(), settings),
-            &options,
-        )?;
+        let admin_state = AdminState::new(service.clone(), settings);
+        let admin_api = admin_state.admin.clone();
+        let admin = admin_server(admin_listener, admin_state, &options)?;
         Ok(Self {
             public_addr,
             admin_addr,
             public,
             admin,
+            admin_api,
             service,
             shutdown_timeout: options.shutdown_timeout,
         })
@@ -188,6 +189,7 @@ impl Application {
         let admin = tokio::spawn(self.admin);
         stop.await;
         tracing::info!("shutting down: finishing in-flight requests and renders");
+        self.admin_api.jobs().cancel_all();
         for h in &handles {
             h.stop(true).await;
         }

@@ -282,6 +282,15 @@ impl Jobs {
         });
     }
 
+    /// Asks every queued or running job to stop (at shutdown).
+    pub fn cancel_all(&self) {
+        for job in lock(&self.recent).iter() {
+            if job.state().is_active() {
+                job.cancel();
+            }
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<Arc<Job>> {
         lock(&self.recent).iter().find(|j| j.id == id).cloned()
     }
@@ -330,6 +339,10 @@ mod tests {
         cancelled.finish(Ok(()));
         assert_eq!(cancelled.state(), JobState::Cancelled);
         assert_eq!(jobs.list()[0].id, cancelled.id);
+
+        let queued = jobs.create("seed", String::new()).unwrap();
+        jobs.cancel_all();
+        assert_eq!(queued.state(), JobState::Cancelled);
 
         let failed = jobs.create("seed", String::new()).unwrap();
         failed.start();
