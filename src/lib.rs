@@ -21,7 +21,7 @@
 //! - [`admin`]: the admin API's domain: expiry and seed requests, now or as jobs.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
-//! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
+//! - [`seed`]: pre-rendering an area (bbox or polygon) and zoom range through the render pool.
 //! - [`metrics`]: the Prometheus series.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
