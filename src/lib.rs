@@ -13,6 +13,8 @@
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
+//! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
+//!   placement of point and line labels on a metatile canvas.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
@@ -22,4 +24,5 @@ pub mod config;
 pub mod http;
 pub mod queue;
 pub mod source;
+pub mod text;
 pub mod tile;
