@@ -45,8 +45,6 @@ struct Resolved {
     spacing: f32,
     max_bend: f32,
     repeat_distance: f32,
-    /// Font units -> pixels.
-    k: f32,
     ascender: f32,
     descender: f32,
     line_gap: f32,
@@ -252,7 +250,6 @@ impl<'f> LabelPlacer<'f> {
             },
             max_bend: positive(style.max_bend_deg).to_radians(),
             repeat_distance: positive(style.repeat_distance_px) * s,
-            k,
             ascender: m.ascender * k,
             descender: m.descender * k,
             line_gap: m.line_gap.max(0.0) * k,
@@ -371,10 +368,10 @@ fn point_candidate(lines: &[ShapedLine], at: (f32, f32), style: &Resolved) -> Op
                 face: g.face,
                 id: g.id,
                 transform: Transform::from_row(
-                    style.k,
+                    g.scale,
                     0.0,
                     0.0,
-                    -style.k,
+                    -g.scale,
                     x0 + g.x + g.dx,
                     baseline - g.dy,
                 ),
@@ -435,7 +432,7 @@ fn line_candidate(
         // Local glyph frame (x along the line, y down) -> canvas.
         let to_canvas = |lx: f32, ly: f32| (p0.0 + cos * lx - sin * ly, p0.1 + sin * lx + cos * ly);
         let (ox, oy) = to_canvas(g.dx, shift - g.dy);
-        let k = style.k;
+        let k = g.scale;
         glyphs.push(PlacedGlyph {
             face: g.face,
             id: g.id,

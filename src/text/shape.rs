@@ -17,6 +17,8 @@ pub(crate) struct Glyph {
     pub dx: f32,
     pub dy: f32,
     pub advance: f32,
+    /// Font units of this glyph's face -> pixels.
+    pub scale: f32,
 }
 
 /// A line of text as glyphs, left to right.
@@ -101,6 +103,7 @@ impl<'f> Shaper<'f> {
                     dx: pos.x_offset as f32 * scale,
                     dy: pos.y_offset as f32 * scale,
                     advance: pos.x_advance as f32 * scale,
+                    scale,
                 });
                 pen += pos.x_advance as f32 * scale;
             }
