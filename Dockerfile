@@ -14,6 +14,7 @@ WORKDIR /src
 # the include_*!/embed_migrations! in src/.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 COPY assets ./assets
 COPY migrations ./migrations
 COPY styles ./styles

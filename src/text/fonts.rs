@@ -37,6 +37,9 @@ pub(crate) struct FaceMetrics {
     pub cap_height: f32,
 }
 
+/// A glyph's outline in font units (y up); None for glyphs without ink.
+type Outline = Option<Arc<tiny_skia::Path>>;
+
 struct LoadedFace {
     data: Arc<[u8]>,
     index: u32,
@@ -60,7 +63,7 @@ pub struct FontSet {
     /// (requested face, char) -> face that draws it, or None when no face has it.
     fallback: RwLock<HashMap<(FaceId, char), Option<FaceId>>>,
     /// (face, glyph) -> outline in font units (y up); None for empty glyphs (spaces).
-    outlines: RwLock<HashMap<(FaceId, u16), Option<Arc<tiny_skia::Path>>>>,
+    outlines: RwLock<HashMap<(FaceId, u16), Outline>>,
     /// The (requested face, char) gaps already reported, so each is logged once.
     warned: Mutex<HashSet<(FaceId, char)>>,
     warned_families: Mutex<HashSet<String>>,
@@ -492,6 +495,12 @@ mod tests {
     use crate::text::test_fonts;
 
     #[test]
+    fn a_font_set_can_be_shared_by_render_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<FontSet>();
+    }
+
+    #[test]
     fn dejavu_faces_are_found_by_their_family_and_style_names() {
         let fonts = test_fonts();
         let book = fonts.face("DejaVu Sans Book").expect("book");
@@ -531,7 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("broken.ttf");
         std::fs::write(&path, b"not a font").expect("write");
-        let err = FontSet::load(&[path.clone()]).unwrap_err();
+        let err = FontSet::load(std::slice::from_ref(&path)).unwrap_err();
         assert!(matches!(err, TextError::BadFont { .. }), "{err}");
         assert!(err.to_string().contains("broken.ttf"));
         // In a directory the same file is skipped, and no font at all is an error.

@@ -12,6 +12,7 @@
 //! - `geometry`: polylines measured by length, boxes.
 //! - [`placer`]: [`LabelPlacer`]: point and line placement, the R-tree collision index,
 //!   drawing (all halos, then all fills).
+//! - `raster`: a label's coverage mask, its halo by dilation, compositing.
 //!
 //! Text with a character that no configured font has is skipped whole, with one warning
 //! per (font, character); nothing is ever drawn as a box glyph.
@@ -19,6 +20,7 @@
 pub mod fonts;
 mod geometry;
 pub mod placer;
+mod raster;
 mod shape;
 
 use std::path::PathBuf;
@@ -56,7 +58,8 @@ pub struct TextStyle {
     pub size_px: f32,
     pub fill: Color,
     pub halo: Color,
-    /// Halo radius: the outline is stroked `2 * halo_px` wide under the fill. 0 = none.
+    /// Halo radius: the letters are surrounded by this much halo colour (what a stroke
+    /// `2 * halo_px` wide with round joins would cover). 0 = none.
     pub halo_px: f32,
     /// Point labels: wrap at spaces to lines no wider than this (a longer word stays
     /// whole on its own line). None = one line.

@@ -7,12 +7,11 @@ use std::collections::HashMap;
 
 use rstar::primitives::Rectangle;
 use rstar::{RTree, AABB};
-use tiny_skia::{
-    Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, PixmapMut, Rect, Stroke, Transform,
-};
+use tiny_skia::{Color, PathBuilder, PixmapMut, Rect, Transform};
 
 use super::fonts::{push_transformed, FaceId, FontSet};
 use super::geometry::{angle_between, Box2, MeasuredLine};
+use super::raster::{paint, Paintable};
 use super::shape::{ShapeError, ShapedLine, Shaper};
 use super::TextStyle;
 
@@ -27,8 +26,8 @@ struct PlacedLabel {
     path: Option<tiny_skia::Path>,
     fill: Color,
     halo: Color,
-    /// Stroke width of the halo (twice its radius), in canvas pixels.
-    halo_width: f32,
+    /// Halo radius in canvas pixels.
+    halo_px: f32,
 }
 
 /// A style with its lengths multiplied by the placer's scale and its face resolved.
@@ -187,28 +186,19 @@ impl<'f> LabelPlacer<'f> {
     /// letters of a neighbour. `transform` maps canvas pixels to `pixmap` pixels (e.g. a
     /// translation by minus the buffer when the pixmap is the metatile alone).
     pub fn draw(&self, pixmap: &mut PixmapMut<'_>, transform: Transform) {
-        let mut paint = Paint {
-            anti_alias: true,
-            ..Paint::default()
-        };
-        for label in &self.labels {
-            let Some(path) = &label.path else { continue };
-            if label.halo_width > 0.0 && label.halo.alpha() > 0.0 {
-                paint.set_color(label.halo);
-                let stroke = Stroke {
-                    width: label.halo_width,
-                    line_join: LineJoin::Round,
-                    line_cap: LineCap::Round,
-                    ..Stroke::default()
-                };
-                pixmap.stroke_path(path, &paint, &stroke, transform, None);
-            }
-        }
-        for label in &self.labels {
-            let Some(path) = &label.path else { continue };
-            paint.set_color(label.fill);
-            pixmap.fill_path(path, &paint, FillRule::Winding, transform, None);
-        }
+        let labels: Vec<Paintable<'_>> = self
+            .labels
+            .iter()
+            .filter_map(|label| {
+                Some(Paintable {
+                    path: label.path.as_ref()?,
+                    fill: label.fill,
+                    halo: label.halo,
+                    halo_px: label.halo_px,
+                })
+            })
+            .collect();
+        paint(&labels, pixmap, transform);
     }
 
     fn resolve(&self, style: &TextStyle) -> Option<Resolved> {
@@ -307,6 +297,16 @@ impl<'f> LabelPlacer<'f> {
                 push_transformed(&mut builder, &outline, glyph.transform);
             }
         }
+        let path = builder.finish();
+        // Glyph ink can overhang its advance box (a 'j', an italic): the drawn outline,
+        // halo included, must be inside the area too.
+        if let Some(path) = &path {
+            let b = path.bounds();
+            let ink = Box2::new(b.left(), b.top(), b.right(), b.bottom()).grow(style.halo);
+            if !ink.inside(&self.area) {
+                return false;
+            }
+        }
         for b in &candidate.boxes {
             self.index.insert(Rectangle::from_corners(
                 [b.min.0, b.min.1],
@@ -320,10 +320,10 @@ impl<'f> LabelPlacer<'f> {
                 .push(candidate.center);
         }
         self.labels.push(PlacedLabel {
-            path: builder.finish(),
+            path,
             fill: style.fill,
             halo: style.halo_color,
-            halo_width: style.halo * 2.0,
+            halo_px: style.halo,
         });
         true
     }

@@ -123,9 +123,9 @@ impl<'f> Shaper<'f> {
         let mut runs: Vec<(FaceId, std::ops::Range<usize>)> = Vec::new();
         for (i, c) in text.char_indices() {
             let current = runs.last().map(|(face, _)| *face);
-            let face = if is_default_ignorable(c) {
-                current.unwrap_or(primary)
-            } else if c.is_whitespace() && current.is_some_and(|f| self.fonts.has_char(f, c)) {
+            let stays = is_default_ignorable(c)
+                || (c.is_whitespace() && current.is_some_and(|f| self.fonts.has_char(f, c)));
+            let face = if stays {
                 current.unwrap_or(primary)
             } else if self.fonts.has_char(primary, c) {
                 primary
