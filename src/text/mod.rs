@@ -16,6 +16,27 @@
 //!
 //! Text with a character that no configured font has is skipped whole, with one warning
 //! per (font, character); nothing is ever drawn as a box glyph.
+//!
+//! ```no_run
+//! use metatiled::text::{FontSet, LabelPlacer, TextStyle};
+//! use tiny_skia::{Pixmap, Rect, Transform};
+//!
+//! // Once per process; share it (e.g. in an Arc) between render threads.
+//! let fonts = FontSet::system_default()?;
+//! // Per metatile: the canvas is the 2048 px metatile plus a 128 px buffer each side.
+//! let mut canvas = Pixmap::new(2304, 2304).expect("size");
+//! let area = Rect::from_xywh(0.0, 0.0, 2304.0, 2304.0).expect("rect");
+//! let mut labels = LabelPlacer::new(&fonts, area, 1.0);
+//! // Highest priority first (places before roads, major roads before minor ones).
+//! let city = TextStyle { family: "DejaVu Sans Bold".into(), size_px: 14.0, halo_px: 2.0,
+//!     wrap_px: Some(80.0), ..TextStyle::default() };
+//! labels.place_point("Helsinki", (1150.0, 1100.0), &city);
+//! labels.place_line("Mannerheimintie", &[(900.0, 1300.0), (1400.0, 1250.0)],
+//!     &TextStyle { size_px: 11.0, ..TextStyle::default() });
+//! // After all map layers: halos, then letters.
+//! labels.draw(&mut canvas.as_mut(), Transform::identity());
+//! # Ok::<(), metatiled::text::TextError>(())
+//! ```
 
 pub mod fonts;
 mod geometry;

@@ -19,6 +19,12 @@ use super::TextStyle;
 /// along the line before giving it up. Enough to slide past a junction or a bend.
 const MAX_SHIFTS_PER_SIDE: u32 = 6;
 
+/// Line labels: the steepest a glyph may stand. Past 90 degrees from horizontal it
+/// starts to read right to left; a hairpin bend would put part of a label upside down
+/// even when each step between characters is gentle. The 20 degrees of slack let
+/// vertical streets that wobble keep their names.
+const MAX_TILT_DEG: f32 = 110.0;
+
 /// A label that was placed: its outlines in canvas pixels and how to paint them.
 #[derive(Debug, Clone)]
 struct PlacedLabel {
@@ -423,6 +429,9 @@ fn line_candidate(
                     return None;
                 }
             }
+            if angle.abs() > MAX_TILT_DEG.to_radians() {
+                return None;
+            }
             previous_angle = Some(angle);
             angle
         } else {
@@ -677,6 +686,35 @@ mod tests {
     }
 
     #[test]
+    fn a_hairpin_is_refused_even_when_each_step_between_characters_is_gentle() {
+        let fonts = test_fonts();
+        let mut placer = LabelPlacer::new(fonts, area(600.0, 600.0), 1.0);
+        let width = placer
+            .shaper
+            .shape_line(
+                "Kaisaniemenkatu",
+                fonts.face("DejaVu Sans Book").expect("face"),
+                12.0,
+            )
+            .expect("shaped")
+            .width;
+        // A half circle (a "C" open to the left) just longer than the text: 180 degrees
+        // over ~15 characters is 12 degrees a step, under the 30 degree limit, but the
+        // top or the bottom of the C would read upside down.
+        let r = width * 1.02 / std::f32::consts::PI;
+        let hairpin: Vec<(f32, f32)> = (0..=60)
+            .map(|i| {
+                let t = -std::f32::consts::FRAC_PI_2 + i as f32 / 60.0 * std::f32::consts::PI;
+                (300.0 + r * t.cos(), 300.0 + r * t.sin())
+            })
+            .collect();
+        assert_eq!(placer.place_line("Kaisaniemenkatu", &hairpin, &style()), 0);
+        // The same curve turned into a bowl reads fine: down, across and up.
+        let arch: Vec<(f32, f32)> = hairpin.iter().map(|&(x, y)| (y, x)).collect();
+        assert_eq!(placer.place_line("Kaisaniemenkatu", &arch, &style()), 1);
+    }
+
+    #[test]
     fn long_lines_get_a_label_every_spacing() {
         let mut placer = LabelPlacer::new(test_fonts(), area(2000.0, 400.0), 1.0);
         let line = [(50.0, 100.0), (1550.0, 100.0)];
@@ -853,5 +891,67 @@ mod tests {
         };
         assert!(!placer.place_point("Kallio", (200.0, 100.0), &zero));
         assert!(placer.is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn placed_labels_never_overlap_and_never_leave_the_area(
+            points in proptest::collection::vec((0.0f32..500.0, 0.0f32..400.0, 0usize..6), 0..12),
+            lines in proptest::collection::vec(
+                proptest::collection::vec((-50.0f32..550.0, -50.0f32..450.0), 2..6),
+                0..10,
+            ),
+        ) {
+            const NAMES: [&str; 6] = ["Kallio", "Töölö", "Etu-Töölö", "Hämeentie", "Åggelby", "Kamppi"];
+            let mut placer = LabelPlacer::new(test_fonts(), area(500.0, 400.0), 1.0);
+            let mut boxes_per_label: Vec<Vec<Box2>> = Vec::new();
+            let snapshot = |placer: &LabelPlacer<'_>| -> Vec<Box2> {
+                placer
+                    .index
+                    .iter()
+                    .map(|r| {
+                        let e = rstar::RTreeObject::envelope(r);
+                        Box2::new(e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1])
+                    })
+                    .collect()
+            };
+            let mut before = snapshot(&placer);
+            let mut record = |placer: &LabelPlacer<'_>, before: &mut Vec<Box2>| {
+                let after = snapshot(placer);
+                let new: Vec<Box2> = after.iter().filter(|b| !before.contains(b)).copied().collect();
+                if !new.is_empty() {
+                    boxes_per_label.push(new);
+                }
+                *before = after;
+            };
+            for (x, y, n) in &points {
+                placer.place_point(NAMES[*n], (*x, *y), &style());
+                record(&placer, &mut before);
+            }
+            for (i, line) in lines.iter().enumerate() {
+                // One label per line at most here (lines are short), so each call adds
+                // the boxes of one label.
+                let spaced = TextStyle { spacing_px: 10_000.0, ..style() };
+                placer.place_line(NAMES[i % NAMES.len()], line, &spaced);
+                record(&placer, &mut before);
+            }
+            let inside = Box2::new(0.0, 0.0, 500.0, 400.0);
+            for (i, a) in boxes_per_label.iter().enumerate() {
+                for b in a {
+                    proptest::prop_assert!(b.inside(&inside), "{b:?} outside");
+                }
+                for other in &boxes_per_label[i + 1..] {
+                    for b in a {
+                        for o in other {
+                            let overlap = b.min.0 < o.max.0 && o.min.0 < b.max.0
+                                && b.min.1 < o.max.1 && o.min.1 < b.max.1;
+                            proptest::prop_assert!(!overlap, "{b:?} overlaps {o:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
