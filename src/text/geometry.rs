@@ -62,7 +62,7 @@ pub(crate) struct MeasuredLine {
 }
 
 impl MeasuredLine {
-    /// None when the line has a non-finite coordinate or no length.
+    /// None when the line has a non-finite coordinate or length, or no length.
     pub fn new(line: &[(f32, f32)]) -> Option<MeasuredLine> {
         let mut points: Vec<(f32, f32)> = Vec::with_capacity(line.len());
         let mut dist = Vec::with_capacity(line.len());
@@ -79,6 +79,9 @@ impl MeasuredLine {
                     let d = ((x - px).powi(2) + (y - py).powi(2)).sqrt();
                     if d > 1e-4 {
                         let total = dist.last().copied().unwrap_or(0.0) + d;
+                        if !total.is_finite() {
+                            return None;
+                        }
                         points.push((x, y));
                         dist.push(total);
                     }
@@ -156,6 +159,7 @@ mod tests {
         assert!(MeasuredLine::new(&[]).is_none());
         assert!(MeasuredLine::new(&[(1.0, 1.0), (1.0, 1.0)]).is_none());
         assert!(MeasuredLine::new(&[(0.0, 0.0), (f32::NAN, 1.0)]).is_none());
+        assert!(MeasuredLine::new(&[(-3e38, 0.0), (3e38, 0.0)]).is_none());
     }
 
     #[test]

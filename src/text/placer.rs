@@ -25,6 +25,10 @@ const MAX_SHIFTS_PER_SIDE: u32 = 6;
 /// vertical streets that wobble keep their names.
 const MAX_TILT_DEG: f32 = 110.0;
 
+/// Line labels: at most this many repeats along one line are considered (a line 3000
+/// km long at z17 with the default spacing): keeps absurd input from looping for ever.
+const MAX_REPEATS_PER_LINE: usize = 10_000;
+
 /// A label that was placed: its outlines in canvas pixels and how to paint them.
 #[derive(Debug, Clone)]
 struct PlacedLabel {
@@ -159,13 +163,21 @@ impl<'f> LabelPlacer<'f> {
             return 0;
         }
         let backward = forward.reversed();
-        let repeats = ((length / style.spacing).floor() as usize).max(1);
+        let repeats = ((length / style.spacing).floor() as usize).clamp(1, MAX_REPEATS_PER_LINE);
         let stretch = length / repeats as f32;
         let tolerance = ((stretch - width) / 2.0).max(0.0);
         let step = style.size.max(4.0);
         let mut placed = 0;
         for k in 0..repeats {
             let centre = (k as f32 + 0.5) * stretch;
+            // Lines are not clipped to the canvas (label positions along a line must not
+            // depend on which metatile is drawn), so most repeats of a long line can be
+            // far outside it: skip those before any work.
+            let (cx, cy) = forward.point_at(centre);
+            let reach = width / 2.0 + tolerance + style.size;
+            if !Box2::new(cx, cy, cx, cy).inside(&self.area.grow(reach)) {
+                continue;
+            }
             let shifts = std::iter::once(0.0).chain((1..=MAX_SHIFTS_PER_SIDE).flat_map(|i| {
                 let d = i as f32 * step;
                 [d, -d]
@@ -712,6 +724,17 @@ mod tests {
         // The same curve turned into a bowl reads fine: down, across and up.
         let arch: Vec<(f32, f32)> = hairpin.iter().map(|&(x, y)| (y, x)).collect();
         assert_eq!(placer.place_line("Kaisaniemenkatu", &arch, &style()), 1);
+    }
+
+    #[test]
+    fn a_line_far_longer_than_the_canvas_is_labelled_where_it_crosses_it() {
+        let mut placer = LabelPlacer::new(test_fonts(), area(600.0, 600.0), 1.0);
+        // A road 200 km long at this scale passing through the canvas.
+        let line = [(-100_000.0, 300.0), (100_000.0, 300.0)];
+        let placed = placer.place_line("Itäväylä", &line, &style());
+        assert!((1..=2).contains(&placed), "{placed}");
+        let absurd = [(-1e30, 100.0), (1e30, 100.0)];
+        assert_eq!(placer.place_line("Itäväylä", &absurd, &style()), 0);
     }
 
     #[test]
