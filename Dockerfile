@@ -14,8 +14,8 @@ WORKDIR /src
 # the include_*!/embed_migrations! in src/.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-COPY benches ./benches
 COPY assets ./assets
+COPY benches ./benches
 COPY migrations ./migrations
 COPY styles ./styles
 COPY sql ./sql

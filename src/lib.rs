@@ -12,17 +12,33 @@
 //! - [`config`]: settings layered from defaults, file, environment and flags.
 //! - [`cli`]: the command line.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
+//! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
+//! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
+//! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
+//! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
+//! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
+//! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
+//! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
+//! - [`metrics`]: the Prometheus series.
 //! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
 //!   placement of point and line labels on a metatile canvas.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod expire;
+pub mod expiry;
 pub mod http;
+pub mod metrics;
 pub mod queue;
+pub mod render;
+pub mod seed;
+pub mod service;
 pub mod source;
+pub mod style;
 pub mod text;
 pub mod tile;

@@ -3,8 +3,9 @@
 //! (one line on stderr), 1 runtime failure.
 
 use clap::Parser;
-use metatiled::cli::{Cli, Command, CommonArgs};
+use metatiled::cli::{CacheCommand, Cli, Command, CommonArgs};
 use metatiled::config::{self, ConfigSources, Loaded, Override};
+use metatiled::tile::StyleName;
 use std::process::ExitCode;
 
 /// Exit code for bad usage or configuration, as clap uses for bad arguments.
@@ -21,11 +22,38 @@ fn main() -> ExitCode {
         Command::Migrate(common) => with_config(&common, common.overrides(), |loaded| {
             run_async(metatiled::app::migrate(loaded.settings))
         }),
-        Command::Seed(args) => not_built_yet("seed", &args.common),
-        Command::Expire(args) => not_built_yet("expire", &args.common),
-        Command::Cache(_) => {
-            eprintln!("metatiled cache: not built yet (the metatile cache issue adds it)");
-            ExitCode::from(EXIT_USAGE)
+        Command::Seed(args) => with_config(&args.common, args.common.overrides(), |loaded| {
+            run_async(metatiled::seed::seed_command(
+                loaded.settings,
+                &args.style,
+                args.bbox.as_deref(),
+                &args.zoom,
+                args.threads,
+                args.force,
+            ))
+        }),
+        Command::Expire(args) => match metatiled::expire::cli::ExpireCommand::from_args(&args) {
+            Ok(cmd) => with_config(&args.common, args.common.overrides(), |loaded| {
+                Ok(cmd.run(&loaded.settings)?)
+            }),
+            Err(e) => usage_error("expire", &e),
+        },
+        Command::Cache(CacheCommand::Inspect { file }) => finish(
+            metatiled::cache::cli::inspect(&file, &mut std::io::stdout().lock())
+                .map_err(anyhow::Error::from),
+        ),
+        Command::Cache(CacheCommand::Stats { common, style }) => {
+            match style.as_deref().map(StyleName::parse).transpose() {
+                Ok(style) => with_config(&common, common.overrides(), |loaded| {
+                    let out = &mut std::io::stdout().lock();
+                    Ok(metatiled::cache::cli::stats(
+                        &loaded.settings.cache.dir,
+                        style.as_ref(),
+                        out,
+                    )?)
+                }),
+                Err(e) => usage_error("cache stats", &e),
+            }
         }
         Command::Watch(args) | Command::Unwatch(args) => not_built_yet("watch", &args.common),
     }
@@ -63,7 +91,11 @@ fn with_config(
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("metatiled: {}", chain.join(": ").replace('\n', " "));
-            ExitCode::from(EXIT_FAILURE)
+            if e.downcast_ref::<metatiled::app::UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
         }
     }
 }
@@ -84,4 +116,22 @@ fn init_tracing(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Exit 2 with a one-line reason, for arguments that are wrong before anything runs.
+fn usage_error(name: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("metatiled {name}: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Exit 0, or 1 with the error's cause chain on one line.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("metatiled: {}", chain.join(": ").replace('\n', " "));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }

@@ -472,11 +472,12 @@ mod tests {
     }
 
     async fn settle(pool: &RenderPool<CountingBackend>) {
-        for _ in 0..500 {
+        // Generous: the machine may be busy with other tests' renders.
+        for _ in 0..3000 {
             if pool.stats().running == 0 && pool.stats().queued == [0, 0, 0] {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("pool did not settle: {:?}", pool.stats());
     }
@@ -526,7 +527,7 @@ mod tests {
         let start = Instant::now();
         let refused = pool.submit(key(9), Priority::Interactive).err();
         assert_eq!(refused, Some(SubmitError::QueueFull(Priority::Interactive)));
-        assert!(start.elapsed() < Duration::from_millis(10));
+        assert!(start.elapsed() < Duration::from_millis(100));
         // Other priorities have their own room.
         assert!(pool.submit(key(10), Priority::Bulk).is_ok());
         pool.backend().hold.store(false, Ordering::SeqCst);

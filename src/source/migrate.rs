@@ -21,8 +21,12 @@ pub async fn run_migrations(pool: &Pool) -> Result<MigrationReport, DbError> {
         .await
         .map_err(|e| DbError::Query(chain(&e)))?;
     let client: &mut tokio_postgres::Client = &mut client;
-    let report = embedded::migrations::runner()
-        .set_migration_table_name("metatiled.schema_history")
+    let mut runner = embedded::migrations::runner()
+        // A database already migrated by a newer metatiled (rolling upgrade, or two
+        // versions sharing a database) is not a reason to refuse to start.
+        .set_abort_missing(false);
+    runner.set_migration_table_name("metatiled.schema_history");
+    let report = runner
         .run_async(client)
         .await
         .map_err(|e| DbError::Query(format!("migration failed: {}", chain(&e))))?;

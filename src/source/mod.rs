@@ -3,6 +3,10 @@
 
 mod migrate;
 mod pool;
+mod postgis;
 
 pub use migrate::{run_migrations, MigrationReport};
 pub use pool::{build_pool, describe_target, DbError, ImportInfo, Pool};
+pub use postgis::{
+    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, SourceError,
+};

@@ -191,7 +191,7 @@ impl TileRange {
         }
     }
 
-    pub fn tiles(&self) -> impl Iterator<Item = TileCoord> + '_ {
+    pub fn tiles(self) -> impl Iterator<Item = TileCoord> {
         let z = self.z;
         (self.min_x..=self.max_x)
             .flat_map(move |x| (self.min_y..=self.max_y).map(move |y| TileCoord { z, x, y }))
@@ -225,8 +225,8 @@ impl MetatileRange {
             && (self.min_y..=self.max_y).contains(&meta.y)
     }
 
-    /// Metatiles in x-major order.
-    pub fn iter(&self) -> impl Iterator<Item = MetatileCoord> + '_ {
+    /// Metatiles in x-major order, lazily (a range can hold billions).
+    pub fn iter(self) -> impl Iterator<Item = MetatileCoord> {
         let z = self.z;
         let step = METATILE as usize;
         (self.min_x..=self.max_x).step_by(step).flat_map(move |x| {

@@ -8,6 +8,7 @@
 mod mercator;
 mod style_name;
 
+pub use mercator::tile_span;
 pub use mercator::{Bbox, LonLat, TileRange, EARTH_HALF_CIRCUMFERENCE};
 pub use style_name::{StyleName, StyleNameError};
 

@@ -83,3 +83,19 @@ pub fn redact_url(url: &str) -> String {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A writable copy of the test database (`METATILED_RW_DATABASE_URL`, made by
+/// `scripts/test`) for tests that change data. Same rules as [`database_url`].
+pub fn rw_database_url() -> Option<String> {
+    if let Ok(url) = std::env::var("METATILED_RW_DATABASE_URL") {
+        if !url.trim().is_empty() {
+            return Some(url);
+        }
+    }
+    if is_ci() {
+        panic!(
+            "\n\n*** data-changing tests need METATILED_RW_DATABASE_URL; run scripts/test ***\n"
+        );
+    }
+    None
+}

@@ -1,0 +1,390 @@
+//! The tile cache: mod_tile's metatile tree on disk with a memory layer in front.
+//!
+//! The cache stores bytes and timestamps and knows nothing of rendering. It owns:
+//! - [`format`]: the `.meta` file format, byte-compatible with mod_tile/renderd.
+//! - [`path`]: the hashed path scheme, both ways.
+//! - [`disk`]: one-blob reads (pread), atomic writes, dirty marks, deletes, walking.
+//! - [`freshness`]: planet time, dirty marks and staleness, from mtimes only.
+//! - `memory`: the moka layer of single tiles with their ETag.
+//! - [`cli`]: `metatiled cache inspect` and `metatiled cache stats`.
+//!
+//! [`TileCache::lookup`] goes memory -> disk. A memory entry is compared with its file
+//! at most every `cache.revalidate_secs`, so changes made on disk by other tools
+//! (render_expired, another metatiled, a new `planet-import-complete`) show within that
+//! bound; a tile read from disk always reflects the file as it is. Changes made through
+//! this [`TileCache`] (store, mark dirty, delete) drop the metatile's tiles from memory
+//! at once. A file that fails validation is logged and reported as a miss, never served.
+
+pub mod cli;
+pub mod disk;
+pub mod format;
+pub mod freshness;
+mod memory;
+pub mod path;
+
+pub use disk::{DiskCache, FileStamp, WalkItem};
+pub use format::FormatError;
+pub use memory::MemoryStats;
+pub use path::PathError;
+
+use crate::config::CacheSettings;
+use crate::tile::{MetatileCoord, StyleName, TileCoord};
+use bytes::Bytes;
+use memory::MemoryLayer;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+
+/// What went wrong in the cache. Corrupt files surface only from [`DiskCache`] and the
+/// tools; [`TileCache::lookup`] turns them into a logged miss.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid metatile")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
+    #[error("cannot encode metatile {meta}")]
+    Encode {
+        meta: MetatileCoord,
+        #[source]
+        source: FormatError,
+    },
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+/// A tile ready to serve: its bytes, ETag and render time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedTile {
+    pub bytes: Bytes,
+    /// `"` + the first 16 hex digits of the SHA-256 of `bytes` + `"`; computed once.
+    pub etag: String,
+    /// The metatile file's mtime (long ago for a dirty-marked file).
+    pub rendered_at: SystemTime,
+    /// Whether the tile needs a re-render, as of the lookup that returned it.
+    pub stale: bool,
+}
+
+impl CachedTile {
+    pub fn new(bytes: Bytes, rendered_at: SystemTime, stale: bool) -> Self {
+        let etag = etag_of(&bytes);
+        Self {
+            bytes,
+            etag,
+            rendered_at,
+            stale,
+        }
+    }
+
+    fn with_stale(&self, stale: bool) -> Self {
+        Self {
+            stale,
+            ..self.clone()
+        }
+    }
+}
+
+/// An error and its causes on one line: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// The ETag of tile bytes (DESIGN.md): `"` + first 16 hex digits of SHA-256 + `"`.
+pub fn etag_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..8]))
+}
+
+/// The result of a lookup. A stale tile is served (and re-rendered in the background).
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Fresh, from the memory layer.
+    Memory(Arc<CachedTile>),
+    /// Fresh, read from its metatile file (and now in memory).
+    Disk(Arc<CachedTile>),
+    /// In the cache (memory or disk) but stale: dirty-marked or older than the planet.
+    Stale(Arc<CachedTile>),
+    /// No such tile, or its metatile file is invalid.
+    Miss,
+}
+
+impl Lookup {
+    pub fn tile(&self) -> Option<&Arc<CachedTile>> {
+        match self {
+            Lookup::Memory(t) | Lookup::Disk(t) | Lookup::Stale(t) => Some(t),
+            Lookup::Miss => None,
+        }
+    }
+
+    /// `memory`, `disk`, `stale` or `miss`: the `result` label of the lookup metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Lookup::Memory(_) => "memory",
+            Lookup::Disk(_) => "disk",
+            Lookup::Stale(_) => "stale",
+            Lookup::Miss => "miss",
+        }
+    }
+}
+
+/// Whether a metatile file exists and needs a render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetatileState {
+    Absent,
+    Fresh,
+    Stale,
+}
+
+/// What an expiry action did to one metatile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireOutcome {
+    /// Marked dirty, or deleted.
+    Changed,
+    /// Marking found it already dirty: nothing changed.
+    AlreadyDirty,
+    /// There is no such metatile file.
+    Absent,
+}
+
+/// Disk and memory layers of one cache directory. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct TileCache {
+    disk: DiskCache,
+    memory: MemoryLayer,
+    planet: freshness::PlanetClock,
+    /// Bumped after every change made through this cache; a disk read that overlapped
+    /// one does not leave its (possibly old) tile in memory.
+    changes: AtomicU64,
+}
+
+impl TileCache {
+    /// Creates the cache directory if needed and removes abandoned temp files (a walk of
+    /// the whole tree: see [`DiskCache::clean_temp_files`] for its cost).
+    pub fn open(settings: &CacheSettings) -> Result<TileCache, CacheError> {
+        let disk = DiskCache::new(&settings.dir, settings.fsync);
+        disk.create_root()?;
+        let removed = disk.clean_temp_files()?;
+        if removed > 0 {
+            tracing::info!(removed, dir = %settings.dir.display(), "removed abandoned temp files");
+        }
+        Ok(TileCache {
+            planet: freshness::PlanetClock::new(
+                settings.dir.clone(),
+                Duration::from_secs(settings.planet_check_secs),
+            ),
+            memory: MemoryLayer::new(
+                settings.memory_bytes,
+                Duration::from_secs(settings.revalidate_secs),
+            ),
+            disk,
+            changes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn disk(&self) -> &DiskCache {
+        &self.disk
+    }
+
+    /// Memory, then disk. Never fails on a corrupt file (logged, reported as a miss);
+    /// fails only when the file system does (permissions, I/O errors).
+    pub fn lookup(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
+        let key = (style.clone(), tile);
+        let now = SystemTime::now();
+        let planet = self.planet.planet_time(style);
+        if let Some(entry) = self.memory.get(&key) {
+            let current = !self.memory.needs_check(&entry)
+                || match self.disk.stamp(style, tile.metatile()) {
+                    Ok(Some(stamp)) if stamp == entry.stamp => {
+                        self.memory.mark_checked(&entry);
+                        true
+                    }
+                    _ => false,
+                };
+            if current {
+                let stale = freshness::is_stale(entry.stamp.mtime, planet, now);
+                let cached = if stale == entry.tile.stale {
+                    entry.tile.clone()
+                } else {
+                    let updated = Arc::new(entry.tile.with_stale(stale));
+                    self.memory.replace_tile(key, &entry, updated.clone());
+                    updated
+                };
+                return Ok(if stale {
+                    Lookup::Stale(cached)
+                } else {
+                    Lookup::Memory(cached)
+                });
+            }
+            self.memory.invalidate(&key);
+        }
+        self.read_disk(key, now, planet, true)
+    }
+
+    /// Reads a tile from its metatile file, bypassing (and not filling) memory.
+    pub fn read_from_disk(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
+        let planet = self.planet.planet_time(style);
+        self.read_disk((style.clone(), tile), SystemTime::now(), planet, false)
+    }
+
+    fn read_disk(
+        &self,
+        key: memory::MemoryKey,
+        now: SystemTime,
+        planet: Option<SystemTime>,
+        fill: bool,
+    ) -> Result<Lookup, CacheError> {
+        let changes = self.changes.load(Ordering::SeqCst);
+        let read = match self.disk.read_tile(&key.0, key.1) {
+            Ok(Some(read)) => read,
+            Ok(None) => return Ok(Lookup::Miss),
+            Err(CacheError::Corrupt { path, source }) => {
+                tracing::warn!(path = %path.display(), error = %source, "invalid metatile, treated as a miss");
+                return Ok(Lookup::Miss);
+            }
+            Err(e) => return Err(e),
+        };
+        let stale = freshness::is_stale(read.stamp.mtime, planet, now);
+        let tile = Arc::new(CachedTile::new(
+            Bytes::from(read.bytes),
+            read.stamp.mtime,
+            stale,
+        ));
+        if fill {
+            self.memory.insert(key.clone(), tile.clone(), read.stamp);
+            if self.changes.load(Ordering::SeqCst) != changes {
+                self.memory.invalidate(&key);
+            }
+        }
+        Ok(if stale {
+            Lookup::Stale(tile)
+        } else {
+            Lookup::Disk(tile)
+        })
+    }
+
+    /// Writes a whole metatile atomically (64 blobs in index order, empty = no tile),
+    /// then drops its tiles from memory.
+    pub fn store_metatile(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+        tiles: &[Vec<u8>],
+    ) -> Result<(), CacheError> {
+        let result = self.disk.write_metatile(style, meta, tiles).map(|_| ());
+        self.forget(style, meta);
+        result
+    }
+
+    pub fn metatile_state(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<MetatileState, CacheError> {
+        let Some(stamp) = self.disk.stamp(style, meta)? else {
+            return Ok(MetatileState::Absent);
+        };
+        let planet = self.planet.planet_time(style);
+        Ok(
+            if freshness::is_stale(stamp.mtime, planet, SystemTime::now()) {
+                MetatileState::Stale
+            } else {
+                MetatileState::Fresh
+            },
+        )
+    }
+
+    /// Marks a metatile dirty (mtime back 20 years, once; atime kept).
+    pub fn mark_dirty(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<ExpireOutcome, CacheError> {
+        let outcome = self.disk.mark_dirty(style, meta, SystemTime::now())?;
+        self.forget(style, meta);
+        Ok(outcome)
+    }
+
+    pub fn delete(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<ExpireOutcome, CacheError> {
+        let outcome = self.disk.delete(style, meta)?;
+        self.forget(style, meta);
+        Ok(outcome)
+    }
+
+    /// Drops a metatile's tiles from memory (after a change on disk).
+    pub fn forget(&self, style: &StyleName, meta: MetatileCoord) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        for tile in meta.tiles() {
+            self.memory.invalidate(&(style.clone(), tile));
+        }
+    }
+
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.memory.stats()
+    }
+
+    /// The planet time of a style (cached up to `cache.planet_check_secs`).
+    pub fn planet_time(&self, style: &StyleName) -> Option<SystemTime> {
+        self.planet.planet_time(style)
+    }
+
+    /// Sets the planet time (see [`touch_planet_import_complete`]) and makes this cache
+    /// use it at once.
+    pub fn set_planet_time(
+        &self,
+        style: Option<&StyleName>,
+        time: SystemTime,
+    ) -> Result<PathBuf, CacheError> {
+        let path = touch_planet_import_complete(self.disk.root(), style, time)?;
+        self.planet.forget();
+        Ok(path)
+    }
+}
+
+/// Creates (if needed) `planet-import-complete` for one style (`<cache_dir>/<style>/`) or
+/// for all (`<cache_dir>/`) and sets its mtime and atime to `time`: tiles rendered
+/// before it become stale.
+pub fn touch_planet_import_complete(
+    cache_dir: &Path,
+    style: Option<&StyleName>,
+    time: SystemTime,
+) -> Result<PathBuf, CacheError> {
+    let path = freshness::planet_file(cache_dir, style);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| disk::io_err("create directory", dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| disk::io_err("create", &path, e))?;
+    let t = filetime::FileTime::from_system_time(time);
+    filetime::set_file_times(&path, t, t)
+        .map_err(|e| disk::io_err("set the times of", &path, e))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests;

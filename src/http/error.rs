@@ -1,0 +1,68 @@
+//! The one place where failures become HTTP status codes. Bodies are a short plain-text
+//! line; causes are logged once here, never sent (no SQL, no paths, no chains).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// The path or body is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown style, zoom outside the style, tile outside the grid, unknown job.
+    #[error("{0}")]
+    NotFound(String),
+    /// Admin request without the right bearer token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The render queue is full: try again shortly.
+    #[error("busy rendering, retry in {retry_after} s")]
+    Busy { retry_after: u64 },
+    /// The render did not finish within the miss timeout; it goes on in the background.
+    #[error("still rendering, retry in {retry_after} s")]
+    StillRendering { retry_after: u64 },
+    /// Shutting down or the database is unreachable.
+    #[error("service unavailable")]
+    Unavailable { retry_after: u64 },
+    /// Anything else; the cause was logged where it happened.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Busy { .. }
+            | HttpError::StillRendering { .. }
+            | HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        // Errors are never cached for long: a 404 may become a 200 once a style is added.
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        res.content_type("text/plain; charset=utf-8");
+        match self {
+            HttpError::Busy { retry_after }
+            | HttpError::StillRendering { retry_after }
+            | HttpError::Unavailable { retry_after } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            HttpError::Unauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        res.body(format!("{self}\n"))
+    }
+}

@@ -1,0 +1,313 @@
+//! `GET|HEAD /{style}/{z}/{x}/{y}.png` (and `@2x.png`): parse, ask the [`TileService`],
+//! shape the response with its cache headers, answer conditional requests with 304.
+
+use super::error::HttpError;
+use super::PublicState;
+use crate::cache::CachedTile;
+use crate::service::{ServedTile, ServiceError};
+use crate::tile::{StyleName, TileCoord, TileError};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest accepted decimal coordinate; longer numbers cannot be a tile at zoom <= 20.
+const MAX_DIGITS: usize = 10;
+
+/// A tile URL, parsed but not yet checked against the styles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TilePath {
+    /// The style as served: `osm`, or `osm@2x` for a high-DPI tile.
+    pub style: StyleName,
+    pub tile: TileCoord,
+}
+
+/// Parses the four path segments. Malformed text is a 400; well-formed numbers that name
+/// no tile (z > 20, x or y >= 2^z, absurdly long) are a 404.
+pub fn parse_tile_path(style: &str, z: &str, x: &str, file: &str) -> Result<TilePath, HttpError> {
+    let (y, scale) = if let Some(y) = file.strip_suffix("@2x.png") {
+        (y, "@2x")
+    } else if let Some(y) = file.strip_suffix(".png") {
+        (y, "")
+    } else {
+        return Err(HttpError::BadRequest(
+            "tile paths end in {y}.png or {y}@2x.png".into(),
+        ));
+    };
+    let base = StyleName::parse(style)
+        .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
+    if base.as_str().contains('@') {
+        return Err(HttpError::BadRequest(
+            "bad style name: ask for {y}@2x.png, not a style with '@'".into(),
+        ));
+    }
+    let style = StyleName::parse(&format!("{base}{scale}"))
+        .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
+    let (z, x, y) = (number(z, "z")?, number(x, "x")?, number(y, "y")?);
+    let z = u32::try_from(z).map_err(|_| not_found_tile())?;
+    let tile = TileCoord::try_new(z, x, y).map_err(|e| match e {
+        TileError::ZoomTooHigh(_) | TileError::OutOfRange { .. } => {
+            HttpError::NotFound(format!("no such tile: {e}"))
+        }
+        TileError::NotMetatileOrigin { .. } => not_found_tile(),
+    })?;
+    Ok(TilePath { style, tile })
+}
+
+fn not_found_tile() -> HttpError {
+    HttpError::NotFound("no such tile".into())
+}
+
+fn number(text: &str, what: &str) -> Result<u64, HttpError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::BadRequest(format!(
+            "{what} must be a non-negative whole number"
+        )));
+    }
+    if text.len() > MAX_DIGITS {
+        return Err(not_found_tile());
+    }
+    text.parse::<u64>().map_err(|_| not_found_tile())
+}
+
+pub async fn get_tile(
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+    state: web::Data<PublicState>,
+) -> Result<HttpResponse, HttpError> {
+    let (style, z, x, file) = path.into_inner();
+    let parsed = parse_tile_path(&style, &z, &x, &file)?;
+    let served = state
+        .service
+        .get_tile(&parsed.style, parsed.tile)
+        .await
+        .map_err(|e| service_error(e, state.retry_after_secs))?;
+    Ok(tile_response(&req, &served, &state.cors_origin))
+}
+
+pub(super) fn service_error(e: ServiceError, retry_after: u64) -> HttpError {
+    match e {
+        ServiceError::UnknownStyle(name) => HttpError::NotFound(format!("unknown style {name}")),
+        ServiceError::ZoomOutOfRange { z, min, max } => {
+            HttpError::NotFound(format!("zoom {z} is outside this style's {min}-{max}"))
+        }
+        ServiceError::QueueFull => HttpError::Busy { retry_after },
+        ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
+        ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
+        ServiceError::RenderFailed(cause) => {
+            tracing::error!(%cause, "render failed");
+            HttpError::Internal
+        }
+    }
+}
+
+/// 200 with the tile, or 304 when the client's validators match.
+fn tile_response(
+    req: &HttpRequest,
+    served: &ServedTile,
+    cors_origin: &Option<HeaderValue>,
+) -> HttpResponse {
+    let tile: &CachedTile = &served.tile;
+    let cache_control = format!(
+        "public, max-age={}, stale-while-revalidate={}",
+        served.max_age_secs, served.stale_while_revalidate_secs
+    );
+    // A stale tile's mtime may have been rewound to mark it dirty: it is no render time.
+    let last_modified = (!served.stale).then(|| httpdate::fmt_http_date(tile.rendered_at));
+    let not_modified = is_not_modified(
+        req.headers(),
+        &tile.etag,
+        (!served.stale).then_some(tile.rendered_at),
+    );
+    let mut res = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::ETAG, tile.etag.as_str()));
+    if let Some(lm) = last_modified {
+        res.insert_header((header::LAST_MODIFIED, lm));
+    }
+    if let Some(origin) = cors_origin {
+        res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+    }
+    if not_modified {
+        return res.finish();
+    }
+    res.content_type("image/png").body(tile.bytes.clone())
+}
+
+/// RFC 9110 section 13.1: If-None-Match wins over If-Modified-Since when both are sent.
+pub fn is_not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else {
+            return false;
+        };
+        return inm.split(',').map(str::trim).any(|candidate| {
+            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+        });
+    }
+    let (Some(ims), Some(modified)) = (headers.get(header::IF_MODIFIED_SINCE), modified) else {
+        return false;
+    };
+    let Some(since) = ims
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+    else {
+        return false;
+    };
+    // HTTP dates have whole seconds: compare at that precision.
+    whole_seconds(modified) <= whole_seconds(since)
+}
+
+fn whole_seconds(t: SystemTime) -> Duration {
+    Duration::from_secs(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("osm", "0", "0", "0.png", "osm", 0, 0, 0)]
+    #[case("osm", "15", "18654", "9486.png", "osm", 15, 18654, 9486)]
+    #[case("osm", "15", "18654", "9486@2x.png", "osm@2x", 15, 18654, 9486)]
+    #[case("other", "20", "1048575", "1048575.png", "other", 20, 1048575, 1048575)]
+    fn good_tile_paths_parse(
+        #[case] style: &str,
+        #[case] z: &str,
+        #[case] x: &str,
+        #[case] file: &str,
+        #[case] want_style: &str,
+        #[case] wz: u8,
+        #[case] wx: u32,
+        #[case] wy: u32,
+    ) {
+        let p = parse_tile_path(style, z, x, file).unwrap();
+        assert_eq!(p.style.as_str(), want_style);
+        assert_eq!(
+            p.tile,
+            TileCoord {
+                z: wz,
+                x: wx,
+                y: wy
+            }
+        );
+    }
+
+    #[rstest]
+    #[case("osm", "1", "0", "0.jpg")]
+    #[case("osm", "-1", "0", "0.png")]
+    #[case("osm", "1", "-0", "0.png")]
+    #[case("osm", "1", "0", "a.png")]
+    #[case("osm", "1", "0", ".png")]
+    #[case("osm", "1", "0x1", "0.png")]
+    #[case("..", "1", "0", "0.png")]
+    #[case("%2e%2e", "1", "0", "0.png")]
+    #[case("a/b", "1", "0", "0.png")]
+    #[case("osm@2x", "1", "0", "0.png")]
+    #[case("osm", "+1", "0", "0.png")]
+    fn malformed_tile_paths_are_400(
+        #[case] style: &str,
+        #[case] z: &str,
+        #[case] x: &str,
+        #[case] file: &str,
+    ) {
+        assert!(matches!(
+            parse_tile_path(style, z, x, file),
+            Err(HttpError::BadRequest(_))
+        ));
+    }
+
+    #[rstest]
+    #[case("osm", "21", "0", "0.png")]
+    #[case("osm", "1", "2", "0.png")]
+    #[case("osm", "3", "0", "8.png")]
+    #[case("osm", "99999999999999999999", "0", "0.png")]
+    #[case("osm", "12", "18446744073709551616", "0.png")]
+    fn tiles_that_cannot_exist_are_404(
+        #[case] style: &str,
+        #[case] z: &str,
+        #[case] x: &str,
+        #[case] file: &str,
+    ) {
+        assert!(matches!(
+            parse_tile_path(style, z, x, file),
+            Err(HttpError::NotFound(_))
+        ));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn validators_decide_304() {
+        let etag = "\"0123456789abcdef\"";
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let date = httpdate::fmt_http_date(t);
+        let later = httpdate::fmt_http_date(t + Duration::from_secs(10));
+        let earlier = httpdate::fmt_http_date(t - Duration::from_secs(10));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", etag)]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", "\"x\", W/\"0123456789abcdef\"")]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-none-match", "*")]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-none-match", "\"other\"")]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-modified-since", &date)]),
+            etag,
+            Some(t)
+        ));
+        assert!(is_not_modified(
+            &headers(&[("if-modified-since", &later)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", &earlier)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", &date)]),
+            etag,
+            None
+        ));
+        // A mismatching ETag wins over a matching date.
+        assert!(!is_not_modified(
+            &headers(&[("if-none-match", "\"other\""), ("if-modified-since", &date)]),
+            etag,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &headers(&[("if-modified-since", "yesterday")]),
+            etag,
+            Some(t)
+        ));
+    }
+}

@@ -1,0 +1,342 @@
+//! One query per style layer per metatile, and WKB -> geo decoding.
+//!
+//! A layer's SQL returns one row per feature with a WKB geometry column `geom`
+//! (`ST_AsBinary(...)`), optionally a text column `kind` (what the layer's rules match)
+//! and an integer column `draw_group` (see `styles/README.md`). The SQL is prepared once
+//! per pooled connection with typed bind parameters (deadpool's statement cache) and
+//! executed for each metatile; all layers of a metatile run pipelined on one connection.
+
+use crate::source::Pool;
+use crate::style::{Layer, Style};
+use crate::tile::{MetatileCoord, StyleName};
+use geozero::ToGeo;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio_postgres::types::Type;
+
+/// The types of the bind parameters every layer query gets, in order (see
+/// [`crate::style::QUERY_PARAMS`]): bbox (4 x float8), zoom, pixel size, scale.
+const PARAM_TYPES: [Type; 7] = [
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::INT4,
+    Type::FLOAT8,
+    Type::FLOAT8,
+];
+
+/// Why fetching a metatile's features failed. The Display text names the style, layer
+/// and metatile, and carries the database's message, never the SQL text (that is
+/// logged).
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("style {style}: no database connection: {cause}")]
+    Pool {
+        style: StyleName,
+        meta: Option<MetatileCoord>,
+        cause: String,
+    },
+    #[error("style {style}, layer {layer:?}: the SQL does not prepare: {message}")]
+    Prepare {
+        style: StyleName,
+        layer: String,
+        message: String,
+    },
+    #[error("style {style}, layer {layer:?}: {message}")]
+    Columns {
+        style: StyleName,
+        layer: String,
+        message: String,
+    },
+    #[error("style {style}, layer {layer:?}, metatile {meta}: query failed: {message}")]
+    Query {
+        style: StyleName,
+        layer: String,
+        meta: MetatileCoord,
+        message: String,
+    },
+    #[error(
+        "style {style}, layer {layer:?}, metatile {meta}: bad geometry in row {row}: {message}"
+    )]
+    Decode {
+        style: StyleName,
+        layer: String,
+        meta: MetatileCoord,
+        row: usize,
+        message: String,
+    },
+}
+
+/// One feature to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// In EPSG:3857 metres.
+    pub geometry: geo::Geometry<f64>,
+    /// The row's `kind`, if the query returns one.
+    pub kind: Option<String>,
+    /// The row's `draw_group` (0 when the query has none).
+    pub group: i64,
+}
+
+/// The features of one layer, in the query's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerData {
+    pub features: Vec<Feature>,
+}
+
+/// Where the time of a fetch went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FetchTimings {
+    /// Waiting for a pooled connection.
+    pub connect: Duration,
+    /// From sending the queries until every row arrived.
+    pub query: Duration,
+    /// WKB -> geo decoding.
+    pub decode: Duration,
+    /// Rows received, all layers.
+    pub rows: usize,
+}
+
+/// Everything the renderer needs for one metatile: per style layer (same index as
+/// `style.layers`), its features; empty for layers not active at this zoom.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetatileData {
+    pub layers: Vec<LayerData>,
+    pub timings: FetchTimings,
+}
+
+/// The bbox (metatile + buffer), zoom, pixel size and scale bound to every query.
+pub fn query_bbox(style: &Style, meta: MetatileCoord) -> crate::tile::Bbox {
+    let buffer_m = f64::from(style.buffer_px) * style.pixel_size(meta.z);
+    meta.bbox().buffered(buffer_m)
+}
+
+/// Fetches metatile features from PostGIS for the styles' layers.
+#[derive(Clone)]
+pub struct PostgisSource {
+    pool: Pool,
+}
+
+impl PostgisSource {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(
+        &self,
+        style: &Style,
+        meta: Option<MetatileCoord>,
+    ) -> Result<deadpool_postgres::Client, SourceError> {
+        self.pool.get().await.map_err(|e| SourceError::Pool {
+            style: style.name.clone(),
+            meta,
+            cause: super::pool::chain(&e),
+        })
+    }
+
+    /// Prepares every layer's SQL (no rows are read) and checks the columns it returns,
+    /// so bad SQL fails at start naming the style, the layer and the database's message.
+    pub async fn check_style(&self, style: &Style) -> Result<(), SourceError> {
+        let client = self.client(style, None).await?;
+        for layer in &style.layers {
+            let stmt = client
+                .prepare_typed_cached(&layer.query, &PARAM_TYPES)
+                .await
+                .map_err(|e| {
+                    tracing::error!(style = %style.name, layer = %layer.name, sql = %layer.sql, error = %db_message(&e), "layer SQL does not prepare");
+                    SourceError::Prepare {
+                        style: style.name.clone(),
+                        layer: layer.name.clone(),
+                        message: db_message(&e),
+                    }
+                })?;
+            Columns::of(style, layer, stmt.columns())?;
+        }
+        Ok(())
+    }
+
+    /// Runs the query of every layer active at `meta.z` over the metatile bbox plus the
+    /// buffer and decodes the geometries.
+    pub async fn fetch_metatile(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+    ) -> Result<MetatileData, SourceError> {
+        let started = Instant::now();
+        let client = self.client(style, Some(meta)).await?;
+        let connect = started.elapsed();
+
+        let bbox = query_bbox(style, meta);
+        let zoom = i32::from(meta.z);
+        let pixel_size = style.pixel_size(meta.z);
+        let scale = f64::from(style.scale);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &bbox.min_x,
+            &bbox.min_y,
+            &bbox.max_x,
+            &bbox.max_y,
+            &zoom,
+            &pixel_size,
+            &scale,
+        ];
+
+        let query_started = Instant::now();
+        let client_ref = &client;
+        let queries = style.layers.iter().map(|layer| async move {
+            if !layer.active_at(meta.z) {
+                return Ok(None);
+            }
+            let query_err = |e: tokio_postgres::Error| {
+                tracing::warn!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
+                SourceError::Query {
+                    style: style.name.clone(),
+                    layer: layer.name.clone(),
+                    meta,
+                    message: db_message(&e),
+                }
+            };
+            let stmt = client_ref
+                .prepare_typed_cached(&layer.query, &PARAM_TYPES)
+                .await
+                .map_err(query_err)?;
+            let columns = Columns::of(style, layer, stmt.columns())?;
+            let rows = client_ref.query(&stmt, &params).await.map_err(query_err)?;
+            Ok::<_, SourceError>(Some((columns, rows)))
+        });
+        let results = futures_util::future::try_join_all(queries).await?;
+        let query = query_started.elapsed();
+        drop(client);
+
+        let decode_started = Instant::now();
+        let mut layers = Vec::with_capacity(results.len());
+        let mut total_rows = 0;
+        for (layer, result) in style.layers.iter().zip(results) {
+            let Some((columns, rows)) = result else {
+                layers.push(LayerData::default());
+                continue;
+            };
+            total_rows += rows.len();
+            let mut features = Vec::with_capacity(rows.len());
+            for (i, row) in rows.iter().enumerate() {
+                let decode_err = |message: String| SourceError::Decode {
+                    style: style.name.clone(),
+                    layer: layer.name.clone(),
+                    meta,
+                    row: i,
+                    message,
+                };
+                let wkb: Option<&[u8]> = row
+                    .try_get(columns.geom)
+                    .map_err(|e| decode_err(e.to_string()))?;
+                let Some(wkb) = wkb else { continue };
+                if wkb.is_empty() {
+                    continue;
+                }
+                let geometry = geozero::wkb::Wkb(wkb)
+                    .to_geo()
+                    .map_err(|e| decode_err(e.to_string()))?;
+                let kind = match columns.kind {
+                    Some(k) => row
+                        .try_get::<_, Option<String>>(k)
+                        .map_err(|e| decode_err(e.to_string()))?,
+                    None => None,
+                };
+                let group = match columns.group {
+                    Some((g, Type::INT2)) => {
+                        row.try_get::<_, Option<i16>>(g).map(|v| v.map(i64::from))
+                    }
+                    Some((g, Type::INT4)) => {
+                        row.try_get::<_, Option<i32>>(g).map(|v| v.map(i64::from))
+                    }
+                    Some((g, _)) => row.try_get::<_, Option<i64>>(g),
+                    None => Ok(None),
+                }
+                .map_err(|e| decode_err(e.to_string()))?
+                .unwrap_or(0);
+                features.push(Feature {
+                    geometry,
+                    kind,
+                    group,
+                });
+            }
+            layers.push(LayerData { features });
+        }
+        Ok(MetatileData {
+            layers,
+            timings: FetchTimings {
+                connect,
+                query,
+                decode: decode_started.elapsed(),
+                rows: total_rows,
+            },
+        })
+    }
+}
+
+/// Positions of the columns a layer query returns.
+struct Columns {
+    geom: usize,
+    kind: Option<usize>,
+    group: Option<(usize, Type)>,
+}
+
+impl Columns {
+    fn of(
+        style: &Style,
+        layer: &Layer,
+        columns: &[tokio_postgres::Column],
+    ) -> Result<Columns, SourceError> {
+        let err = |message: String| SourceError::Columns {
+            style: style.name.clone(),
+            layer: layer.name.clone(),
+            message,
+        };
+        let find = |name: &str| columns.iter().position(|c| c.name() == name);
+        let geom = find("geom").ok_or_else(|| {
+            err("the query returns no `geom` column (use ST_AsBinary(...) AS geom)".into())
+        })?;
+        if columns[geom].type_() != &Type::BYTEA {
+            return Err(err(format!(
+                "column `geom` is {}, not bytea (use ST_AsBinary(...) AS geom)",
+                columns[geom].type_()
+            )));
+        }
+        let kind = find("kind");
+        if let Some(k) = kind {
+            if !matches!(*columns[k].type_(), Type::TEXT | Type::VARCHAR) {
+                return Err(err(format!(
+                    "column `kind` is {}, not text",
+                    columns[k].type_()
+                )));
+            }
+        } else if layer.uses_kind() {
+            return Err(err(
+                "its rules match on `kind` but the query returns no `kind` column".into(),
+            ));
+        }
+        let group = match find("draw_group") {
+            None => None,
+            Some(g) => {
+                let t = columns[g].type_().clone();
+                if !matches!(t, Type::INT2 | Type::INT4 | Type::INT8) {
+                    return Err(err(format!("column `draw_group` is {t}, not an integer")));
+                }
+                Some((g, t))
+            }
+        };
+        Ok(Columns { geom, kind, group })
+    }
+}
+
+/// The database's own message (e.g. `column "foo" does not exist`), without the SQL.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => super::pool::chain(e),
+    }
+}

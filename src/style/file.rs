@@ -1,0 +1,93 @@
+//! The style file as written (TOML), before validation: plain serde structs that deny
+//! unknown keys. Colours stay strings here so validation can name the field that holds
+//! a bad one.
+
+use serde::Deserialize;
+
+/// A number, or zoom stops `[[zoom, value], ...]` interpolated linearly between stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawZoomValue {
+    Const(f32),
+    Stops(Vec<(f32, f32)>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStyle {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub attribution: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub minzoom: Option<i64>,
+    #[serde(default)]
+    pub maxzoom: Option<i64>,
+    pub background: Option<String>,
+    pub buffer: Option<i64>,
+    pub tile_size: Option<i64>,
+    #[serde(default)]
+    pub hidpi: bool,
+    pub max_age_secs: Option<u64>,
+    pub stale_while_revalidate_secs: Option<u64>,
+    /// Optional map centre `[lon, lat, zoom]` for TileJSON and the viewer.
+    pub center: Option<(f64, f64, f64)>,
+    /// Layers stay untyped here: each is deserialized on its own so an error can name it.
+    #[serde(default, rename = "layer")]
+    pub layers: Vec<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLayer {
+    pub name: String,
+    pub sql: String,
+    pub minzoom: Option<i64>,
+    pub maxzoom: Option<i64>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<toml::Value>,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub kind: Option<OneOrMany>,
+    pub minzoom: Option<i64>,
+    pub maxzoom: Option<i64>,
+    pub fill: Option<String>,
+    pub fill_opacity: Option<f32>,
+    pub stroke: Option<RawLine>,
+    pub casing: Option<RawLine>,
+    pub marker: Option<RawMarker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLine {
+    pub color: String,
+    pub width: RawZoomValue,
+    pub opacity: Option<f32>,
+    pub cap: Option<String>,
+    pub join: Option<String>,
+    pub dash: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMarker {
+    pub shape: Option<String>,
+    pub size: RawZoomValue,
+    pub fill: Option<String>,
+    pub stroke: Option<String>,
+    pub stroke_width: Option<f32>,
+    pub opacity: Option<f32>,
+}

@@ -1,0 +1,231 @@
+//! The validated style: what the source queries and the renderer paints.
+
+use crate::tile::StyleName;
+use std::path::PathBuf;
+
+/// An sRGB colour with straight (not premultiplied) alpha.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rgba {
+    pub r: u8,
+    pub g: u8,
+    pub b: u8,
+    pub a: u8,
+}
+
+impl Rgba {
+    /// Parses `#rgb`, `#rrggbb` or `#rrggbbaa`.
+    pub fn parse(text: &str) -> Option<Rgba> {
+        let hex = text.strip_prefix('#')?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok();
+        let nibble = |i: usize| {
+            u8::from_str_radix(hex.get(i..i + 1)?, 16)
+                .ok()
+                .map(|v| v * 17)
+        };
+        match hex.len() {
+            3 => Some(Rgba {
+                r: nibble(0)?,
+                g: nibble(1)?,
+                b: nibble(2)?,
+                a: 255,
+            }),
+            6 => Some(Rgba {
+                r: byte(0)?,
+                g: byte(2)?,
+                b: byte(4)?,
+                a: 255,
+            }),
+            8 => Some(Rgba {
+                r: byte(0)?,
+                g: byte(2)?,
+                b: byte(4)?,
+                a: byte(6)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// This colour with its alpha multiplied by `opacity` (0..=1).
+    pub fn with_opacity(self, opacity: f32) -> Rgba {
+        let a = (f32::from(self.a) * opacity.clamp(0.0, 1.0)).round() as u8;
+        Rgba { a, ..self }
+    }
+}
+
+/// A value that may change with zoom: a constant, or stops interpolated linearly
+/// between them and held constant outside them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZoomValue {
+    Const(f32),
+    /// (zoom, value) pairs, zooms strictly increasing, at least one.
+    Stops(Vec<(f32, f32)>),
+}
+
+impl ZoomValue {
+    /// The value at zoom `z`.
+    pub fn at(&self, z: f32) -> f32 {
+        match self {
+            ZoomValue::Const(v) => *v,
+            ZoomValue::Stops(stops) => {
+                let Some(&(z0, v0)) = stops.first() else {
+                    return 0.0;
+                };
+                if z <= z0 {
+                    return v0;
+                }
+                for pair in stops.windows(2) {
+                    let ((za, va), (zb, vb)) = (pair[0], pair[1]);
+                    if z <= zb {
+                        let t = (z - za) / (zb - za);
+                        return va + (vb - va) * t;
+                    }
+                }
+                stops.last().map_or(v0, |s| s.1)
+            }
+        }
+    }
+}
+
+/// Line end shape (as SVG `stroke-linecap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineCap {
+    Butt,
+    Round,
+    Square,
+}
+
+/// Line corner shape (as SVG `stroke-linejoin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineJoin {
+    Miter,
+    Round,
+    Bevel,
+}
+
+/// How a line (or a polygon outline) is stroked. Widths and dashes are in pixels at
+/// scale 1; the renderer multiplies them by the style's scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineStyle {
+    /// Colour with the `opacity` already folded into its alpha.
+    pub color: Rgba,
+    pub width: ZoomValue,
+    pub cap: LineCap,
+    pub join: LineJoin,
+    /// Alternating drawn / gap lengths, an even count, all > 0; empty = solid.
+    pub dash: Vec<f32>,
+}
+
+/// Marker shape for points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerShape {
+    Circle,
+    Square,
+}
+
+/// A marker drawn at each point (and each vertex of a multipoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub shape: MarkerShape,
+    /// Diameter (or side) in pixels at scale 1.
+    pub size: ZoomValue,
+    pub fill: Option<Rgba>,
+    pub stroke: Option<Rgba>,
+    pub stroke_width: f32,
+}
+
+/// What to draw for the features of a layer that match: at most one of each
+/// symbolizer. The layer paints, per draw group, every fill, then every casing, then
+/// every stroke, then every marker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Matches features whose `kind` column is one of these; `None` matches all.
+    pub kinds: Option<Vec<String>>,
+    pub minzoom: u8,
+    pub maxzoom: u8,
+    /// Polygon fill (colour with opacity folded in).
+    pub fill: Option<Rgba>,
+    /// A wider line drawn under `stroke` (roads' borders).
+    pub casing: Option<LineStyle>,
+    /// The line itself, or a polygon's outline.
+    pub stroke: Option<LineStyle>,
+    pub marker: Option<Marker>,
+}
+
+impl Rule {
+    pub fn active_at(&self, z: u8) -> bool {
+        (self.minzoom..=self.maxzoom).contains(&z)
+    }
+
+    /// Whether a feature with this `kind` value is drawn by this rule.
+    pub fn matches(&self, kind: Option<&str>) -> bool {
+        match (&self.kinds, kind) {
+            (None, _) => true,
+            (Some(kinds), Some(k)) => kinds.iter().any(|x| x == k),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// One query and its paint rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub name: String,
+    /// The SQL as written in the style file, with `!placeholders!`.
+    pub sql: String,
+    /// The SQL with placeholders replaced by bind parameters `$1..$7` (see
+    /// [`super::QUERY_PARAMS`]); prepared once per connection and executed per metatile.
+    pub query: String,
+    pub minzoom: u8,
+    pub maxzoom: u8,
+    pub rules: Vec<Rule>,
+}
+
+impl Layer {
+    /// A layer is queried at `z` only if it and at least one of its rules are active.
+    pub fn active_at(&self, z: u8) -> bool {
+        (self.minzoom..=self.maxzoom).contains(&z) && self.rules.iter().any(|r| r.active_at(z))
+    }
+
+    /// Whether any rule filters on the `kind` column (which the query must then return).
+    pub fn uses_kind(&self) -> bool {
+        self.rules.iter().any(|r| r.kinds.is_some())
+    }
+}
+
+/// A validated style at one scale. A file with `hidpi = true` yields two: `name`
+/// (scale 1, 256 px tiles) and `name@2x` (scale 2, 512 px tiles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Style {
+    pub name: StyleName,
+    pub base_name: StyleName,
+    /// The file this style came from (for messages).
+    pub file: PathBuf,
+    pub scale: f32,
+    /// Tile edge in device pixels: the file's `tile_size` times `scale`.
+    pub tile_size: u32,
+    pub attribution: String,
+    pub description: String,
+    pub minzoom: u8,
+    pub maxzoom: u8,
+    /// HTTP `Cache-Control: max-age`.
+    pub max_age_secs: u64,
+    /// HTTP `stale-while-revalidate`.
+    pub stale_while_revalidate_secs: u64,
+    /// Extra device pixels painted (and queried) around the metatile on every side.
+    pub buffer_px: u32,
+    pub background: Rgba,
+    /// Map centre `[lon, lat, zoom]` if the file gives one.
+    pub center: Option<[f64; 3]>,
+    /// Layers in draw order, bottom first.
+    pub layers: Vec<Layer>,
+}
+
+impl Style {
+    /// Width of a device pixel in EPSG:3857 metres at zoom `z`.
+    pub fn pixel_size(&self, z: u8) -> f64 {
+        crate::tile::tile_span(z) / f64::from(self.tile_size)
+    }
+}

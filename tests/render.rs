@@ -1,0 +1,359 @@
+//! Rendering tests: golden images of the default style on the real Helsinki import,
+//! seams between metatiles, bad styles against the database, low zooms and 2x.
+//!
+//! Tests that need PostGIS read `METATILED_TEST_DATABASE_URL` or `DATABASE_URL`; without
+//! one they print "skipping" and pass, except under `CI=true`, where they fail.
+//! A missing golden image is written (look at it!) and the test passes, except under CI.
+
+use metatiled::config::DatabaseSettings;
+use metatiled::render::{paint_metatile, render_metatile, PngMode};
+use metatiled::source::{build_pool, Feature, LayerData, MetatileData, PostgisSource, SourceError};
+use metatiled::style::{parse_style, Style, StyleSet};
+use metatiled::tile::{MetatileCoord, StyleName, TileCoord};
+use std::path::{Path, PathBuf};
+use tiny_skia::Pixmap;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+async fn source() -> Option<PostgisSource> {
+    let url = std::env::var("METATILED_TEST_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("DATABASE_URL").ok());
+    let Some(url) = url else {
+        if in_ci() {
+            panic!("CI=true but neither METATILED_TEST_DATABASE_URL nor DATABASE_URL is set");
+        }
+        eprintln!("skipping: no DATABASE_URL (run scripts/test)");
+        return None;
+    };
+    let pool = build_pool(&DatabaseSettings {
+        url: Some(url),
+        pool_size: 2,
+        ..DatabaseSettings::default()
+    })
+    .await
+    .expect("the test database answers");
+    Some(PostgisSource::new(pool))
+}
+
+fn styles() -> StyleSet {
+    StyleSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("styles")).unwrap()
+}
+
+fn style(name: &str) -> std::sync::Arc<Style> {
+    styles()
+        .get(&StyleName::parse(name).unwrap())
+        .unwrap()
+        .clone()
+}
+
+fn decode_rgba(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// Share of pixels whose largest channel difference exceeds `tolerance`.
+fn differing_share(a: &[u8], b: &[u8], tolerance: u8) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let differing = a
+        .chunks(4)
+        .zip(b.chunks(4))
+        .filter(|(p, q)| {
+            p.iter()
+                .zip(q.iter())
+                .any(|(x, y)| x.abs_diff(*y) > tolerance)
+        })
+        .count();
+    differing as f64 / (a.len() / 4) as f64
+}
+
+/// Compares a rendered tile with `tests/golden/<name>.png`: at most 0.5% of the pixels
+/// may differ by more than 24 levels in a channel (quantisation and anti-aliasing may
+/// move between versions of the libraries; a changed style or transform does not pass).
+fn assert_matches_golden(name: &str, png_bytes: &[u8]) {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.png"));
+    let Ok(reference) = std::fs::read(&path) else {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, png_bytes).unwrap();
+        assert!(
+            !in_ci(),
+            "golden image {} is missing (written now; commit it after looking at it)",
+            path.display()
+        );
+        eprintln!("wrote missing golden image {}", path.display());
+        return;
+    };
+    let (w, h, got) = decode_rgba(png_bytes);
+    let (rw, rh, want) = decode_rgba(&reference);
+    assert_eq!(
+        (w, h),
+        (rw, rh),
+        "{name}: size differs from the golden image"
+    );
+    let share = differing_share(&got, &want, 24);
+    if share > 0.005 {
+        let actual = path.with_extension("actual.png");
+        std::fs::write(&actual, png_bytes).unwrap();
+        panic!(
+            "{name}: {:.2}% of pixels differ from {} (the render is in {})",
+            share * 100.0,
+            path.display(),
+            actual.display()
+        );
+    }
+}
+
+async fn render_tile(source: &PostgisSource, style: &Style, tile: TileCoord) -> Vec<u8> {
+    let meta = tile.metatile();
+    let data = source.fetch_metatile(style, meta).await.unwrap();
+    let rendered = render_metatile(style, meta, &data, PngMode::Palette).unwrap();
+    rendered.tiles[tile.index_in_metatile()].clone()
+}
+
+#[tokio::test]
+async fn the_osm_style_renders_central_helsinki_like_the_golden_images() {
+    let Some(source) = source().await else { return };
+    let style = style("osm");
+    source.check_style(&style).await.unwrap();
+    for (z, x, y) in [
+        (10, 582, 296),
+        (13, 4663, 2371),
+        (15, 18654, 9484),
+        (17, 74618, 37938),
+        (19, 298472, 151753),
+    ] {
+        let tile = TileCoord::try_new(z, x, y).unwrap();
+        let png_bytes = render_tile(&source, &style, tile).await;
+        assert_matches_golden(&format!("osm-{z}-{x}-{y}"), &png_bytes);
+    }
+}
+
+#[tokio::test]
+async fn the_2x_style_renders_512_pixel_tiles_of_the_same_map() {
+    let Some(source) = source().await else { return };
+    let style = style("osm@2x");
+    source.check_style(&style).await.unwrap();
+    let tile = TileCoord::try_new(16, 37309, 18969).unwrap();
+    let png_bytes = render_tile(&source, &style, tile).await;
+    let (w, h, _) = decode_rgba(&png_bytes);
+    assert_eq!((w, h), (512, 512));
+    assert_matches_golden("osm@2x-16-37309-18969", &png_bytes);
+}
+
+#[tokio::test]
+async fn every_zoom_from_0_to_19_renders_without_error() {
+    let Some(source) = source().await else { return };
+    let style = style("osm");
+    let center = TileCoord::try_new(19, 298472, 151753).unwrap();
+    for z in 0..=19u8 {
+        let meta = center.ancestor(z).metatile();
+        let data = source.fetch_metatile(&style, meta).await.unwrap();
+        let rendered = render_metatile(&style, meta, &data, PngMode::Palette).unwrap();
+        assert_eq!(rendered.tiles.len(), 64);
+        let present = rendered.tiles.iter().filter(|t| !t.is_empty()).count();
+        assert_eq!(present, meta.tiles().count(), "zoom {z}");
+        for t in meta.tiles() {
+            let (w, _, _) = decode_rgba(&rendered.tiles[t.index_in_metatile()]);
+            assert_eq!(w, 256);
+        }
+    }
+}
+
+/// Columns `cols` of rows `rows` of a pixmap, as straight RGBA bytes.
+fn strip(p: &Pixmap, cols: std::ops::Range<u32>, rows: std::ops::Range<u32>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for y in rows {
+        for x in cols.clone() {
+            let c = p.pixel(x, y).unwrap().demultiply();
+            out.extend([c.red(), c.green(), c.blue(), c.alpha()]);
+        }
+    }
+    out
+}
+
+/// The left metatile's pixmap continues into its right neighbour's area: the columns
+/// around the shared edge must be the same pixels in both.
+fn assert_no_seam(
+    style: &Style,
+    left: MetatileCoord,
+    right: MetatileCoord,
+    ld: &MetatileData,
+    rd: &MetatileData,
+) {
+    let lp = paint_metatile(style, left, ld).unwrap();
+    let rp = paint_metatile(style, right, rd).unwrap();
+    let b = style.buffer_px;
+    let w = 8 * style.tile_size;
+    let rows = b..b + w;
+    let half = b / 2;
+    let from_left = strip(&lp, w + b - half..w + b + half, rows.clone());
+    let from_right = strip(&rp, b - half..b + half, rows);
+    let share = differing_share(&from_left, &from_right, 8);
+    assert!(
+        share < 0.001,
+        "{:.3}% of the pixels around the edge differ",
+        share * 100.0
+    );
+}
+
+fn line_style() -> Style {
+    let text = r##"
+name = "seam"
+background = "#f2efe9"
+[[layer]]
+name = "lines"
+sql = "SELECT 1 WHERE !bbox!"
+[[layer.rule]]
+casing = { color = "#dc2a67", width = 7, cap = "round", join = "round" }
+stroke = { color = "#e892a2", width = 5, cap = "round", join = "round", dash = [9, 3] }
+"##;
+    parse_style(text, Path::new("seam.toml"), "seam")
+        .unwrap()
+        .remove(0)
+}
+
+#[test]
+fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
+    let style = line_style();
+    let left = MetatileCoord::try_new(16, 37304, 18968).unwrap();
+    let right = MetatileCoord::try_new(16, 37312, 18968).unwrap();
+    // A shallow diagonal from the middle of the left metatile to the middle of the right
+    // one, at a non-integer pixel position.
+    let (lb, rb) = (left.bbox(), right.bbox());
+    let a = (
+        (lb.min_x + lb.max_x) / 2.0 + 0.37,
+        lb.min_y + lb.height() * 0.3137,
+    );
+    let c = ((rb.min_x + rb.max_x) / 2.0, rb.min_y + rb.height() * 0.5911);
+    let line = geo::Geometry::LineString(geo::LineString::from(vec![a, c]));
+    let data = MetatileData {
+        layers: vec![LayerData {
+            features: vec![Feature {
+                geometry: line,
+                kind: None,
+                group: 0,
+            }],
+        }],
+        ..MetatileData::default()
+    };
+    assert_no_seam(&style, left, right, &data, &data);
+
+    // And tile by tile: the last column of the left metatile's tile and the first
+    // column of the right one's show the line at (almost) the same rows.
+    let lr = render_metatile(&style, left, &data, PngMode::Rgba).unwrap();
+    let rr = render_metatile(&style, right, &data, PngMode::Rgba).unwrap();
+    let line_rows = |png_bytes: &[u8], col: u32| -> Vec<u32> {
+        let (w, h, px) = decode_rgba(png_bytes);
+        (0..h)
+            .filter(|y| {
+                let i = ((y * w + col) * 4) as usize;
+                px[i] > 0xd0 && px[i + 1] < 0xa0 // the casing or the line, not the land
+            })
+            .collect()
+    };
+    let mut met = 0;
+    for dy in 0..8u32 {
+        let left_edge = line_rows(&lr.tiles[(7 * 8 + dy) as usize], 255);
+        let right_edge = line_rows(&rr.tiles[dy as usize], 0);
+        assert_eq!(left_edge.is_empty(), right_edge.is_empty(), "tile row {dy}");
+        if let (Some(l), Some(r)) = (left_edge.first(), right_edge.first()) {
+            assert!(
+                l.abs_diff(*r) <= 1,
+                "tile row {dy}: line at rows {left_edge:?} vs {right_edge:?}"
+            );
+            assert!(left_edge.len().abs_diff(right_edge.len()) <= 1);
+            met += 1;
+        }
+    }
+    assert_eq!(met, 1, "the line crosses the edge in exactly one tile row");
+}
+
+#[tokio::test]
+async fn adjacent_metatiles_of_helsinki_agree_along_their_shared_edge() {
+    let Some(source) = source().await else { return };
+    let style = style("osm");
+    // Two z17 metatiles side by side over central Helsinki.
+    let left = TileCoord::try_new(17, 74615, 37938).unwrap().metatile();
+    let right = MetatileCoord::try_new(17, u64::from(left.x + 8), u64::from(left.y)).unwrap();
+    let ld = source.fetch_metatile(&style, left).await.unwrap();
+    let rd = source.fetch_metatile(&style, right).await.unwrap();
+    assert!(
+        ld.timings.rows > 100 && rd.timings.rows > 100,
+        "both metatiles hold data"
+    );
+    assert_no_seam(&style, left, right, &ld, &rd);
+}
+
+fn bad_sql_style(sql: &str) -> Style {
+    let text = format!(
+        r##"
+name = "bad"
+[[layer]]
+name = "broken"
+sql = """{sql}"""
+[[layer.rule]]
+kind = "x"
+stroke = {{ color = "#000", width = 1 }}
+"##
+    );
+    parse_style(&text, Path::new("styles/bad.toml"), "bad")
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn sql_that_fails_to_prepare_is_refused_naming_style_layer_and_the_database_message() {
+    let Some(source) = source().await else { return };
+    let style = bad_sql_style(
+        "SELECT ST_AsBinary(way) AS geom, highwya AS kind FROM planet_osm_line WHERE way && !bbox!",
+    );
+    let e = source.check_style(&style).await.unwrap_err();
+    assert!(matches!(e, SourceError::Prepare { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("style bad, layer \"broken\""), "{text}");
+    assert!(text.contains("highwya"), "{text}");
+    assert!(
+        !text.contains("planet_osm_line WHERE"),
+        "the SQL leaks: {text}"
+    );
+
+    let style = bad_sql_style(
+        "SELECT way AS geom, highway AS kind FROM planet_osm_line WHERE way && !bbox!",
+    );
+    let text = source.check_style(&style).await.unwrap_err().to_string();
+    assert!(text.contains("`geom`") && text.contains("bytea"), "{text}");
+
+    let style =
+        bad_sql_style("SELECT ST_AsBinary(way) AS geom FROM planet_osm_line WHERE way && !bbox!");
+    let text = source.check_style(&style).await.unwrap_err().to_string();
+    assert!(text.contains("no `kind` column"), "{text}");
+}
+
+#[tokio::test]
+async fn a_query_failing_at_run_time_names_style_layer_and_metatile_but_not_the_sql() {
+    let Some(source) = source().await else { return };
+    let style = bad_sql_style(
+        "SELECT ST_AsBinary(way) AS geom, highway AS kind FROM planet_osm_line \
+         WHERE way && !bbox! AND 1 / (!zoom! - 15) = 1",
+    );
+    source.check_style(&style).await.unwrap();
+    let meta = TileCoord::try_new(15, 18654, 9484).unwrap().metatile();
+    let e = source.fetch_metatile(&style, meta).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, SourceError::Query { .. }), "{e:?}");
+    assert!(
+        text.contains("layer \"broken\"") && text.contains("15/18648/9480"),
+        "{text}"
+    );
+    assert!(text.contains("division by zero"), "{text}");
+    assert!(!text.contains("SELECT"), "the SQL leaks: {text}");
+}
