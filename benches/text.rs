@@ -4,7 +4,9 @@
 //!
 //! With `DATABASE_URL` (an osm2pgsql import, as `scripts/setup` makes), it also labels
 //! the real metatiles of the imported area at z15 and z17 with the OSM style's label
-//! rules (OSM-STYLE.md sections 8-9) and prints the time per metatile.
+//! rules (OSM-STYLE.md sections 8-9), renders the same metatiles without labels with
+//! the `osm` style (paint + palette PNG encoding, the query excluded), and prints both
+//! per metatile and the share labels would add.
 //!
 //! ```text
 //! cargo bench --bench text
@@ -13,12 +15,18 @@
 
 use std::time::{Duration, Instant};
 
+use metatiled::config::DatabaseSettings;
+use metatiled::render::{render_metatile, PngMode};
+use metatiled::source::{build_pool, PostgisSource};
+use metatiled::style::StyleSet;
 use metatiled::text::{FontSet, LabelPlacer, TextStyle};
-use metatiled::tile::{Bbox, LonLat, MetatileCoord};
+use metatiled::tile::{Bbox, LonLat, MetatileCoord, StyleName};
 use tiny_skia::{Color, Pixmap, Rect, Transform};
 
 const CANVAS: u32 = 2304;
 const RUNS: usize = 21;
+/// Renders of each real metatile without labels (each takes 0.1-0.3 s).
+const MAP_RUNS: usize = 5;
 
 const NAMES: &[&str] = &[
     "Mannerheimintie",
@@ -406,9 +414,22 @@ fn helsinki(fonts: &FontSet) {
         .enable_all()
         .build()
         .expect("runtime");
-    let result: Result<(), tokio_postgres::Error> = runtime.block_on(async {
+    let result: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
+        let styles =
+            StyleSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("styles"))?;
+        let style = styles
+            .get(&StyleName::parse("osm")?)
+            .ok_or("no osm style")?
+            .clone();
+        let source = PostgisSource::new(
+            build_pool(&DatabaseSettings {
+                url: Some(url.clone()),
+                ..DatabaseSettings::default()
+            })
+            .await?,
+        );
         // Central Helsinki, as scripts/setup imports it.
         let area = Bbox::from_lonlat(
             LonLat {
@@ -425,7 +446,16 @@ fn helsinki(fonts: &FontSet) {
         for z in [15u8, 17] {
             let metas: Vec<MetatileCoord> = area.tile_range(z).metatiles().iter().collect();
             let (mut times, mut offered, mut placed) = (Vec::new(), 0, 0);
+            let mut map_times = Vec::new();
             for &meta in &metas {
+                let data = source.fetch_metatile(&style, meta).await?;
+                let mut runs = Vec::new();
+                for _ in 0..MAP_RUNS {
+                    let t = Instant::now();
+                    render_metatile(&style, meta, &data, PngMode::Palette)?;
+                    runs.push(t.elapsed());
+                }
+                map_times.push(median(runs));
                 let cands = candidates(&client, meta).await?;
                 offered += cands.len();
                 let mut runs = Vec::new();
@@ -450,13 +480,28 @@ fn helsinki(fonts: &FontSet) {
                     }
                 }
             }
+            let share: Vec<f64> = times
+                .iter()
+                .zip(&map_times)
+                .map(|(l, m)| l.as_secs_f64() / m.as_secs_f64() * 100.0)
+                .collect();
             times.sort();
+            map_times.sort();
             println!(
                 "helsinki z{z}: {} metatiles, {offered} candidates, {placed} labels placed; \
-                 place+draw per metatile: median {}, max {}",
+                 per metatile (median of metatiles): labels place+draw {} (max {}), \
+                 map render without labels {} (paint + palette PNGs); labels add {:.0}% \
+                 (max {:.0}%)",
                 metas.len(),
                 ms(median(times.clone())),
                 ms(times.last().copied().unwrap_or_default()),
+                ms(median(map_times.clone())),
+                {
+                    let mut s = share.clone();
+                    s.sort_by(f64::total_cmp);
+                    s[s.len() / 2]
+                },
+                share.iter().copied().fold(0.0, f64::max),
             );
         }
         Ok(())
