@@ -12,9 +12,10 @@
 //! - **Cleaning** ([`DiskCache::clean_temp_files`]) walks the whole tree and removes our
 //!   temp files whose writer is gone: written by a pid that no longer runs (or by our
 //!   own pid, from a previous life in a container), or older than
-//!   [`STALE_TEMP_AGE`]. Its cost is one `readdir` per directory: about a second per
-//!   100,000 metatiles on a warm page cache, more on a cold disk. Another live
-//!   metatiled sharing the directory keeps its temp files (checked through `/proc`).
+//!   [`STALE_TEMP_AGE`]. Its cost is one `readdir` per directory: walking 87,000
+//!   metatiles (and `stat`ing each, which cleaning does not) took 0.8 s with a warm
+//!   page cache and 5 s cold, on the development VM. Another live metatiled sharing the
+//!   directory keeps its temp files (checked through `/proc`, so Linux only).
 
 use super::format::{self, MetatileHeader, HEADER_LEN};
 use super::freshness::{self, PLANET_FILE};

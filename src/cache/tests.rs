@@ -249,9 +249,9 @@ fn concurrent_writers_of_one_metatile_leave_one_valid_file() {
         .map(|v| (0..64).map(|i| vec![v; 2000 + i * 37]).collect())
         .collect();
     std::thread::scope(|s| {
-        for v in 0..4 {
+        for tiles in &versions {
             let cache = cache.clone();
-            let tiles = versions[v].clone();
+            let tiles = tiles.clone();
             s.spawn(move || {
                 for _ in 0..30 {
                     cache.store_metatile(&style(), m, &tiles).unwrap();

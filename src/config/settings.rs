@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Default memory-cache capacity: 256 MiB of tile bytes holds ~50,000 typical OSM tiles.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -19,21 +19,6 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub watch: WatchSettings,
     pub log: LogSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            database: DatabaseSettings::default(),
-            cache: CacheSettings::default(),
-            render: RenderSettings::default(),
-            styles: StylesSettings::default(),
-            admin: AdminSettings::default(),
-            watch: WatchSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -166,6 +166,7 @@ fn whole_seconds(t: SystemTime) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_arguments)] // rstest cases as arguments
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderName;
