@@ -21,6 +21,8 @@
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
 //! - [`metrics`]: the Prometheus series.
+//! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
+//!   placement of point and line labels on a metatile canvas.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
@@ -38,4 +40,5 @@ pub mod seed;
 pub mod service;
 pub mod source;
 pub mod style;
+pub mod text;
 pub mod tile;
