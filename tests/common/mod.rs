@@ -93,7 +93,9 @@ pub fn rw_database_url() -> Option<String> {
         }
     }
     if is_ci() {
-        panic!("\n\n*** data-changing tests need METATILED_RW_DATABASE_URL; run scripts/test ***\n");
+        panic!(
+            "\n\n*** data-changing tests need METATILED_RW_DATABASE_URL; run scripts/test ***\n"
+        );
     }
     None
 }
