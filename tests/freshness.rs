@@ -563,6 +563,7 @@ async fn the_triggers_log_bounded_boxes_in_3857_and_the_world_for_truncate() {
                 name: table.into(),
             },
             geometry_column: "way".into(),
+            srid: if table == "lonlat_points" { 4326 } else { 3857 },
         })
     };
     tx.batch_execute(&format!(

@@ -124,6 +124,8 @@ pub struct GeometryTable {
     pub table: TableRef,
     /// The column whose boxes are logged (`way` for osm2pgsql's tables).
     pub geometry_column: String,
+    /// The column's SRID as `geometry_columns` declares it (0 = any).
+    pub srid: i32,
 }
 
 /// `"name"` with inner quotes doubled.
@@ -142,6 +144,7 @@ pub fn quote_literal(text: &str) -> String {
 pub fn install_sql(table: &GeometryTable) -> String {
     let target = table.table.quoted();
     let column = quote_literal(&table.geometry_column);
+    let srid = quote_literal(&table.srid.to_string());
     // "trigger does not exist, skipping" is expected the first time: not worth a NOTICE.
     let mut sql = String::from("SET LOCAL client_min_messages = warning;\n");
     for (suffix, event, transition) in TRIGGERS {
@@ -150,7 +153,7 @@ pub fn install_sql(table: &GeometryTable) -> String {
         match transition {
             Some(referencing) => sql.push_str(&format!(
                 "CREATE TRIGGER {name} AFTER {event} ON {target} {referencing} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION metatiled.log_change({column});\n"
+                 FOR EACH STATEMENT EXECUTE FUNCTION metatiled.log_change({column}, {srid});\n"
             )),
             None => sql.push_str(&format!(
                 "CREATE TRIGGER {name} AFTER {event} ON {target} \
@@ -178,7 +181,8 @@ pub fn remove_sql(table: &TableRef) -> String {
 pub async fn geometry_tables(client: &Client) -> Result<Vec<GeometryTable>, ChangeError> {
     let rows = client
         .query(
-            "SELECT g.f_table_schema::text, g.f_table_name::text, g.f_geometry_column::text
+            "SELECT g.f_table_schema::text, g.f_table_name::text, g.f_geometry_column::text,
+                    g.srid
              FROM geometry_columns g
              JOIN pg_namespace n ON n.nspname = g.f_table_schema::name
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = g.f_table_name::name
@@ -201,6 +205,7 @@ pub async fn geometry_tables(client: &Client) -> Result<Vec<GeometryTable>, Chan
         out.push(GeometryTable {
             table,
             geometry_column: row.get(2),
+            srid: row.get(3),
         });
     }
     Ok(out)
@@ -443,6 +448,7 @@ mod tests {
                 name: name.into(),
             },
             geometry_column: "way".into(),
+            srid: 3857,
         }
     }
 
@@ -457,10 +463,14 @@ mod tests {
                 name: "t".into(),
             },
             geometry_column: "g'eom".into(),
+            srid: 4326,
         };
         let sql = install_sql(&t);
         assert!(sql.contains("ON \"s\"\"x\".\"t\""), "{sql}");
-        assert!(sql.contains("metatiled.log_change('g''eom')"), "{sql}");
+        assert!(
+            sql.contains("metatiled.log_change('g''eom', '4326')"),
+            "{sql}"
+        );
     }
 
     #[test]
