@@ -11,6 +11,7 @@ use crate::render::PngMode;
 use crate::service::{MetatileBackend, ServiceOptions, TileService};
 use crate::source::{self, ImportInfo, PostgisSource};
 use crate::style::StyleSet;
+use crate::watch::Watcher;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header::HeaderValue;
 use anyhow::Context;
@@ -110,6 +111,7 @@ pub struct Application {
     public: Server,
     admin: Server,
     service: Arc<TileService>,
+    watcher: Option<Watcher>,
     shutdown_timeout: Duration,
 }
 
@@ -121,6 +123,25 @@ impl Application {
             service,
             import,
         } = Core::build(settings).await?;
+        if settings.watch.install_on_start {
+            let client = db
+                .get()
+                .await
+                .context("cannot install the change triggers")?;
+            let tables = crate::watch::install_for_styles(&client, service.styles(), None)
+                .await
+                .context("cannot install the change triggers (watch.install_on_start)")?;
+            let names: Vec<String> = tables.iter().map(|t| t.table.to_string()).collect();
+            tracing::info!(tables = ?names, "change triggers installed");
+        }
+        let watcher = if settings.watch.enabled {
+            Some(
+                Watcher::new(&settings.database, &settings.watch, service.clone())
+                    .map_err(|e| UsageError(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let options = ServerOptions {
             workers: settings.server.workers,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -163,6 +184,7 @@ impl Application {
             public,
             admin,
             service,
+            watcher,
             shutdown_timeout: options.shutdown_timeout,
         })
     }
@@ -179,8 +201,10 @@ impl Application {
         &self.service
     }
 
-    /// Runs both listeners until `stop` resolves, then shuts down gracefully: stop
-    /// accepting, finish in-flight requests, renders and writes.
+    /// Runs both listeners (and the database watcher, when enabled) until `stop`
+    /// resolves, then shuts down gracefully: stop accepting, stop watching (an
+    /// unfinished batch stays in the change log), finish in-flight requests, renders
+    /// and writes.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
@@ -188,13 +212,19 @@ impl Application {
         let handles: [ServerHandle; 2] = [self.public.handle(), self.admin.handle()];
         let public = tokio::spawn(self.public);
         let admin = tokio::spawn(self.admin);
+        let (stop_watch, watch_stopped) = tokio::sync::watch::channel(false);
+        let watcher = self.watcher.map(|w| tokio::spawn(w.run(watch_stopped)));
         stop.await;
         tracing::info!("shutting down: finishing in-flight requests and renders");
+        let _ = stop_watch.send(true);
         for h in &handles {
             h.stop(true).await;
         }
         let _ = public.await;
         let _ = admin.await;
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         self.service.pool().shutdown(self.shutdown_timeout).await;
         tracing::info!("stopped");
         Ok(())

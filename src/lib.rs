@@ -17,6 +17,8 @@
 //! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
 //! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
 //! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
+//! - [`watch`]: freshness from the database: change triggers, `metatiled watch`, and the
+//!   listener that expires the metatiles of changed rows.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering a bbox and zoom range through the render pool.
@@ -42,3 +44,4 @@ pub mod source;
 pub mod style;
 pub mod text;
 pub mod tile;
+pub mod watch;

@@ -275,6 +275,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("render.queue_bulk", s.render.queue_bulk as u64),
         ("database.pool_size", s.database.pool_size as u64),
         ("admin.max_body_bytes", s.admin.max_body_bytes as u64),
+        ("watch.poll_secs", s.watch.poll_secs),
     ];
     for (key, v) in positive {
         if v == 0 {
@@ -296,6 +297,16 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             message: format!(
                 "expected \"dirty\", \"delete\" or \"render\", got {:?}",
                 s.watch.mode
+            ),
+        });
+    }
+    if !(-1..=i32::from(crate::tile::MAX_ZOOM)).contains(&s.watch.render_up_to_zoom) {
+        return Err(ConfigError::Invalid {
+            key: "watch.render_up_to_zoom",
+            message: format!(
+                "expected -1 (none) to {}, got {}",
+                crate::tile::MAX_ZOOM,
+                s.watch.render_up_to_zoom
             ),
         });
     }

@@ -180,8 +180,11 @@ pub struct WatchSettings {
     pub install_on_start: bool,
     /// What a change does to its metatiles: "dirty", "delete" or "render".
     pub mode: String,
-    /// With mode "dirty": also queue re-renders for zooms up to this one (-1 = none).
+    /// Re-render (instead of `mode`) the changed metatiles of zooms up to this one
+    /// (-1 = none).
     pub render_up_to_zoom: i32,
+    /// The change log is also read this often, in case a notification was missed.
+    pub poll_secs: u64,
 }
 
 impl Default for WatchSettings {
@@ -191,6 +194,7 @@ impl Default for WatchSettings {
             install_on_start: false,
             mode: "dirty".into(),
             render_up_to_zoom: -1,
+            poll_secs: 30,
         }
     }
 }

@@ -602,7 +602,7 @@ impl ActionCounts {
         }
     }
 
-    fn add(&mut self, o: &ActionCounts) {
+    pub fn add(&mut self, o: &ActionCounts) {
         self.matched += o.matched;
         self.changed += o.changed;
         self.already_dirty += o.already_dirty;
@@ -626,6 +626,13 @@ impl ExpireSummary {
             ExpireAction::MarkDirty => &mut self.mark_dirty,
             ExpireAction::Render => &mut self.render,
         }
+    }
+
+    /// Adds another summary's counts to these.
+    pub fn add(&mut self, o: &ExpireSummary) {
+        self.delete.add(&o.delete);
+        self.mark_dirty.add(&o.mark_dirty);
+        self.render.add(&o.render);
     }
 
     pub fn total(&self) -> ActionCounts {
