@@ -9,6 +9,7 @@ use metatiled::config::DatabaseSettings;
 use metatiled::render::{paint_metatile, render_metatile, PngMode};
 use metatiled::source::{build_pool, Feature, LayerData, MetatileData, PostgisSource, SourceError};
 use metatiled::style::{parse_style, Style, StyleSet};
+use metatiled::text::FontSet;
 use metatiled::tile::{MetatileCoord, StyleName, TileCoord};
 use std::path::{Path, PathBuf};
 use tiny_skia::Pixmap;
@@ -36,6 +37,12 @@ async fn source() -> Option<PostgisSource> {
     .await
     .expect("the test database answers");
     Some(PostgisSource::new(pool))
+}
+
+/// The fonts, loaded once for all tests of this file (as the server does per process).
+fn fonts() -> &'static FontSet {
+    static FONTS: std::sync::OnceLock<FontSet> = std::sync::OnceLock::new();
+    FONTS.get_or_init(|| FontSet::system_default().expect("DejaVu fonts are installed"))
 }
 
 fn styles() -> StyleSet {
@@ -115,7 +122,7 @@ fn assert_matches_golden(name: &str, png_bytes: &[u8]) {
 async fn render_tile(source: &PostgisSource, style: &Style, tile: TileCoord) -> Vec<u8> {
     let meta = tile.metatile();
     let data = source.fetch_metatile(style, meta).await.unwrap();
-    let rendered = render_metatile(style, meta, &data, PngMode::Palette).unwrap();
+    let rendered = render_metatile(style, meta, &data, fonts(), PngMode::Palette).unwrap();
     rendered.tiles[tile.index_in_metatile()].clone()
 }
 
@@ -157,7 +164,7 @@ async fn every_zoom_from_0_to_19_renders_without_error() {
     for z in 0..=19u8 {
         let meta = center.ancestor(z).metatile();
         let data = source.fetch_metatile(&style, meta).await.unwrap();
-        let rendered = render_metatile(&style, meta, &data, PngMode::Palette).unwrap();
+        let rendered = render_metatile(&style, meta, &data, fonts(), PngMode::Palette).unwrap();
         assert_eq!(rendered.tiles.len(), 64);
         let present = rendered.tiles.iter().filter(|t| !t.is_empty()).count();
         assert_eq!(present, meta.tiles().count(), "zoom {z}");
@@ -189,8 +196,8 @@ fn assert_no_seam(
     ld: &MetatileData,
     rd: &MetatileData,
 ) {
-    let lp = paint_metatile(style, left, ld).unwrap();
-    let rp = paint_metatile(style, right, rd).unwrap();
+    let lp = paint_metatile(style, left, ld, fonts()).unwrap();
+    let rp = paint_metatile(style, right, rd, fonts()).unwrap();
     let b = style.buffer_px;
     let w = 8 * style.tile_size;
     let rows = b..b + w;
@@ -241,6 +248,7 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
                 geometry: line,
                 kind: None,
                 group: 0,
+                label: None,
             }],
         }],
         ..MetatileData::default()
@@ -249,8 +257,8 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
 
     // And tile by tile: the last column of the left metatile's tile and the first
     // column of the right one's show the line at (almost) the same rows.
-    let lr = render_metatile(&style, left, &data, PngMode::Rgba).unwrap();
-    let rr = render_metatile(&style, right, &data, PngMode::Rgba).unwrap();
+    let lr = render_metatile(&style, left, &data, fonts(), PngMode::Rgba).unwrap();
+    let rr = render_metatile(&style, right, &data, fonts(), PngMode::Rgba).unwrap();
     let line_rows = |png_bytes: &[u8], col: u32| -> Vec<u32> {
         let (w, h, px) = decode_rgba(png_bytes);
         (0..h)

@@ -12,11 +12,12 @@ mod file;
 mod model;
 
 pub use model::{
-    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, ZoomValue,
+    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, TextPlacement,
+    TextSymbolizer, ZoomValue,
 };
 
 use crate::tile::{StyleName, MAX_ZOOM};
-use file::{OneOrMany, RawLayer, RawLine, RawMarker, RawRule, RawStyle, RawZoomValue};
+use file::{OneOrMany, RawLayer, RawLine, RawMarker, RawRule, RawStyle, RawText, RawZoomValue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub const DEFAULT_BUFFER_PX: u32 = 128;
 pub const MAX_BUFFER_PX: u32 = 512;
 /// Default tile edge at scale 1.
 pub const DEFAULT_TILE_SIZE: u32 = 256;
+/// The face of a `text` symbolizer that names none.
+pub const DEFAULT_FONT: &str = "DejaVu Sans Book";
 
 /// The placeholders a layer's SQL may use, and the bind parameter each becomes.
 /// Parameters: `$1..$4` = bbox min x, min y, max x, max y (EPSG:3857 metres, metatile
@@ -133,6 +136,12 @@ impl StyleSet {
         self.styles.get(name)
     }
 
+    /// Checks that every face a `text` symbolizer names is among the loaded fonts (run
+    /// once at start, after loading the fonts of `render.fonts`).
+    pub fn check_fonts(&self, fonts: &crate::text::FontSet) -> Result<(), StyleError> {
+        self.styles.values().try_for_each(|s| s.check_fonts(fonts))
+    }
+
     /// Styles in name order (`osm` before `osm@2x`).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Style>> {
         self.styles.values()
@@ -144,6 +153,39 @@ impl StyleSet {
 
     pub fn is_empty(&self) -> bool {
         self.styles.is_empty()
+    }
+}
+
+impl Style {
+    /// Checks that every face a `text` symbolizer names is among the loaded fonts; the
+    /// error names the file, layer, rule and field and lists the faces there are.
+    pub fn check_fonts(&self, fonts: &crate::text::FontSet) -> Result<(), StyleError> {
+        for layer in &self.layers {
+            for (i, rule) in layer.rules.iter().enumerate() {
+                let Some(text) = &rule.text else { continue };
+                if fonts.has_family(&text.font) {
+                    continue;
+                }
+                let kind_hint = match rule.kinds.as_deref() {
+                    Some([k]) => format!(" (kind {k:?})"),
+                    _ => String::new(),
+                };
+                return Err(StyleError::Invalid {
+                    file: self.file.clone(),
+                    place: format!(
+                        "layer {:?}, rule #{}{kind_hint}, field `text.font`",
+                        layer.name,
+                        i + 1
+                    ),
+                    message: format!(
+                        "no loaded font is called {:?} (render.fonts has: {})",
+                        text.font,
+                        fonts.face_names().join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -420,10 +462,19 @@ impl Validator<'_> {
             Some(m) => Some(self.marker(&format!("{place}, field `marker"), m)?),
             None => None,
         };
-        if fill.is_none() && stroke.is_none() && casing.is_none() && marker.is_none() {
+        let text = match raw.text {
+            Some(t) => Some(self.text(&format!("{place}, field `text"), t)?),
+            None => None,
+        };
+        if fill.is_none()
+            && stroke.is_none()
+            && casing.is_none()
+            && marker.is_none()
+            && text.is_none()
+        {
             return Err(self.err(
                 &place,
-                "draws nothing: give at least one of `fill`, `stroke`, `casing`, `marker`",
+                "draws nothing: give at least one of `fill`, `stroke`, `casing`, `marker`, `text`",
             ));
         }
         Ok(Rule {
@@ -434,6 +485,135 @@ impl Validator<'_> {
             casing,
             stroke,
             marker,
+            text,
+        })
+    }
+
+    /// `prefix` is "<place>, field `text" (the closing backtick is added per field).
+    fn text(&self, prefix: &str, raw: RawText) -> Result<TextSymbolizer, StyleError> {
+        let font = raw.font.unwrap_or_else(|| DEFAULT_FONT.to_owned());
+        if font.trim().is_empty() {
+            return Err(self.err(format!("{prefix}.font`"), "is empty"));
+        }
+        let size = self.zoom_value(&format!("{prefix}.size`"), raw.size, 1.0, 200.0)?;
+        let fill = match &raw.fill {
+            Some(c) => self.color(&format!("{prefix}.fill`"), c)?,
+            None => Rgba {
+                r: 0,
+                g: 0,
+                b: 0,
+                a: 255,
+            },
+        };
+        let halo = match &raw.halo {
+            Some(c) => self.color(&format!("{prefix}.halo`"), c)?,
+            None => Rgba {
+                r: 255,
+                g: 255,
+                b: 255,
+                a: 255,
+            },
+        };
+        let length = |field: &str, v: Option<f32>, default: f32, max: f32| {
+            let v = v.unwrap_or(default);
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(self.err(
+                    format!("{prefix}.{field}`"),
+                    format!("{v} is outside 0..={max} pixels"),
+                ))
+            }
+        };
+        let halo_width = length("halo_width", raw.halo_width, 0.0, 20.0)?;
+        let padding = length(
+            "padding",
+            raw.padding,
+            crate::text::DEFAULT_PADDING_PX,
+            500.0,
+        )?;
+        let repeat_distance = length("repeat_distance", raw.repeat_distance, 0.0, 5000.0)?;
+        let priority = match raw.priority {
+            None => 0,
+            Some(p) if (-1_000_000..=1_000_000).contains(&p) => p as i32,
+            Some(p) => {
+                return Err(self.err(
+                    format!("{prefix}.priority`"),
+                    format!("{p} is outside -1000000..=1000000"),
+                ))
+            }
+        };
+        let only_for = |field: &str, given: bool, placement: &str| {
+            if given {
+                Err(self.err(
+                    format!("{prefix}.{field}`"),
+                    format!("applies only to placement = \"{placement}\""),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let placement = match raw.placement.as_deref() {
+            None | Some("point") => {
+                only_for("spacing", raw.spacing.is_some(), "line")?;
+                only_for("max_bend", raw.max_bend.is_some(), "line")?;
+                let offset = raw.offset.unwrap_or((0.0, 0.0));
+                if !(offset.0.is_finite() && offset.1.is_finite())
+                    || offset.0.abs() > 500.0
+                    || offset.1.abs() > 500.0
+                {
+                    return Err(self.err(
+                        format!("{prefix}.offset`"),
+                        "needs [x, y] within -500..=500 pixels",
+                    ));
+                }
+                let wrap = match raw.wrap {
+                    None => None,
+                    Some(w) => Some(length("wrap", Some(w), 0.0, 5000.0)?),
+                };
+                TextPlacement::Point { offset, wrap }
+            }
+            Some("line") => {
+                only_for("offset", raw.offset.is_some(), "point")?;
+                only_for("wrap", raw.wrap.is_some(), "point")?;
+                let spacing = length(
+                    "spacing",
+                    raw.spacing,
+                    crate::text::DEFAULT_SPACING_PX,
+                    10_000.0,
+                )?;
+                if spacing < 1.0 {
+                    return Err(self.err(format!("{prefix}.spacing`"), "must be at least 1 pixel"));
+                }
+                let max_bend = raw.max_bend.unwrap_or(crate::text::DEFAULT_MAX_BEND_DEG);
+                if !(max_bend.is_finite() && (0.0..=180.0).contains(&max_bend)) {
+                    return Err(self.err(
+                        format!("{prefix}.max_bend`"),
+                        format!("{max_bend} is outside 0..=180 degrees"),
+                    ));
+                }
+                TextPlacement::Line {
+                    spacing,
+                    max_bend_deg: max_bend,
+                }
+            }
+            Some(o) => {
+                return Err(self.err(
+                    format!("{prefix}.placement`"),
+                    format!("{o:?}: expected \"point\" or \"line\""),
+                ))
+            }
+        };
+        Ok(TextSymbolizer {
+            font,
+            size,
+            fill,
+            halo,
+            halo_width,
+            placement,
+            padding,
+            repeat_distance,
+            priority,
         })
     }
 
@@ -796,6 +976,7 @@ stroke = { color = "#fff", width = [[12, 1], [16, 5]] }
             casing: None,
             stroke: None,
             marker: None,
+            text: None,
         };
         assert!(rule.matches(Some("b")));
         assert!(!rule.matches(Some("c")));
