@@ -961,6 +961,109 @@ stroke = { color = "#fff", width = [[12, 1], [16, 5]] }
         assert!(e.contains("draws nothing"), "{e}");
     }
 
+    const STREETS: &str = r##"
+name = "t"
+[[layer]]
+name = "street-names"
+sql = "SELECT ST_AsBinary(way) AS geom, name AS label FROM planet_osm_line WHERE way && !bbox!"
+[[layer.rule]]
+text = { placement = "line", size = [[16, 9], [17, 11]], fill = "#222", halo_width = 1.5, spacing = 300, max_bend = 30, repeat_distance = 200, priority = 10 }
+[[layer.rule]]
+minzoom = 17
+text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
+"##;
+
+    #[test]
+    fn text_rules_load_with_placement_and_defaults() {
+        let style = parse(STREETS).unwrap().remove(0);
+        assert!(style.uses_text() && style.layers[0].uses_label());
+        let line = style.layers[0].rules[0].text.as_ref().unwrap();
+        assert_eq!(line.font, DEFAULT_FONT);
+        assert_eq!((line.size.at(15.0), line.size.at(17.0)), (9.0, 11.0));
+        assert_eq!(line.fill, Rgba::parse("#222").unwrap());
+        assert_eq!(line.halo, Rgba::parse("#fff").unwrap());
+        assert_eq!(
+            (line.halo_width, line.repeat_distance, line.priority),
+            (1.5, 200.0, 10)
+        );
+        assert_eq!(
+            line.placement,
+            TextPlacement::Line {
+                spacing: 300.0,
+                max_bend_deg: 30.0
+            }
+        );
+        let point = style.layers[0].rules[1].text.as_ref().unwrap();
+        assert_eq!(
+            point.placement,
+            TextPlacement::Point {
+                offset: (0.0, -8.0),
+                wrap: Some(80.0)
+            }
+        );
+        assert_eq!((point.halo_width, point.priority), (0.0, 0));
+        // A rule that only labels paints nothing on the map.
+        assert!(!style.layers[0].rules[0].paints_map());
+        let plain = style.without_labels();
+        assert!(!plain.uses_text() && !plain.layers[0].active_at(17));
+    }
+
+    #[test]
+    fn bad_text_fields_are_named_with_their_layer_and_rule() {
+        let e = error_of(&STREETS.replace("placement = \"line\"", "placement = \"area\""));
+        assert!(
+            e.contains("layer \"street-names\", rule #1, field `text.placement`")
+                && e.contains("\"area\""),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("offset = [0, -8], ", "spacing = 10, "));
+        assert!(
+            e.contains("rule #2, field `text.spacing`") && e.contains("placement = \"line\""),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("fill = \"#222\"", "fill = \"dark\""));
+        assert!(
+            e.contains("field `text.fill`") && e.contains("bad colour"),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("max_bend = 30", "max_bend = 300"));
+        assert!(e.contains("field `text.max_bend`"), "{e}");
+        let e = error_of(&STREETS.replace("repeat_distance", "repeat"));
+        assert!(
+            e.contains("rule #1") && e.contains("unknown field `repeat`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_font_is_refused_naming_layer_rule_and_field() {
+        let fonts = crate::text::test_fonts();
+        let style = parse(STREETS).unwrap().remove(0);
+        style.check_fonts(fonts).unwrap();
+        let style = parse(&STREETS.replace("DejaVu Sans Bold", "Comic Sans Bold"))
+            .unwrap()
+            .remove(0);
+        let e = style.check_fonts(fonts).unwrap_err().to_string();
+        assert!(e.contains("styles/t.toml"), "{e}");
+        assert!(
+            e.contains("layer \"street-names\", rule #2, field `text.font`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"Comic Sans Bold\"") && e.contains("DejaVu Sans Book"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_styles_use_only_fonts_that_are_installed() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("styles");
+        let set = StyleSet::load_dir(&dir).unwrap();
+        set.check_fonts(crate::text::test_fonts()).unwrap();
+        let osm = set.get(&StyleName::parse("osm").unwrap()).unwrap();
+        assert!(osm.uses_text());
+    }
+
     #[test]
     fn rules_match_kinds_and_zooms() {
         let rule = Rule {
