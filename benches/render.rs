@@ -191,7 +191,13 @@ async fn main() -> anyhow::Result<()> {
                 (w.as_secs_f64() / o.as_secs_f64().max(1e-9) - 1.0) * 100.0
             })
             .collect();
-        comparison.push((z, per_meta(with), per_meta(without), shares));
+        // The labels stage's own share of a labelled render, measured inside it.
+        let own_share = median(l.clone()).as_secs_f64()
+            / (median(p.clone()) + median(l.clone()) + median(e.clone()))
+                .as_secs_f64()
+                .max(1e-9)
+            * 100.0;
+        comparison.push((z, per_meta(with), per_meta(without), shares, own_share));
         println!(
             "{:>4} {:>5} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} | {:>10} {:>10}",
             z,
@@ -219,20 +225,22 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("render = paint + labels + palette encode of the same data (median over metatiles of each one's median):");
     println!(
-        "{:>4} | {:>14} {:>17} | {:>14} {:>10}",
-        "zoom", "with labels", "without labels", "labels add", "max"
+        "{:>4} | {:>14} {:>17} | {:>14} {:>10} | {:>12}",
+        "zoom", "with labels", "without labels", "labels add", "max", "labels stage"
     );
-    for (z, with, without, mut shares) in comparison {
+    for (z, with, without, mut shares, own_share) in comparison {
         shares.sort_by(f64::total_cmp);
         println!(
-            "{:>4} | {:>11} ms {:>14} ms | {:>13.0}% {:>9.0}%",
+            "{:>4} | {:>11} ms {:>14} ms | {:>13.0}% {:>9.0}% | {:>11.1}%",
             z,
             ms(with),
             ms(without),
             shares.get(shares.len() / 2).copied().unwrap_or_default(),
             shares.last().copied().unwrap_or_default(),
+            own_share,
         );
     }
+    println!("(labels add = with / without - 1 per metatile, median and max over metatiles; labels stage = median labels time / (paint + labels + encode) of the labelled renders)");
     Ok(())
 }
 
