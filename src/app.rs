@@ -51,6 +51,16 @@ impl Core {
         }
         let styles =
             StyleSet::load_dir(&settings.styles.dir).map_err(|e| UsageError(e.to_string()))?;
+        // Fonts: read once per process, shared by every render thread.
+        let fonts = Arc::new(
+            settings
+                .render
+                .load_fonts()
+                .context("cannot load the fonts for labels (render.fonts)")?,
+        );
+        styles
+            .check_fonts(&fonts)
+            .map_err(|e| UsageError(e.to_string()))?;
         let styles = Arc::new(styles);
         let postgis = PostgisSource::new(db.clone());
         for style in styles.iter() {
@@ -78,8 +88,14 @@ impl Core {
             "rgba" => PngMode::Rgba,
             _ => PngMode::Palette,
         };
-        let backend =
-            MetatileBackend::new(styles.clone(), postgis, cache.clone(), png, metrics.clone());
+        let backend = MetatileBackend::new(
+            styles.clone(),
+            postgis,
+            cache.clone(),
+            png,
+            metrics.clone(),
+            fonts,
+        );
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
             backend,
