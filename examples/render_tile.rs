@@ -13,6 +13,7 @@ use metatiled::config::DatabaseSettings;
 use metatiled::render::{paint_metatile, render_metatile, PngMode};
 use metatiled::source::{build_pool, PostgisSource};
 use metatiled::style::StyleSet;
+use metatiled::text::FontSet;
 use metatiled::tile::{StyleName, TileCoord};
 use std::path::PathBuf;
 
@@ -37,6 +38,8 @@ async fn main() -> anyhow::Result<()> {
     let styles = StyleSet::load_dir(&styles_dir)?;
     let name = StyleName::parse(&args[0])?;
     let style = styles.get(&name).context("no such style")?;
+    let fonts = FontSet::system_default()?;
+    styles.check_fonts(&fonts)?;
     let tile = TileCoord::try_new(args[1].parse()?, args[2].parse()?, args[3].parse()?)?;
     let out = args
         .get(4)
@@ -53,15 +56,16 @@ async fn main() -> anyhow::Result<()> {
     let meta = tile.metatile();
     let data = source.fetch_metatile(style, meta).await?;
     if whole {
-        paint_metatile(style, meta, &data)?.save_png(&out)?;
+        paint_metatile(style, meta, &data, &fonts)?.save_png(&out)?;
     } else {
-        let rendered = render_metatile(style, meta, &data, png)?;
+        let rendered = render_metatile(style, meta, &data, &fonts, png)?;
         std::fs::write(&out, &rendered.tiles[tile.index_in_metatile()])?;
         println!(
-            "metatile {meta}: query {:?} decode {:?} paint {:?} encode {:?}, {} rows, {} bytes in 64 tiles",
+            "metatile {meta}: query {:?} decode {:?} paint {:?} labels {:?} encode {:?}, {} rows, {} bytes in 64 tiles",
             data.timings.query,
             data.timings.decode,
             rendered.timings.paint,
+            rendered.timings.labels,
             rendered.timings.encode,
             data.timings.rows,
             rendered.bytes()

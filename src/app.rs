@@ -11,6 +11,7 @@ use crate::render::PngMode;
 use crate::service::{MetatileBackend, ServiceOptions, TileService};
 use crate::source::{self, ImportInfo, PostgisSource};
 use crate::style::StyleSet;
+use crate::watch::Watcher;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header::HeaderValue;
 use anyhow::Context;
@@ -50,6 +51,16 @@ impl Core {
         }
         let styles =
             StyleSet::load_dir(&settings.styles.dir).map_err(|e| UsageError(e.to_string()))?;
+        // Fonts: read once per process, shared by every render thread.
+        let fonts = Arc::new(
+            settings
+                .render
+                .load_fonts()
+                .context("cannot load the fonts for labels (render.fonts)")?,
+        );
+        styles
+            .check_fonts(&fonts)
+            .map_err(|e| UsageError(e.to_string()))?;
         let styles = Arc::new(styles);
         let postgis = PostgisSource::new(db.clone());
         for style in styles.iter() {
@@ -77,8 +88,14 @@ impl Core {
             "rgba" => PngMode::Rgba,
             _ => PngMode::Palette,
         };
-        let backend =
-            MetatileBackend::new(styles.clone(), postgis, cache.clone(), png, metrics.clone());
+        let backend = MetatileBackend::new(
+            styles.clone(),
+            postgis,
+            cache.clone(),
+            png,
+            metrics.clone(),
+            fonts,
+        );
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
             backend,
@@ -112,6 +129,7 @@ pub struct Application {
     /// The admin API, whose jobs are cancelled at shutdown.
     admin_api: Arc<crate::admin::Admin>,
     service: Arc<TileService>,
+    watcher: Option<Watcher>,
     shutdown_timeout: Duration,
 }
 
@@ -123,6 +141,25 @@ impl Application {
             service,
             import,
         } = Core::build(settings).await?;
+        if settings.watch.install_on_start {
+            let client = db
+                .get()
+                .await
+                .context("cannot install the change triggers")?;
+            let tables = crate::watch::install_for_styles(&client, service.styles(), None)
+                .await
+                .context("cannot install the change triggers (watch.install_on_start)")?;
+            let names: Vec<String> = tables.iter().map(|t| t.table.to_string()).collect();
+            tracing::info!(tables = ?names, "change triggers installed");
+        }
+        let watcher = if settings.watch.enabled {
+            Some(
+                Watcher::new(&settings.database, &settings.watch, service.clone())
+                    .map_err(|e| UsageError(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let options = ServerOptions {
             workers: settings.server.workers,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -162,6 +199,7 @@ impl Application {
             admin,
             admin_api,
             service,
+            watcher,
             shutdown_timeout: options.shutdown_timeout,
         })
     }
@@ -178,8 +216,10 @@ impl Application {
         &self.service
     }
 
-    /// Runs both listeners until `stop` resolves, then shuts down gracefully: stop
-    /// accepting, finish in-flight requests, renders and writes.
+    /// Runs both listeners (and the database watcher, when enabled) until `stop`
+    /// resolves, then shuts down gracefully: stop accepting, stop watching (an
+    /// unfinished batch stays in the change log), finish in-flight requests, renders
+    /// and writes.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
@@ -187,14 +227,20 @@ impl Application {
         let handles: [ServerHandle; 2] = [self.public.handle(), self.admin.handle()];
         let public = tokio::spawn(self.public);
         let admin = tokio::spawn(self.admin);
+        let (stop_watch, watch_stopped) = tokio::sync::watch::channel(false);
+        let watcher = self.watcher.map(|w| tokio::spawn(w.run(watch_stopped)));
         stop.await;
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
+        let _ = stop_watch.send(true);
         for h in &handles {
             h.stop(true).await;
         }
         let _ = public.await;
         let _ = admin.await;
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         self.service.pool().shutdown(self.shutdown_timeout).await;
         tracing::info!("stopped");
         Ok(())

@@ -197,10 +197,11 @@ pub enum CacheCommand {
 pub struct WatchArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Style whose tables to watch.
+    /// Style whose tables to watch (default: every style; `unwatch` without a style
+    /// or tables removes the triggers from every table that has them).
     #[arg(long)]
     pub style: Option<String>,
-    /// Explicit tables instead of the ones the style reads.
+    /// Explicit tables (`table` or `schema.table`) instead of the ones the style reads.
     #[arg(long, value_delimiter = ',')]
     pub tables: Vec<String>,
 }

@@ -19,10 +19,14 @@
 //! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
 //! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
 //! - [`admin`]: the admin API's domain: expiry and seed requests, now or as jobs.
+//! - [`watch`]: freshness from the database: change triggers, `metatiled watch`, and the
+//!   listener that expires the metatiles of changed rows.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
 //! - [`seed`]: pre-rendering an area (bbox or polygon) and zoom range through the render pool.
 //! - [`metrics`]: the Prometheus series.
+//! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
+//!   placement of point and line labels on a metatile canvas.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`http`]: actix-web handlers; the only module that knows about HTTP.
 
@@ -42,4 +46,6 @@ pub mod seed;
 pub mod service;
 pub mod source;
 pub mod style;
+pub mod text;
 pub mod tile;
+pub mod watch;

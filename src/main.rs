@@ -58,13 +58,23 @@ fn main() -> ExitCode {
                 Err(e) => usage_error("cache stats", &e),
             }
         }
-        Command::Watch(args) | Command::Unwatch(args) => not_built_yet("watch", &args.common),
+        Command::Watch(args) => with_config(&args.common, args.common.overrides(), |loaded| {
+            run_async(metatiled::watch::watch_command(
+                loaded.settings,
+                args.style.as_deref(),
+                &args.tables,
+                &mut std::io::stdout(),
+            ))
+        }),
+        Command::Unwatch(args) => with_config(&args.common, args.common.overrides(), |loaded| {
+            run_async(metatiled::watch::unwatch_command(
+                loaded.settings,
+                args.style.as_deref(),
+                &args.tables,
+                &mut std::io::stdout(),
+            ))
+        }),
     }
-}
-
-fn not_built_yet(name: &str, _common: &CommonArgs) -> ExitCode {
-    eprintln!("metatiled {name}: not built yet");
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// Loads the configuration (exit 2 on error), handles `--print-config`, starts tracing

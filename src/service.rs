@@ -10,6 +10,7 @@ use crate::queue::{
 use crate::render::{render_metatile, PngMode};
 use crate::source::{MetatileData, PostgisSource};
 use crate::style::{Style, StyleSet};
+use crate::text::FontSet;
 use crate::tile::{StyleName, TileCoord};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -227,6 +228,8 @@ pub struct MetatileBackend {
     cache: Arc<TileCache>,
     png: PngMode,
     metrics: Arc<Metrics>,
+    /// The process's fonts, shared by every render thread.
+    fonts: Arc<FontSet>,
 }
 
 /// What the fetch stage hands to a render thread.
@@ -243,6 +246,7 @@ impl MetatileBackend {
         cache: Arc<TileCache>,
         png: PngMode,
         metrics: Arc<Metrics>,
+        fonts: Arc<FontSet>,
     ) -> Self {
         Self {
             styles,
@@ -250,6 +254,7 @@ impl MetatileBackend {
             cache,
             png,
             metrics,
+            fonts,
         }
     }
 
@@ -301,14 +306,20 @@ impl RenderBackend for MetatileBackend {
         priority: Priority,
         fetched: Fetched,
     ) -> Result<(), RenderFailure> {
-        let result = render_metatile(&fetched.style, key.meta, &fetched.data, self.png)
-            .map_err(|e| RenderFailure::new(e.to_string()))
-            .and_then(|rendered| {
-                self.cache
-                    .store_metatile(&key.style, key.meta, &rendered.tiles)
-                    .map_err(|e| RenderFailure::new(format!("cannot store metatile: {e}")))
-                    .map(|()| rendered)
-            });
+        let result = render_metatile(
+            &fetched.style,
+            key.meta,
+            &fetched.data,
+            &self.fonts,
+            self.png,
+        )
+        .map_err(|e| RenderFailure::new(e.to_string()))
+        .and_then(|rendered| {
+            self.cache
+                .store_metatile(&key.style, key.meta, &rendered.tiles)
+                .map_err(|e| RenderFailure::new(format!("cannot store metatile: {e}")))
+                .map(|()| rendered)
+        });
         match result {
             Ok(rendered) => {
                 let secs = fetched.started.elapsed().as_secs_f64();

@@ -9,6 +9,7 @@ use metatiled::config::DatabaseSettings;
 use metatiled::render::{paint_metatile, render_metatile, PngMode};
 use metatiled::source::{build_pool, Feature, LayerData, MetatileData, PostgisSource, SourceError};
 use metatiled::style::{parse_style, Style, StyleSet};
+use metatiled::text::FontSet;
 use metatiled::tile::{MetatileCoord, StyleName, TileCoord};
 use std::path::{Path, PathBuf};
 use tiny_skia::Pixmap;
@@ -36,6 +37,12 @@ async fn source() -> Option<PostgisSource> {
     .await
     .expect("the test database answers");
     Some(PostgisSource::new(pool))
+}
+
+/// The fonts, loaded once for all tests of this file (as the server does per process).
+fn fonts() -> &'static FontSet {
+    static FONTS: std::sync::OnceLock<FontSet> = std::sync::OnceLock::new();
+    FONTS.get_or_init(|| FontSet::system_default().expect("DejaVu fonts are installed"))
 }
 
 fn styles() -> StyleSet {
@@ -115,7 +122,7 @@ fn assert_matches_golden(name: &str, png_bytes: &[u8]) {
 async fn render_tile(source: &PostgisSource, style: &Style, tile: TileCoord) -> Vec<u8> {
     let meta = tile.metatile();
     let data = source.fetch_metatile(style, meta).await.unwrap();
-    let rendered = render_metatile(style, meta, &data, PngMode::Palette).unwrap();
+    let rendered = render_metatile(style, meta, &data, fonts(), PngMode::Palette).unwrap();
     rendered.tiles[tile.index_in_metatile()].clone()
 }
 
@@ -157,7 +164,7 @@ async fn every_zoom_from_0_to_19_renders_without_error() {
     for z in 0..=19u8 {
         let meta = center.ancestor(z).metatile();
         let data = source.fetch_metatile(&style, meta).await.unwrap();
-        let rendered = render_metatile(&style, meta, &data, PngMode::Palette).unwrap();
+        let rendered = render_metatile(&style, meta, &data, fonts(), PngMode::Palette).unwrap();
         assert_eq!(rendered.tiles.len(), 64);
         let present = rendered.tiles.iter().filter(|t| !t.is_empty()).count();
         assert_eq!(present, meta.tiles().count(), "zoom {z}");
@@ -189,8 +196,8 @@ fn assert_no_seam(
     ld: &MetatileData,
     rd: &MetatileData,
 ) {
-    let lp = paint_metatile(style, left, ld).unwrap();
-    let rp = paint_metatile(style, right, rd).unwrap();
+    let lp = paint_metatile(style, left, ld, fonts()).unwrap();
+    let rp = paint_metatile(style, right, rd, fonts()).unwrap();
     let b = style.buffer_px;
     let w = 8 * style.tile_size;
     let rows = b..b + w;
@@ -241,6 +248,7 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
                 geometry: line,
                 kind: None,
                 group: 0,
+                label: None,
             }],
         }],
         ..MetatileData::default()
@@ -249,8 +257,8 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
 
     // And tile by tile: the last column of the left metatile's tile and the first
     // column of the right one's show the line at (almost) the same rows.
-    let lr = render_metatile(&style, left, &data, PngMode::Rgba).unwrap();
-    let rr = render_metatile(&style, right, &data, PngMode::Rgba).unwrap();
+    let lr = render_metatile(&style, left, &data, fonts(), PngMode::Rgba).unwrap();
+    let rr = render_metatile(&style, right, &data, fonts(), PngMode::Rgba).unwrap();
     let line_rows = |png_bytes: &[u8], col: u32| -> Vec<u32> {
         let (w, h, px) = decode_rgba(png_bytes);
         (0..h)
@@ -356,4 +364,177 @@ async fn a_query_failing_at_run_time_names_style_layer_and_metatile_but_not_the_
     );
     assert!(text.contains("division by zero"), "{text}");
     assert!(!text.contains("SELECT"), "the SQL leaks: {text}");
+}
+
+/// Straight RGBA of canvas column `x`, rows `rows`.
+fn canvas_column(p: &Pixmap, x: u32, rows: std::ops::Range<u32>) -> Vec<u8> {
+    strip(p, x..x + 1, rows)
+}
+
+/// Straight RGBA of column `x` of a decoded RGBA tile.
+fn tile_column(png_bytes: &[u8], x: u32) -> Vec<u8> {
+    let (w, h, px) = decode_rgba(png_bytes);
+    (0..h)
+        .flat_map(|y| {
+            let i = ((y * w + x) * 4) as usize;
+            px[i..i + 4].to_vec()
+        })
+        .collect()
+}
+
+/// Columns of the canvas where the labelled render differs from the map alone: label ink.
+fn label_ink(with: &Pixmap, without: &Pixmap, x: u32, rows: std::ops::Range<u32>) -> usize {
+    rows.filter(|&y| with.pixel(x, y) != without.pixel(x, y))
+        .count()
+}
+
+/// For every vertical edge between two tiles of the metatile that label ink touches on
+/// both sides, the left tile's last column and the right tile's first column are the
+/// canvas's columns there, pixel for pixel. Returns how many such edges were checked.
+fn assert_labels_continue_across_tile_edges(
+    style: &Style,
+    meta: MetatileCoord,
+    data: &MetatileData,
+) -> usize {
+    let fonts = fonts();
+    let canvas = paint_metatile(style, meta, data, fonts).unwrap();
+    let plain = paint_metatile(&style.without_labels(), meta, data, fonts).unwrap();
+    let rendered = render_metatile(style, meta, data, fonts, PngMode::Rgba).unwrap();
+    let (b, ts) = (style.buffer_px, style.tile_size);
+    let mut checked = 0;
+    for dx in 1..meta.width_in_tiles() {
+        let edge = b + dx * ts; // first column of tile dx
+        for dy in 0..meta.width_in_tiles() {
+            let rows = b + dy * ts..b + (dy + 1) * ts;
+            if label_ink(&canvas, &plain, edge - 1, rows.clone()) == 0
+                || label_ink(&canvas, &plain, edge, rows.clone()) == 0
+            {
+                continue;
+            }
+            let left = &rendered.tiles[((dx - 1) * 8 + dy) as usize];
+            let right = &rendered.tiles[(dx * 8 + dy) as usize];
+            assert_eq!(
+                tile_column(left, ts - 1),
+                canvas_column(&canvas, edge - 1, rows.clone()),
+                "tile ({}, {dy}): its last column is not the canvas's",
+                dx - 1
+            );
+            assert_eq!(
+                tile_column(right, 0),
+                canvas_column(&canvas, edge, rows),
+                "tile ({dx}, {dy}): its first column is not the canvas's"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn label_style(text_rule: &str) -> Style {
+    let text = format!(
+        r##"
+name = "labels"
+background = "#f2efe9"
+[[layer]]
+name = "names"
+sql = "SELECT 1 WHERE !bbox!"
+[[layer.rule]]
+{text_rule}
+"##
+    );
+    let style = parse_style(&text, Path::new("labels.toml"), "labels")
+        .unwrap()
+        .remove(0);
+    style.check_fonts(fonts()).unwrap();
+    style
+}
+
+fn point_data(points: &[((f64, f64), &str)]) -> MetatileData {
+    MetatileData {
+        layers: vec![LayerData {
+            features: points
+                .iter()
+                .map(|&((x, y), name)| Feature {
+                    geometry: geo::Geometry::Point(geo::Point::new(x, y)),
+                    kind: None,
+                    group: 0,
+                    label: Some(name.to_owned()),
+                })
+                .collect(),
+        }],
+        ..MetatileData::default()
+    }
+}
+
+#[test]
+fn a_label_straddling_a_tile_edge_is_drawn_whole_on_both_tiles() {
+    let style = label_style(
+        r##"text = { font = "DejaVu Sans Bold", size = 14, fill = "#000", halo = "#fff", halo_width = 2 }"##,
+    );
+    let meta = MetatileCoord::try_new(16, 37304, 18968).unwrap();
+    let b = meta.bbox();
+    let tile = metatiled::tile::tile_span(16);
+    // Centred on the edge between tiles 2 and 3 of row 4, off the pixel grid.
+    let at = (b.min_x + 3.0 * tile + 0.37, b.max_y - 4.5 * tile);
+    let data = point_data(&[(at, "Helsinki – Helsingfors")]);
+    assert_eq!(
+        assert_labels_continue_across_tile_edges(&style, meta, &data),
+        1
+    );
+}
+
+#[test]
+fn a_label_with_characters_no_font_has_is_skipped_and_the_others_drawn() {
+    let style = label_style(r##"text = { size = 12, halo_width = 1.5 }"##);
+    let meta = MetatileCoord::try_new(16, 37304, 18968).unwrap();
+    let b = meta.bbox();
+    let tile = metatiled::tile::tile_span(16);
+    let missing = (b.min_x + 2.5 * tile, b.max_y - 2.5 * tile);
+    let fine = (b.min_x + 5.5 * tile, b.max_y - 5.5 * tile);
+    // U+10FFFD is a private-use character no font has.
+    let data = point_data(&[(missing, "Kallio \u{10FFFD}"), (fine, "Kallio")]);
+    let canvas = paint_metatile(&style, meta, &data, fonts()).unwrap();
+    let plain = paint_metatile(&style.without_labels(), meta, &data, fonts()).unwrap();
+    let ink_near = |x: f64, y: f64| {
+        let px = style.buffer_px + ((x - b.min_x) / tile * 256.0) as u32;
+        let py = style.buffer_px + ((b.max_y - y) / tile * 256.0) as u32;
+        (px - 40..px + 40)
+            .map(|cx| label_ink(&canvas, &plain, cx, py - 10..py + 10))
+            .sum::<usize>()
+    };
+    assert_eq!(
+        ink_near(missing.0, missing.1),
+        0,
+        "the unshapable label is skipped"
+    );
+    assert!(ink_near(fine.0, fine.1) > 50, "the other label is drawn");
+}
+
+#[tokio::test]
+async fn street_names_crossing_tile_edges_continue_exactly_on_the_next_tile() {
+    let Some(source) = source().await else { return };
+    let style = style("osm");
+    let mut checked = 0;
+    for (z, x, y) in [(17, 74618, 37938), (15, 18654, 9484)] {
+        let meta = TileCoord::try_new(z, x, y).unwrap().metatile();
+        let data = source.fetch_metatile(&style, meta).await.unwrap();
+        checked += assert_labels_continue_across_tile_edges(&style, meta, &data);
+    }
+    assert!(
+        checked >= 2,
+        "labels touch at least two tile edges of central Helsinki ({checked})"
+    );
+}
+
+#[tokio::test]
+async fn a_text_rule_needs_a_label_column() {
+    let Some(source) = source().await else { return };
+    let style = label_style(r##"text = { size = 12 }"##);
+    let mut style = style;
+    style.layers[0].query = "SELECT ST_AsBinary(way) AS geom FROM planet_osm_point \
+        WHERE way && ST_MakeEnvelope($1::float8, $2::float8, $3::float8, $4::float8, 3857) \
+        AND $5::int4 > 0 AND $6::float8 > 0 AND $7::float8 > 0"
+        .into();
+    let text = source.check_style(&style).await.unwrap_err().to_string();
+    assert!(text.contains("no `label` column"), "{text}");
 }

@@ -235,6 +235,13 @@ fn apply_override(defaults: &Value, tree: &mut Table, o: &Override) -> Result<()
             .parse::<f64>()
             .map(Value::Float)
             .map_err(|_| format!("expected a number, got {:?}", o.value)),
+        // A list (render.fonts): entries separated like PATH (`:` on Unix).
+        Some(Value::Array(_)) => Ok(Value::Array(
+            std::env::split_paths(&o.value)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                .collect(),
+        )),
         Some(_) => Ok(Value::String(o.value.clone())),
         None if OPTIONAL_KEYS.contains(&o.key.as_str()) => Ok(Value::String(o.value.clone())),
         None => {
@@ -275,6 +282,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("render.queue_bulk", s.render.queue_bulk as u64),
         ("database.pool_size", s.database.pool_size as u64),
         ("admin.max_body_bytes", s.admin.max_body_bytes as u64),
+        ("watch.poll_secs", s.watch.poll_secs),
     ];
     for (key, v) in positive {
         if v == 0 {
@@ -296,6 +304,16 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             message: format!(
                 "expected \"dirty\", \"delete\" or \"render\", got {:?}",
                 s.watch.mode
+            ),
+        });
+    }
+    if !(-1..=i32::from(crate::tile::MAX_ZOOM)).contains(&s.watch.render_up_to_zoom) {
+        return Err(ConfigError::Invalid {
+            key: "watch.render_up_to_zoom",
+            message: format!(
+                "expected -1 (none) to {}, got {}",
+                crate::tile::MAX_ZOOM,
+                s.watch.render_up_to_zoom
             ),
         });
     }
@@ -394,6 +412,29 @@ mod tests {
                 })
                 .collect(),
         })
+    }
+
+    #[test]
+    fn font_paths_come_from_the_file_or_a_path_like_variable() {
+        let f = file_with("[render]\nfonts = [\"/a/b.ttf\", \"/fonts\"]\n");
+        let s = load_with(Some(f.path()), &[], &[]).unwrap().settings;
+        assert_eq!(
+            s.render.fonts,
+            vec![PathBuf::from("/a/b.ttf"), PathBuf::from("/fonts")]
+        );
+        let s = load_with(None, &[("METATILED_RENDER_FONTS", "/x.ttf:/y")], &[])
+            .unwrap()
+            .settings;
+        assert_eq!(
+            s.render.fonts,
+            vec![PathBuf::from("/x.ttf"), PathBuf::from("/y")]
+        );
+        assert!(load_with(None, &[], &[])
+            .unwrap()
+            .settings
+            .render
+            .fonts
+            .is_empty());
     }
 
     #[test]

@@ -121,6 +121,22 @@ pub struct RenderSettings {
     pub queue_bulk: usize,
     /// PNG flavour: "palette" (8-bit, like Mapnik's png256) or "rgba".
     pub png: String,
+    /// Font files and folders for labels, in fallback order; empty = the text engine's
+    /// defaults (`crate::text::DEFAULT_FONT_PATHS`: DejaVu Sans, then Noto).
+    pub fonts: Vec<PathBuf>,
+}
+
+impl RenderSettings {
+    /// Loads the fonts of `fonts` (or the defaults): once per process, at start.
+    pub fn load_fonts(&self) -> Result<crate::text::FontSet, crate::text::TextError> {
+        let fonts = if self.fonts.is_empty() {
+            crate::text::FontSet::system_default()?
+        } else {
+            crate::text::FontSet::load(&self.fonts)?
+        };
+        tracing::info!(faces = fonts.len(), "loaded fonts for labels");
+        Ok(fonts)
+    }
 }
 
 impl Default for RenderSettings {
@@ -131,6 +147,7 @@ impl Default for RenderSettings {
             queue_stale: 256,
             queue_bulk: 1024,
             png: "palette".into(),
+            fonts: Vec::new(),
         }
     }
 }
@@ -180,8 +197,11 @@ pub struct WatchSettings {
     pub install_on_start: bool,
     /// What a change does to its metatiles: "dirty", "delete" or "render".
     pub mode: String,
-    /// With mode "dirty": also queue re-renders for zooms up to this one (-1 = none).
+    /// Re-render (instead of `mode`) the changed metatiles of zooms up to this one
+    /// (-1 = none).
     pub render_up_to_zoom: i32,
+    /// The change log is also read this often, in case a notification was missed.
+    pub poll_secs: u64,
 }
 
 impl Default for WatchSettings {
@@ -191,6 +211,7 @@ impl Default for WatchSettings {
             install_on_start: false,
             mode: "dirty".into(),
             render_up_to_zoom: -1,
+            poll_secs: 30,
         }
     }
 }

@@ -616,7 +616,7 @@ impl ActionCounts {
         }
     }
 
-    fn add(&mut self, o: &ActionCounts) {
+    pub fn add(&mut self, o: &ActionCounts) {
         self.matched += o.matched;
         self.changed += o.changed;
         self.already_dirty += o.already_dirty;
@@ -642,11 +642,11 @@ impl ExpireSummary {
         }
     }
 
-    /// Adds another summary's counts (e.g. of another style) to this one.
-    pub fn add(&mut self, other: &ExpireSummary) {
-        self.delete.add(&other.delete);
-        self.mark_dirty.add(&other.mark_dirty);
-        self.render.add(&other.render);
+    /// Adds another summary's counts to these.
+    pub fn add(&mut self, o: &ExpireSummary) {
+        self.delete.add(&o.delete);
+        self.mark_dirty.add(&o.mark_dirty);
+        self.render.add(&o.render);
     }
 
     pub fn total(&self) -> ActionCounts {

@@ -377,10 +377,11 @@ async fn dispatch_loop<B: RenderBackend>(
         };
         let (key, priority) = next;
         let shared = shared.clone();
-        let backend = backend.clone();
+        // Started here, in dispatch (priority) order; fetches may finish in any order.
+        let fetch = backend.clone().fetch(key.clone(), priority);
         let paint_tx = paint_tx.clone();
         tokio::spawn(async move {
-            match backend.fetch(key.clone(), priority).await {
+            match fetch.await {
                 Ok(fetched) => {
                     let job = PaintJob {
                         key,
@@ -440,20 +441,19 @@ mod tests {
     struct CountingBackend {
         renders: Mutex<Vec<(JobKey, Priority)>>,
         hold: AtomicBool,
-        fetches: AtomicUsize,
+        /// Jobs in the order their fetch started (the order priorities decide).
+        started: Mutex<Vec<(JobKey, Priority)>>,
     }
 
     impl RenderBackend for CountingBackend {
         type Fetched = ();
         fn fetch(
             self: Arc<Self>,
-            _: JobKey,
-            _: Priority,
+            key: JobKey,
+            p: Priority,
         ) -> BoxFuture<'static, Result<(), RenderFailure>> {
-            Box::pin(async move {
-                self.fetches.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
+            self.started.lock().unwrap().push((key, p));
+            Box::pin(async move { Ok(()) })
         }
         fn paint_and_store(&self, key: &JobKey, p: Priority, _: ()) -> Result<(), RenderFailure> {
             while self.hold.load(Ordering::SeqCst) {
@@ -562,7 +562,7 @@ mod tests {
         settle(&pool).await;
         let order: Vec<(u32, Priority)> = pool
             .backend()
-            .renders
+            .started
             .lock()
             .unwrap()
             .iter()
@@ -578,6 +578,17 @@ mod tests {
             ]
         );
         assert_eq!(pool.stats().promoted, 1);
+        // The stale-then-interactive metatile was rendered once, at interactive priority.
+        let renders_of_3: Vec<Priority> = pool
+            .backend()
+            .renders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.meta.x / 8 == 3)
+            .map(|(_, p)| *p)
+            .collect();
+        assert_eq!(renders_of_3, vec![Priority::Interactive]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

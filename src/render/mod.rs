@@ -1,11 +1,13 @@
 //! Rendering one metatile: features -> one tiny-skia pixmap (the metatile plus a buffer
-//! on every side, anti-aliased) -> 64 sliced tiles -> PNG bytes.
+//! on every side, anti-aliased) -> labels placed and drawn over that whole canvas ->
+//! 64 sliced tiles -> PNG bytes.
 //!
 //! CPU only and synchronous: it runs on the render pool's threads, never on the async
 //! runtime. Each thread keeps its pixmap between renders. The 64 tiles are sliced and
 //! encoded in parallel (rayon), which shortens a single miss's latency.
 
 mod encode;
+mod labels;
 mod paint;
 
 pub use encode::{encode_png, quantize, quantize_with, PngMode, Quantized};
@@ -13,6 +15,7 @@ pub use paint::{pixmap_side, PixelTransform};
 
 use crate::source::MetatileData;
 use crate::style::Style;
+use crate::text::FontSet;
 use crate::tile::{MetatileCoord, StyleName, METATILE, TILES_PER_METATILE};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -50,6 +53,8 @@ pub enum RenderError {
 pub struct RenderTimings {
     /// Background and every layer onto the pixmap.
     pub paint: Duration,
+    /// Placing and drawing the labels of every layer on the whole canvas.
+    pub labels: Duration,
     /// Slicing and PNG encoding of all tiles (wall time, in parallel).
     pub encode: Duration,
 }
@@ -75,12 +80,14 @@ thread_local! {
     static SCRATCH: RefCell<Option<Pixmap>> = const { RefCell::new(None) };
 }
 
-/// Paints the whole metatile plus buffer and returns the pixmap (premultiplied RGBA).
-/// Exposed for tests (seams) and tools; [`render_metatile`] is what the server calls.
+/// Paints the whole metatile plus buffer, labels included, and returns the pixmap
+/// (premultiplied RGBA). Exposed for tests (seams) and tools; [`render_metatile`] is
+/// what the server calls.
 pub fn paint_metatile(
     style: &Style,
     meta: MetatileCoord,
     data: &MetatileData,
+    fonts: &FontSet,
 ) -> Result<Pixmap, RenderError> {
     check_layers(style, meta, data)?;
     let side = pixmap_side(style, meta);
@@ -90,6 +97,7 @@ pub fn paint_metatile(
         side,
     })?;
     paint::paint(style, meta, data, &mut pixmap);
+    labels::label(style, meta, data, fonts, &mut pixmap);
     Ok(pixmap)
 }
 
@@ -109,11 +117,14 @@ fn check_layers(
     Ok(())
 }
 
-/// Paints the metatile, slices it into its tiles and encodes each as PNG.
+/// Paints the metatile, places and draws its labels over the whole canvas, slices it
+/// into its tiles and encodes each as PNG. `fonts` is the process's [`FontSet`] (loaded
+/// once, shared by every render thread).
 pub fn render_metatile(
     style: &Style,
     meta: MetatileCoord,
     data: &MetatileData,
+    fonts: &FontSet,
     png: PngMode,
 ) -> Result<RenderedMetatile, RenderError> {
     check_layers(style, meta, data)?;
@@ -135,6 +146,10 @@ pub fn render_metatile(
     let paint_time = started.elapsed();
 
     let started = Instant::now();
+    labels::label(style, meta, data, fonts, &mut pixmap);
+    let labels_time = started.elapsed();
+
+    let started = Instant::now();
     let result = slice_and_encode(style, meta, &pixmap, png);
     let encode_time = started.elapsed();
     SCRATCH.with(|s| *s.borrow_mut() = Some(pixmap));
@@ -142,6 +157,7 @@ pub fn render_metatile(
         tiles: result?,
         timings: RenderTimings {
             paint: paint_time,
+            labels: labels_time,
             encode: encode_time,
         },
     })

@@ -86,7 +86,15 @@ struct Shape {
 }
 
 fn paint_layer(ctx: &Ctx, layer: &Layer, features: &[Feature], pixmap: &mut Pixmap) {
-    let rules: Vec<&Rule> = layer.rules.iter().filter(|r| r.active_at(ctx.z)).collect();
+    // Text-only rules are labelled later (`labels`), not painted here.
+    let rules: Vec<&Rule> = layer
+        .rules
+        .iter()
+        .filter(|r| r.active_at(ctx.z) && r.paints_map())
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
     // For each feature, the active rules that match it; features no rule draws are
     // never turned into paths.
     let matched: Vec<Vec<&Rule>> = features

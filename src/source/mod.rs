@@ -1,6 +1,8 @@
 //! PostGIS: the connection pool, migrations, and (in `postgis`) one query per style
-//! layer per metatile. The only module that runs SQL.
+//! layer per metatile, and (in `changes`) the change log and its triggers. The only module
+//! that runs SQL.
 
+pub mod changes;
 mod migrate;
 mod pool;
 mod postgis;

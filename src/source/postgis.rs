@@ -1,8 +1,9 @@
 //! One query per style layer per metatile, and WKB -> geo decoding.
 //!
 //! A layer's SQL returns one row per feature with a WKB geometry column `geom`
-//! (`ST_AsBinary(...)`), optionally a text column `kind` (what the layer's rules match)
-//! and an integer column `draw_group` (see `styles/README.md`). The SQL is prepared once
+//! (`ST_AsBinary(...)`), optionally a text column `kind` (what the layer's rules match),
+//! an integer column `draw_group` and a text column `label` (the text of `text` rules;
+//! see `styles/README.md`). The SQL is prepared once
 //! per pooled connection with typed bind parameters (deadpool's statement cache) and
 //! executed for each metatile; all layers of a metatile run pipelined on one connection.
 
@@ -77,6 +78,8 @@ pub struct Feature {
     pub kind: Option<String>,
     /// The row's `draw_group` (0 when the query has none).
     pub group: i64,
+    /// The row's `label`: what the layer's `text` rules draw (None: no column or NULL).
+    pub label: Option<String>,
 }
 
 /// The features of one layer, in the query's order.
@@ -258,10 +261,17 @@ impl PostgisSource {
                 }
                 .map_err(|e| decode_err(e.to_string()))?
                 .unwrap_or(0);
+                let label = match columns.label {
+                    Some(l) => row
+                        .try_get::<_, Option<String>>(l)
+                        .map_err(|e| decode_err(e.to_string()))?,
+                    None => None,
+                };
                 features.push(Feature {
                     geometry,
                     kind,
                     group,
+                    label,
                 });
             }
             layers.push(LayerData { features });
@@ -283,6 +293,7 @@ struct Columns {
     geom: usize,
     kind: Option<usize>,
     group: Option<(usize, Type)>,
+    label: Option<usize>,
 }
 
 impl Columns {
@@ -329,7 +340,26 @@ impl Columns {
                 Some((g, t))
             }
         };
-        Ok(Columns { geom, kind, group })
+        let label = find("label");
+        if let Some(l) = label {
+            if !matches!(*columns[l].type_(), Type::TEXT | Type::VARCHAR) {
+                return Err(err(format!(
+                    "column `label` is {}, not text",
+                    columns[l].type_()
+                )));
+            }
+        } else if layer.uses_label() {
+            return Err(err(
+                "its rules draw `text` but the query returns no `label` column (e.g. name AS label)"
+                    .into(),
+            ));
+        }
+        Ok(Columns {
+            geom,
+            kind,
+            group,
+            label,
+        })
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) struct RawRule {
     pub stroke: Option<RawLine>,
     pub casing: Option<RawLine>,
     pub marker: Option<RawMarker>,
+    pub text: Option<RawText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,4 +91,22 @@ pub(crate) struct RawMarker {
     pub stroke: Option<String>,
     pub stroke_width: Option<f32>,
     pub opacity: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawText {
+    pub placement: Option<String>,
+    pub font: Option<String>,
+    pub size: RawZoomValue,
+    pub fill: Option<String>,
+    pub halo: Option<String>,
+    pub halo_width: Option<f32>,
+    pub offset: Option<(f32, f32)>,
+    pub wrap: Option<f32>,
+    pub spacing: Option<f32>,
+    pub max_bend: Option<f32>,
+    pub padding: Option<f32>,
+    pub repeat_distance: Option<f32>,
+    pub priority: Option<i64>,
 }

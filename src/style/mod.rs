@@ -12,11 +12,12 @@ mod file;
 mod model;
 
 pub use model::{
-    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, ZoomValue,
+    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, TextPlacement,
+    TextSymbolizer, ZoomValue,
 };
 
 use crate::tile::{StyleName, MAX_ZOOM};
-use file::{OneOrMany, RawLayer, RawLine, RawMarker, RawRule, RawStyle, RawZoomValue};
+use file::{OneOrMany, RawLayer, RawLine, RawMarker, RawRule, RawStyle, RawText, RawZoomValue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub const DEFAULT_BUFFER_PX: u32 = 128;
 pub const MAX_BUFFER_PX: u32 = 512;
 /// Default tile edge at scale 1.
 pub const DEFAULT_TILE_SIZE: u32 = 256;
+/// The face of a `text` symbolizer that names none.
+pub const DEFAULT_FONT: &str = "DejaVu Sans Book";
 
 /// The placeholders a layer's SQL may use, and the bind parameter each becomes.
 /// Parameters: `$1..$4` = bbox min x, min y, max x, max y (EPSG:3857 metres, metatile
@@ -133,6 +136,12 @@ impl StyleSet {
         self.styles.get(name)
     }
 
+    /// Checks that every face a `text` symbolizer names is among the loaded fonts (run
+    /// once at start, after loading the fonts of `render.fonts`).
+    pub fn check_fonts(&self, fonts: &crate::text::FontSet) -> Result<(), StyleError> {
+        self.styles.values().try_for_each(|s| s.check_fonts(fonts))
+    }
+
     /// Styles in name order (`osm` before `osm@2x`).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Style>> {
         self.styles.values()
@@ -144,6 +153,39 @@ impl StyleSet {
 
     pub fn is_empty(&self) -> bool {
         self.styles.is_empty()
+    }
+}
+
+impl Style {
+    /// Checks that every face a `text` symbolizer names is among the loaded fonts; the
+    /// error names the file, layer, rule and field and lists the faces there are.
+    pub fn check_fonts(&self, fonts: &crate::text::FontSet) -> Result<(), StyleError> {
+        for layer in &self.layers {
+            for (i, rule) in layer.rules.iter().enumerate() {
+                let Some(text) = &rule.text else { continue };
+                if fonts.has_family(&text.font) {
+                    continue;
+                }
+                let kind_hint = match rule.kinds.as_deref() {
+                    Some([k]) => format!(" (kind {k:?})"),
+                    _ => String::new(),
+                };
+                return Err(StyleError::Invalid {
+                    file: self.file.clone(),
+                    place: format!(
+                        "layer {:?}, rule #{}{kind_hint}, field `text.font`",
+                        layer.name,
+                        i + 1
+                    ),
+                    message: format!(
+                        "no loaded font is called {:?} (render.fonts has: {})",
+                        text.font,
+                        fonts.face_names().join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -420,10 +462,19 @@ impl Validator<'_> {
             Some(m) => Some(self.marker(&format!("{place}, field `marker"), m)?),
             None => None,
         };
-        if fill.is_none() && stroke.is_none() && casing.is_none() && marker.is_none() {
+        let text = match raw.text {
+            Some(t) => Some(self.text(&format!("{place}, field `text"), t)?),
+            None => None,
+        };
+        if fill.is_none()
+            && stroke.is_none()
+            && casing.is_none()
+            && marker.is_none()
+            && text.is_none()
+        {
             return Err(self.err(
                 &place,
-                "draws nothing: give at least one of `fill`, `stroke`, `casing`, `marker`",
+                "draws nothing: give at least one of `fill`, `stroke`, `casing`, `marker`, `text`",
             ));
         }
         Ok(Rule {
@@ -434,6 +485,135 @@ impl Validator<'_> {
             casing,
             stroke,
             marker,
+            text,
+        })
+    }
+
+    /// `prefix` is "<place>, field `text" (the closing backtick is added per field).
+    fn text(&self, prefix: &str, raw: RawText) -> Result<TextSymbolizer, StyleError> {
+        let font = raw.font.unwrap_or_else(|| DEFAULT_FONT.to_owned());
+        if font.trim().is_empty() {
+            return Err(self.err(format!("{prefix}.font`"), "is empty"));
+        }
+        let size = self.zoom_value(&format!("{prefix}.size`"), raw.size, 1.0, 200.0)?;
+        let fill = match &raw.fill {
+            Some(c) => self.color(&format!("{prefix}.fill`"), c)?,
+            None => Rgba {
+                r: 0,
+                g: 0,
+                b: 0,
+                a: 255,
+            },
+        };
+        let halo = match &raw.halo {
+            Some(c) => self.color(&format!("{prefix}.halo`"), c)?,
+            None => Rgba {
+                r: 255,
+                g: 255,
+                b: 255,
+                a: 255,
+            },
+        };
+        let length = |field: &str, v: Option<f32>, default: f32, max: f32| {
+            let v = v.unwrap_or(default);
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(self.err(
+                    format!("{prefix}.{field}`"),
+                    format!("{v} is outside 0..={max} pixels"),
+                ))
+            }
+        };
+        let halo_width = length("halo_width", raw.halo_width, 0.0, 20.0)?;
+        let padding = length(
+            "padding",
+            raw.padding,
+            crate::text::DEFAULT_PADDING_PX,
+            500.0,
+        )?;
+        let repeat_distance = length("repeat_distance", raw.repeat_distance, 0.0, 5000.0)?;
+        let priority = match raw.priority {
+            None => 0,
+            Some(p) if (-1_000_000..=1_000_000).contains(&p) => p as i32,
+            Some(p) => {
+                return Err(self.err(
+                    format!("{prefix}.priority`"),
+                    format!("{p} is outside -1000000..=1000000"),
+                ))
+            }
+        };
+        let only_for = |field: &str, given: bool, placement: &str| {
+            if given {
+                Err(self.err(
+                    format!("{prefix}.{field}`"),
+                    format!("applies only to placement = \"{placement}\""),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let placement = match raw.placement.as_deref() {
+            None | Some("point") => {
+                only_for("spacing", raw.spacing.is_some(), "line")?;
+                only_for("max_bend", raw.max_bend.is_some(), "line")?;
+                let offset = raw.offset.unwrap_or((0.0, 0.0));
+                if !(offset.0.is_finite() && offset.1.is_finite())
+                    || offset.0.abs() > 500.0
+                    || offset.1.abs() > 500.0
+                {
+                    return Err(self.err(
+                        format!("{prefix}.offset`"),
+                        "needs [x, y] within -500..=500 pixels",
+                    ));
+                }
+                let wrap = match raw.wrap {
+                    None => None,
+                    Some(w) => Some(length("wrap", Some(w), 0.0, 5000.0)?),
+                };
+                TextPlacement::Point { offset, wrap }
+            }
+            Some("line") => {
+                only_for("offset", raw.offset.is_some(), "point")?;
+                only_for("wrap", raw.wrap.is_some(), "point")?;
+                let spacing = length(
+                    "spacing",
+                    raw.spacing,
+                    crate::text::DEFAULT_SPACING_PX,
+                    10_000.0,
+                )?;
+                if spacing < 1.0 {
+                    return Err(self.err(format!("{prefix}.spacing`"), "must be at least 1 pixel"));
+                }
+                let max_bend = raw.max_bend.unwrap_or(crate::text::DEFAULT_MAX_BEND_DEG);
+                if !(max_bend.is_finite() && (0.0..=180.0).contains(&max_bend)) {
+                    return Err(self.err(
+                        format!("{prefix}.max_bend`"),
+                        format!("{max_bend} is outside 0..=180 degrees"),
+                    ));
+                }
+                TextPlacement::Line {
+                    spacing,
+                    max_bend_deg: max_bend,
+                }
+            }
+            Some(o) => {
+                return Err(self.err(
+                    format!("{prefix}.placement`"),
+                    format!("{o:?}: expected \"point\" or \"line\""),
+                ))
+            }
+        };
+        Ok(TextSymbolizer {
+            font,
+            size,
+            fill,
+            halo,
+            halo_width,
+            placement,
+            padding,
+            repeat_distance,
+            priority,
         })
     }
 
@@ -781,6 +961,109 @@ stroke = { color = "#fff", width = [[12, 1], [16, 5]] }
         assert!(e.contains("draws nothing"), "{e}");
     }
 
+    const STREETS: &str = r##"
+name = "t"
+[[layer]]
+name = "street-names"
+sql = "SELECT ST_AsBinary(way) AS geom, name AS label FROM planet_osm_line WHERE way && !bbox!"
+[[layer.rule]]
+text = { placement = "line", size = [[16, 9], [17, 11]], fill = "#222", halo_width = 1.5, spacing = 300, max_bend = 30, repeat_distance = 200, priority = 10 }
+[[layer.rule]]
+minzoom = 17
+text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
+"##;
+
+    #[test]
+    fn text_rules_load_with_placement_and_defaults() {
+        let style = parse(STREETS).unwrap().remove(0);
+        assert!(style.uses_text() && style.layers[0].uses_label());
+        let line = style.layers[0].rules[0].text.as_ref().unwrap();
+        assert_eq!(line.font, DEFAULT_FONT);
+        assert_eq!((line.size.at(15.0), line.size.at(17.0)), (9.0, 11.0));
+        assert_eq!(line.fill, Rgba::parse("#222").unwrap());
+        assert_eq!(line.halo, Rgba::parse("#fff").unwrap());
+        assert_eq!(
+            (line.halo_width, line.repeat_distance, line.priority),
+            (1.5, 200.0, 10)
+        );
+        assert_eq!(
+            line.placement,
+            TextPlacement::Line {
+                spacing: 300.0,
+                max_bend_deg: 30.0
+            }
+        );
+        let point = style.layers[0].rules[1].text.as_ref().unwrap();
+        assert_eq!(
+            point.placement,
+            TextPlacement::Point {
+                offset: (0.0, -8.0),
+                wrap: Some(80.0)
+            }
+        );
+        assert_eq!((point.halo_width, point.priority), (0.0, 0));
+        // A rule that only labels paints nothing on the map.
+        assert!(!style.layers[0].rules[0].paints_map());
+        let plain = style.without_labels();
+        assert!(!plain.uses_text() && !plain.layers[0].active_at(17));
+    }
+
+    #[test]
+    fn bad_text_fields_are_named_with_their_layer_and_rule() {
+        let e = error_of(&STREETS.replace("placement = \"line\"", "placement = \"area\""));
+        assert!(
+            e.contains("layer \"street-names\", rule #1, field `text.placement`")
+                && e.contains("\"area\""),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("offset = [0, -8], ", "spacing = 10, "));
+        assert!(
+            e.contains("rule #2, field `text.spacing`") && e.contains("placement = \"line\""),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("fill = \"#222\"", "fill = \"dark\""));
+        assert!(
+            e.contains("field `text.fill`") && e.contains("bad colour"),
+            "{e}"
+        );
+        let e = error_of(&STREETS.replace("max_bend = 30", "max_bend = 300"));
+        assert!(e.contains("field `text.max_bend`"), "{e}");
+        let e = error_of(&STREETS.replace("repeat_distance", "repeat"));
+        assert!(
+            e.contains("rule #1") && e.contains("unknown field `repeat`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_font_is_refused_naming_layer_rule_and_field() {
+        let fonts = crate::text::test_fonts();
+        let style = parse(STREETS).unwrap().remove(0);
+        style.check_fonts(fonts).unwrap();
+        let style = parse(&STREETS.replace("DejaVu Sans Bold", "Comic Sans Bold"))
+            .unwrap()
+            .remove(0);
+        let e = style.check_fonts(fonts).unwrap_err().to_string();
+        assert!(e.contains("styles/t.toml"), "{e}");
+        assert!(
+            e.contains("layer \"street-names\", rule #2, field `text.font`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"Comic Sans Bold\"") && e.contains("DejaVu Sans Book"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_styles_use_only_fonts_that_are_installed() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("styles");
+        let set = StyleSet::load_dir(&dir).unwrap();
+        set.check_fonts(crate::text::test_fonts()).unwrap();
+        let osm = set.get(&StyleName::parse("osm").unwrap()).unwrap();
+        assert!(osm.uses_text());
+    }
+
     #[test]
     fn rules_match_kinds_and_zooms() {
         let rule = Rule {
@@ -796,6 +1079,7 @@ stroke = { color = "#fff", width = [[12, 1], [16, 5]] }
             casing: None,
             stroke: None,
             marker: None,
+            text: None,
         };
         assert!(rule.matches(Some("b")));
         assert!(!rule.matches(Some("c")));

@@ -152,11 +152,22 @@ pub struct Rule {
     /// The line itself, or a polygon's outline.
     pub stroke: Option<LineStyle>,
     pub marker: Option<Marker>,
+    /// A label from the query's `label` column, placed after all layers are painted.
+    pub text: Option<TextSymbolizer>,
 }
 
 impl Rule {
     pub fn active_at(&self, z: u8) -> bool {
         (self.minzoom..=self.maxzoom).contains(&z)
+    }
+
+    /// Whether the rule paints on the map itself (a fill, line or marker), as opposed
+    /// to only labelling.
+    pub fn paints_map(&self) -> bool {
+        self.fill.is_some()
+            || self.casing.is_some()
+            || self.stroke.is_some()
+            || self.marker.is_some()
     }
 
     /// Whether a feature with this `kind` value is drawn by this rule.
@@ -167,6 +178,41 @@ impl Rule {
             (Some(_), None) => false,
         }
     }
+}
+
+/// Where a label goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextPlacement {
+    /// Centred on the point (for lines and polygons: on an interior point), shifted by
+    /// `offset` pixels (x right, y down), wrapped at spaces to lines of at most `wrap`
+    /// pixels.
+    Point {
+        offset: (f32, f32),
+        wrap: Option<f32>,
+    },
+    /// Along the line, following its curves, upright; one label per `spacing` pixels of
+    /// line, none where it turns more than `max_bend_deg` between two characters.
+    Line { spacing: f32, max_bend_deg: f32 },
+}
+
+/// A label: the text of the query's `label` column, drawn after every layer, placed in
+/// priority order without overlaps. Lengths are pixels at scale 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSymbolizer {
+    /// A face name, e.g. "DejaVu Sans Book" (checked against the loaded fonts at start).
+    pub font: String,
+    pub size: ZoomValue,
+    pub fill: Rgba,
+    pub halo: Rgba,
+    /// Halo radius; 0 = none.
+    pub halo_width: f32,
+    pub placement: TextPlacement,
+    /// Minimum distance to labels placed before this one.
+    pub padding: f32,
+    /// Minimum distance between two labels with the same text; 0 = no limit.
+    pub repeat_distance: f32,
+    /// Higher is placed first; equal priorities go by layer order, then row order.
+    pub priority: i32,
 }
 
 /// One query and its paint rules.
@@ -192,6 +238,11 @@ impl Layer {
     /// Whether any rule filters on the `kind` column (which the query must then return).
     pub fn uses_kind(&self) -> bool {
         self.rules.iter().any(|r| r.kinds.is_some())
+    }
+
+    /// Whether any rule draws labels (the query must then return a `label` column).
+    pub fn uses_label(&self) -> bool {
+        self.rules.iter().any(|r| r.text.is_some())
     }
 }
 
@@ -224,6 +275,25 @@ pub struct Style {
 }
 
 impl Style {
+    /// This style without labels: every `text` symbolizer removed, and the rules that
+    /// drew only text with them (layers left without rules are neither queried nor
+    /// drawn). For measuring what labels cost.
+    pub fn without_labels(&self) -> Style {
+        let mut style = self.clone();
+        for layer in &mut style.layers {
+            layer.rules.retain(Rule::paints_map);
+            for rule in &mut layer.rules {
+                rule.text = None;
+            }
+        }
+        style
+    }
+
+    /// Whether any layer draws labels.
+    pub fn uses_text(&self) -> bool {
+        self.layers.iter().any(Layer::uses_label)
+    }
+
     /// Width of a device pixel in EPSG:3857 metres at zoom `z`.
     pub fn pixel_size(&self, z: u8) -> f64 {
         crate::tile::tile_span(z) / f64::from(self.tile_size)

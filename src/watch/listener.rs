@@ -1,0 +1,284 @@
+//! The watcher `serve` runs when `watch.enabled`: a [`ChangeFeed`] (its own connection,
+//! not a pooled one) that LISTENs for the triggers' notifications and reads the change
+//! log in id order on start, on every notification and every `watch.poll_secs` (in
+//! case one was missed). Each batch of rows is turned into metatiles per style and zoom
+//! ([`super::plan`]), expired through the server's [`ServiceTarget`] on a blocking
+//! thread, and only then deleted from the log: a crash, a stop or a lost connection in
+//! between means the rows are read and expired again (expiring twice is harmless),
+//! never lost. When the connection goes, it reconnects with exponential backoff.
+
+use super::plan::{expire_work, group_by_style, StyleZooms, WatchPolicy};
+use super::WatchError;
+use crate::config::{DatabaseSettings, WatchSettings};
+use crate::expire::ExpireAction;
+use crate::expiry::ServiceTarget;
+use crate::service::TileService;
+use crate::source::changes::{ChangeFeed, ChangeRow, FeedEvent, TableRef};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Log rows read (and expired together) at once: bounds memory and the time before
+/// the first rows of a long backlog are done. One statement writes at most 289 rows.
+const BATCH_ROWS: i64 = 1000;
+/// First wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Follows the change log and expires what changed. Build it with [`Watcher::new`],
+/// run it with [`Watcher::run`].
+pub struct Watcher {
+    db: DatabaseSettings,
+    service: Arc<TileService>,
+    policy: WatchPolicy,
+    poll: Duration,
+    /// Styles and zooms per logged table name (styles do not change while serving).
+    targets: HashMap<String, Arc<Vec<StyleZooms>>>,
+}
+
+/// Parses `watch.mode` and `watch.render_up_to_zoom`.
+pub fn policy_from(settings: &WatchSettings) -> Result<WatchPolicy, WatchError> {
+    let mode = match settings.mode.as_str() {
+        "dirty" => ExpireAction::MarkDirty,
+        "delete" => ExpireAction::Delete,
+        "render" => ExpireAction::Render,
+        other => return Err(WatchError::BadMode(other.to_string())),
+    };
+    let render_up_to = u8::try_from(settings.render_up_to_zoom).ok();
+    Ok(WatchPolicy { mode, render_up_to })
+}
+
+/// Resolves when `stop` says so (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Watcher {
+    pub fn new(
+        db: &DatabaseSettings,
+        settings: &WatchSettings,
+        service: Arc<TileService>,
+    ) -> Result<Watcher, WatchError> {
+        Ok(Watcher {
+            db: db.clone(),
+            service,
+            policy: policy_from(settings)?,
+            poll: Duration::from_secs(settings.poll_secs.max(1)),
+            targets: HashMap::new(),
+        })
+    }
+
+    /// Runs until `stop` turns true: connect, follow, and reconnect with backoff.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let metrics = self.service.metrics().clone();
+        let mut backoff = MIN_BACKOFF;
+        let mut lost = false;
+        loop {
+            let connected = tokio::select! {
+                _ = stopped(&mut stop) => return,
+                feed = ChangeFeed::connect(&self.db) => feed,
+            };
+            match connected {
+                Ok(mut feed) => {
+                    metrics.watch_connected.set(1);
+                    if lost {
+                        metrics.watch_reconnects.inc();
+                        tracing::info!("watch: reconnected to the database");
+                    }
+                    let outcome = self.follow(&mut feed, &mut stop, &mut backoff).await;
+                    metrics.watch_connected.set(0);
+                    match outcome {
+                        Ok(()) => return,
+                        Err(e) => {
+                            lost = true;
+                            tracing::warn!(error = %e, retry.ms = backoff.as_millis() as u64, "watch: lost the database connection; reconnecting");
+                        }
+                    }
+                }
+                Err(e) => {
+                    lost = true;
+                    tracing::warn!(error = %e, retry.ms = backoff.as_millis() as u64, "watch: cannot connect to the database; retrying");
+                }
+            }
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Reads the backlog, then waits for notifications (or the poll interval) and reads
+    /// again; `Ok` when stopped, `Err` when the connection failed.
+    async fn follow(
+        &mut self,
+        feed: &mut ChangeFeed,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Duration,
+    ) -> Result<(), WatchError> {
+        let watched = feed.watched_tables().await?;
+        if watched.is_empty() {
+            tracing::warn!("watch: no table has the change triggers; run `metatiled watch` or set watch.install_on_start");
+        } else {
+            let names: Vec<String> = watched.iter().map(TableRef::to_string).collect();
+            tracing::info!(tables = ?names, "watch: listening for changes");
+        }
+        if self.drain(feed, stop).await? {
+            return Ok(());
+        }
+        *backoff = MIN_BACKOFF;
+        let start = tokio::time::Instant::now() + self.poll;
+        let mut tick = tokio::time::interval_at(start, self.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped(stop) => return Ok(()),
+                event = feed.next_event() => {
+                    if let FeedEvent::Closed(reason) = event {
+                        return Err(WatchError::Closed(reason));
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            if self.drain(feed, stop).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn targets_for(&mut self, table: &str) -> Arc<Vec<StyleZooms>> {
+        if let Some(t) = self.targets.get(table) {
+            return t.clone();
+        }
+        let name = TableRef::parse(table);
+        let targets = Arc::new(super::plan::targets_for_table(
+            self.service.styles(),
+            &name.schema,
+            &name.name,
+        ));
+        for t in targets.iter() {
+            tracing::debug!(table, style = %t.style.name, zooms = ?t.zooms.iter().collect::<Vec<_>>(), "watch: table affects style");
+        }
+        self.targets.insert(table.to_string(), targets.clone());
+        targets
+    }
+
+    /// Expires and consumes the whole log, batch by batch. `Ok(true)` when stopped
+    /// midway (the unfinished batch stays in the log).
+    async fn drain(
+        &mut self,
+        feed: &ChangeFeed,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, WatchError> {
+        loop {
+            let rows = feed.read(BATCH_ROWS).await?;
+            if rows.is_empty() {
+                return Ok(false);
+            }
+            let started = Instant::now();
+            let targets: Vec<Arc<Vec<StyleZooms>>> =
+                rows.iter().map(|r| self.targets_for(&r.table)).collect();
+            let work = group_by_style(
+                targets
+                    .iter()
+                    .zip(&rows)
+                    .map(|(t, r)| (t.as_slice(), r.bbox)),
+            );
+            let cancel = Arc::new(AtomicBool::new(false));
+            let target = ServiceTarget::new(self.service.clone()).cancelled_by(cancel.clone());
+            let policy = self.policy;
+            let mut job = tokio::task::spawn_blocking(move || expire_work(&target, policy, work));
+            let summary = tokio::select! {
+                done = &mut job => done.map_err(|e| WatchError::Task(e.to_string()))?,
+                _ = stopped(stop) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = job.await;
+                    return Ok(true);
+                }
+            };
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            feed.consume(&ids).await?;
+            self.record(&rows, &summary, started.elapsed());
+            if (rows.len() as i64) < BATCH_ROWS {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn record(&self, rows: &[ChangeRow], summary: &super::plan::BatchSummary, took: Duration) {
+        let metrics = self.service.metrics();
+        let mut max_lag = Duration::ZERO;
+        let mut changed_rows = 0u64;
+        let mut tables: Vec<&str> = Vec::new();
+        for r in rows {
+            let n = u64::try_from(r.changed_rows).unwrap_or(0);
+            changed_rows += n;
+            metrics.watch_changes.with_label_values(&[&r.table]).inc();
+            metrics
+                .watch_changed_rows
+                .with_label_values(&[&r.table])
+                .inc_by(n);
+            let lag = r.age + took;
+            metrics.watch_lag_seconds.observe(lag.as_secs_f64());
+            max_lag = max_lag.max(lag);
+            if !tables.contains(&r.table.as_str()) {
+                tables.push(&r.table);
+            }
+        }
+        for (style, s) in &summary.per_style {
+            for (action, counts) in [
+                (ExpireAction::Delete, s.delete),
+                (ExpireAction::MarkDirty, s.mark_dirty),
+                (ExpireAction::Render, s.render),
+            ] {
+                if counts.changed > 0 {
+                    metrics
+                        .watch_expired_metatiles
+                        .with_label_values(&[style.as_str(), action.as_str()])
+                        .inc_by(counts.changed);
+                }
+            }
+        }
+        tracing::info!(
+            boxes = rows.len(),
+            rows = changed_rows,
+            tables = ?tables,
+            metatiles = summary.changed(),
+            matched = summary.matched(),
+            errors = summary.errors(),
+            lag.ms = max_lag.as_millis() as u64,
+            expire.ms = took.as_millis() as u64,
+            "watch: expired changed areas"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_settings_become_a_policy() {
+        let mut s = WatchSettings::default();
+        let p = policy_from(&s).unwrap();
+        assert_eq!(p.mode, ExpireAction::MarkDirty);
+        assert_eq!(p.render_up_to, None);
+        s.mode = "render".into();
+        s.render_up_to_zoom = 12;
+        let p = policy_from(&s).unwrap();
+        assert_eq!(p.mode, ExpireAction::Render);
+        assert_eq!(p.render_up_to, Some(12));
+        s.mode = "purge".into();
+        assert!(policy_from(&s).is_err());
+    }
+}
