@@ -42,8 +42,13 @@ impl LookupResult {
     }
 }
 
+/// Status codes whose counters are resolved once, so counting a response on the hot
+/// path is one atomic increment (no label hashing, no lock).
+const COMMON_STATUSES: [u16; 6] = [200, 304, 400, 404, 500, 503];
+
 pub struct Metrics {
     registry: Registry,
+    common_statuses: Vec<IntCounter>,
     pub http_requests: IntCounterVec,
     pub tile_lookups: IntCounterVec,
     pub renders: IntCounterVec,
@@ -185,7 +190,13 @@ impl Metrics {
                 "Times the database watcher lost its connection and connected again",
             )?,
             registry,
+            common_statuses: Vec::new(),
         };
+        let mut m = m;
+        m.common_statuses = COMMON_STATUSES
+            .iter()
+            .map(|s| m.http_requests.with_label_values(&[&s.to_string()]))
+            .collect();
         m.registry.register(Box::new(m.http_requests.clone()))?;
         m.registry.register(Box::new(m.tile_lookups.clone()))?;
         m.registry.register(Box::new(m.renders.clone()))?;
@@ -221,6 +232,17 @@ impl Metrics {
             m.expired_metatiles.with_label_values(&[mode]);
         }
         Ok(m)
+    }
+
+    /// Counts one HTTP response by status.
+    pub fn count_response(&self, status: u16) {
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.common_statuses[i].inc(),
+            None => self
+                .http_requests
+                .with_label_values(&[&status.to_string()])
+                .inc(),
+        }
     }
 
     /// The Prometheus text exposition of every series.

@@ -13,6 +13,8 @@ use crate::style::{Style, StyleSet};
 use crate::text::FontSet;
 use crate::tile::{StyleName, TileCoord};
 use futures_util::future::BoxFuture;
+use prometheus::IntCounter;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -57,6 +59,8 @@ pub struct TileService {
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
     options: ServiceOptions,
+    /// `tile_lookups` counters per style, resolved once: a hit costs one increment.
+    lookup_counters: HashMap<StyleName, [IntCounter; 4]>,
 }
 
 impl TileService {
@@ -67,12 +71,30 @@ impl TileService {
         metrics: Arc<Metrics>,
         options: ServiceOptions,
     ) -> Self {
+        let lookup_counters = styles
+            .iter()
+            .map(|style| {
+                let counter = |r: LookupResult| {
+                    metrics
+                        .tile_lookups
+                        .with_label_values(&[style.name.as_str(), r.as_str()])
+                };
+                let counters = [
+                    counter(LookupResult::Memory),
+                    counter(LookupResult::Disk),
+                    counter(LookupResult::Stale),
+                    counter(LookupResult::Miss),
+                ];
+                (style.name.clone(), counters)
+            })
+            .collect();
         Self {
             styles,
             cache,
             pool,
             metrics,
             options,
+            lookup_counters,
         }
     }
 
@@ -197,10 +219,20 @@ impl TileService {
     }
 
     fn count_lookup(&self, name: &StyleName, result: LookupResult) {
-        self.metrics
-            .tile_lookups
-            .with_label_values(&[name.as_str(), result.as_str()])
-            .inc();
+        let i = match result {
+            LookupResult::Memory => 0,
+            LookupResult::Disk => 1,
+            LookupResult::Stale => 2,
+            LookupResult::Miss => 3,
+        };
+        match self.lookup_counters.get(name) {
+            Some(counters) => counters[i].inc(),
+            None => self
+                .metrics
+                .tile_lookups
+                .with_label_values(&[name.as_str(), result.as_str()])
+                .inc(),
+        }
     }
 
     /// Refreshes the gauges that are read from live state rather than counted.

@@ -44,28 +44,26 @@ async fn observe<B: MessageBody>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_string();
+    // The request line is only copied when debug logging is on: this runs per tile hit.
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (Instant::now(), req.method().clone(), req.path().to_string()));
     let service = req
         .app_data::<web::Data<PublicState>>()
         .map(|s| s.service.clone());
     let res = next.call(req).await?;
     let status = res.status();
     if let Some(service) = service {
-        service
-            .metrics()
-            .http_requests
-            .with_label_values(&[status.as_str()])
-            .inc();
+        service.metrics().count_response(status.as_u16());
     }
-    tracing::debug!(
-        %method,
-        path,
-        status = status.as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    if let Some((started, method, path)) = logged {
+        tracing::debug!(
+            %method,
+            path,
+            status = status.as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     Ok(res)
 }
 
