@@ -40,8 +40,13 @@ pub fn parse_tile_path(style: &str, z: &str, x: &str, file: &str) -> Result<Tile
             "bad style name: ask for {y}@2x.png, not a style with '@'".into(),
         ));
     }
-    let style = StyleName::parse(&format!("{base}{scale}"))
-        .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
+    // One allocation on the common (1x) path: this runs for every tile request.
+    let style = if scale.is_empty() {
+        base
+    } else {
+        StyleName::parse(&format!("{base}{scale}"))
+            .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?
+    };
     let (z, x, y) = (number(z, "z")?, number(x, "x")?, number(y, "y")?);
     let z = u32::try_from(z).map_err(|_| not_found_tile())?;
     let tile = TileCoord::try_new(z, x, y).map_err(|e| match e {
