@@ -79,18 +79,22 @@ async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, HttpError
 
 /// Configures the public routes; used by `public_server` and by tests.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(meta::viewer))
-        .route("/health", web::get().to(meta::health))
-        .route("/ready", web::get().to(meta::ready))
-        .route("/metrics", web::get().to(meta::metrics))
-        .route("/assets/leaflet/{path:.*}", web::get().to(meta::asset))
-        .route("/{style}/tile.json", web::get().to(meta::tilejson))
-        .service(
-            web::resource("/{style}/{z}/{x}/{file}")
-                .route(web::get().to(tiles::get_tile))
-                .route(web::head().to(tiles::get_tile)),
-        )
-        .default_service(web::to(no_route));
+    // The tile route comes first: the router tries routes in order and every dynamic
+    // pattern is a regex match, so a tile hit should cost one. Digits-only z and x keep
+    // `/assets/leaflet/images/x.png` out of it; other malformed tile paths fall through
+    // to `no_route`, which answers 400 for anything ending in `.png`.
+    cfg.service(
+        web::resource(r"/{style}/{z:\d+}/{x:\d+}/{file}")
+            .route(web::get().to(tiles::get_tile))
+            .route(web::head().to(tiles::get_tile)),
+    )
+    .route("/", web::get().to(meta::viewer))
+    .route("/health", web::get().to(meta::health))
+    .route("/ready", web::get().to(meta::ready))
+    .route("/metrics", web::get().to(meta::metrics))
+    .route("/assets/leaflet/{path:.*}", web::get().to(meta::asset))
+    .route("/{style}/tile.json", web::get().to(meta::tilejson))
+    .default_service(web::to(no_route));
 }
 
 /// The public listener on an already bound socket (port 0 in tests).
