@@ -297,6 +297,11 @@ async fn tilejson_viewer_health_ready_and_metrics_answer() {
         app.get("/assets/leaflet/leaflet.js").await.status(),
         StatusCode::OK
     );
+    // Four segments like a tile path, but not a tile.
+    assert_eq!(
+        app.get("/assets/leaflet/images/layers.png").await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
     let metrics = app.get("/metrics").await.text().await.unwrap();
