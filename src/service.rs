@@ -12,6 +12,7 @@ use crate::source::{MetatileData, PostgisSource};
 use crate::style::{Style, StyleSet};
 use crate::text::FontSet;
 use crate::tile::{StyleName, TileCoord};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounter;
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ServiceError {
     #[error("unknown style {0}")]
-    UnknownStyle(StyleName),
+    UnknownStyle(String),
     #[error("zoom {z} is outside the style's range {min}-{max}")]
     ZoomOutOfRange { z: u8, min: u8, max: u8 },
     #[error("the render queue is full")]
@@ -42,6 +43,9 @@ pub struct ServedTile {
     pub stale: bool,
     pub max_age_secs: u64,
     pub stale_while_revalidate_secs: u64,
+    /// `public, max-age=N, stale-while-revalidate=M` for the two above, formatted once
+    /// per style (the HTTP layer sends it as is).
+    pub cache_control: Bytes,
 }
 
 /// Timing knobs of the request flow.
@@ -59,8 +63,29 @@ pub struct TileService {
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
     options: ServiceOptions,
-    /// `tile_lookups` counters per style, resolved once: a hit costs one increment.
-    lookup_counters: HashMap<StyleName, [IntCounter; 4]>,
+    /// Every served style with what a hit needs, found by one (fast) hash of the name.
+    served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
+}
+
+impl ServedStyle {
+    fn count_lookup(&self, result: LookupResult) {
+        let i = match result {
+            LookupResult::Memory => 0,
+            LookupResult::Disk => 1,
+            LookupResult::Stale => 2,
+            LookupResult::Miss => 3,
+        };
+        self.lookups[i].inc();
+    }
+}
+
+/// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
+/// once: a hit costs one increment) and its Cache-Control values (formatted once).
+struct ServedStyle {
+    style: Arc<Style>,
+    lookups: [IntCounter; 4],
+    fresh_cache_control: Bytes,
+    stale_cache_control: Bytes,
 }
 
 impl TileService {
@@ -71,7 +96,7 @@ impl TileService {
         metrics: Arc<Metrics>,
         options: ServiceOptions,
     ) -> Self {
-        let lookup_counters = styles
+        let served = styles
             .iter()
             .map(|style| {
                 let counter = |r: LookupResult| {
@@ -79,13 +104,24 @@ impl TileService {
                         .tile_lookups
                         .with_label_values(&[style.name.as_str(), r.as_str()])
                 };
-                let counters = [
-                    counter(LookupResult::Memory),
-                    counter(LookupResult::Disk),
-                    counter(LookupResult::Stale),
-                    counter(LookupResult::Miss),
-                ];
-                (style.name.clone(), counters)
+                let cache_control = |max_age: u64| {
+                    Bytes::from(format!(
+                        "public, max-age={max_age}, stale-while-revalidate={}",
+                        style.stale_while_revalidate_secs
+                    ))
+                };
+                let served = ServedStyle {
+                    style: style.clone(),
+                    lookups: [
+                        counter(LookupResult::Memory),
+                        counter(LookupResult::Disk),
+                        counter(LookupResult::Stale),
+                        counter(LookupResult::Miss),
+                    ],
+                    fresh_cache_control: cache_control(style.max_age_secs),
+                    stale_cache_control: cache_control(options.stale_max_age_secs),
+                };
+                (style.name.as_str().to_string(), served)
             })
             .collect();
         Self {
@@ -94,7 +130,7 @@ impl TileService {
             pool,
             metrics,
             options,
-            lookup_counters,
+            served,
         }
     }
 
@@ -116,19 +152,21 @@ impl TileService {
 
     /// The style serving `name`, or why there is none.
     pub fn style(&self, name: &StyleName) -> Result<&Arc<Style>, ServiceError> {
-        self.styles
+        self.served_style(name.as_str()).map(|served| &served.style)
+    }
+
+    fn served_style(&self, name: &str) -> Result<&ServedStyle, ServiceError> {
+        self.served
             .get(name)
-            .ok_or_else(|| ServiceError::UnknownStyle(name.clone()))
+            .ok_or_else(|| ServiceError::UnknownStyle(name.to_string()))
     }
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
     /// background re-render; a miss waits (up to the miss timeout) for its metatile.
-    pub async fn get_tile(
-        &self,
-        name: &StyleName,
-        tile: TileCoord,
-    ) -> Result<ServedTile, ServiceError> {
-        let style = self.style(name)?;
+    /// `name` needs no validation: only names of loaded styles are found.
+    pub async fn get_tile(&self, name: &str, tile: TileCoord) -> Result<ServedTile, ServiceError> {
+        let served = self.served_style(name)?;
+        let style = &served.style;
         if tile.z < style.minzoom || tile.z > style.maxzoom {
             return Err(ServiceError::ZoomOutOfRange {
                 z: tile.z,
@@ -136,12 +174,12 @@ impl TileService {
                 max: style.maxzoom,
             });
         }
-        if let Some(served) = self.lookup(style, tile, true) {
-            return Ok(served);
+        if let Some(found) = self.lookup(served, tile, true) {
+            return Ok(found);
         }
-        self.count_lookup(name, LookupResult::Miss);
+        served.count_lookup(LookupResult::Miss);
         let key = JobKey {
-            style: name.clone(),
+            style: style.name.clone(),
             meta: tile.metatile(),
         };
         let waiter = match self.pool.submit(key, Priority::Interactive) {
@@ -165,7 +203,7 @@ impl TileService {
                 Err(ServiceError::MissTimeout)
             }
             Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure.to_string())),
-            Ok(Ok(())) => self.lookup(style, tile, false).ok_or_else(|| {
+            Ok(Ok(())) => self.lookup(served, tile, false).ok_or_else(|| {
                 ServiceError::RenderFailed(format!(
                     "tile {tile} missing after its metatile was rendered"
                 ))
@@ -174,7 +212,8 @@ impl TileService {
     }
 
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
-    fn lookup(&self, style: &Arc<Style>, tile: TileCoord, count: bool) -> Option<ServedTile> {
+    fn lookup(&self, served: &ServedStyle, tile: TileCoord, count: bool) -> Option<ServedTile> {
+        let style = &served.style;
         let name = &style.name;
         let (found, result) = match self.cache.lookup(name, tile) {
             Ok(Lookup::Memory(t)) => (t, LookupResult::Memory),
@@ -187,21 +226,23 @@ impl TileService {
             }
         };
         if count {
-            self.count_lookup(name, result);
+            served.count_lookup(result);
         }
         let stale = result == LookupResult::Stale;
         if stale {
             self.refresh_in_background(name, tile);
         }
+        let (max_age_secs, cache_control) = if stale {
+            (self.options.stale_max_age_secs, &served.stale_cache_control)
+        } else {
+            (style.max_age_secs, &served.fresh_cache_control)
+        };
         Some(ServedTile {
             tile: found,
             stale,
-            max_age_secs: if stale {
-                self.options.stale_max_age_secs
-            } else {
-                style.max_age_secs
-            },
+            max_age_secs,
             stale_while_revalidate_secs: style.stale_while_revalidate_secs,
+            cache_control: cache_control.clone(),
         })
     }
 
@@ -215,23 +256,6 @@ impl TileService {
                 .render_rejected
                 .with_label_values(&[p.as_str()])
                 .inc();
-        }
-    }
-
-    fn count_lookup(&self, name: &StyleName, result: LookupResult) {
-        let i = match result {
-            LookupResult::Memory => 0,
-            LookupResult::Disk => 1,
-            LookupResult::Stale => 2,
-            LookupResult::Miss => 3,
-        };
-        match self.lookup_counters.get(name) {
-            Some(counters) => counters[i].inc(),
-            None => self
-                .metrics
-                .tile_lookups
-                .with_label_values(&[name.as_str(), result.as_str()])
-                .inc(),
         }
     }
 

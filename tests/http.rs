@@ -124,6 +124,25 @@ async fn head_has_the_headers_and_no_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn methods_other_than_get_and_head_are_refused_with_405() {
+    let Some(app) = support::spawn_app().await else {
+        return;
+    };
+    for path in [HELSINKI_Z15, "/osm/tile.json", "/assets/leaflet/leaflet.js"] {
+        let res = app.client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(res.headers()[header::ALLOW], "GET, HEAD", "{path}");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+    // Refusing the method created nothing in the cache.
+    assert!(
+        !app.cache_dir.path().join("osm").exists(),
+        "a refused POST reached the cache"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_and_impossible_paths_get_400_or_404_at_once() {
     let Some(app) = support::spawn_app().await else {
         return;

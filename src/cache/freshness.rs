@@ -14,10 +14,10 @@
 //! - **Stale** = dirty, or mtime earlier than the planet time. Without a planet file only
 //!   dirty tiles are stale (mod_tile's "older than 3 days" fallback is not copied).
 
+use super::slots::{StyleSlots, MAX_STYLES};
 use crate::tile::StyleName;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Name of the file whose mtime is the planet time (per style directory or global).
@@ -60,46 +60,77 @@ pub fn read_planet_time(root: &Path, style: &StyleName) -> Option<SystemTime> {
     mtime(planet_file(root, Some(style))).or_else(|| mtime(planet_file(root, None)))
 }
 
-/// Per-style planet times, re-read from disk at most every `interval`.
+/// Per-style planet times, re-read from disk at most every `interval`. Read on every
+/// tile hit, so a known style costs two atomic loads: no lock, no hashing.
 #[derive(Debug)]
 pub struct PlanetClock {
     root: PathBuf,
-    interval: Duration,
-    known: RwLock<HashMap<StyleName, (Option<SystemTime>, Instant)>>,
+    interval_ms: u64,
+    started: Instant,
+    slots: StyleSlots,
+    known: Box<[KnownPlanet]>,
 }
+
+/// The cached planet time of one style slot.
+#[derive(Debug, Default)]
+struct KnownPlanet {
+    /// Milliseconds since the clock started when the file was read, plus one; 0 = never.
+    checked: AtomicU64,
+    /// Nanoseconds since the epoch, or [`NO_PLANET`].
+    time: AtomicU64,
+}
+
+const NO_PLANET: u64 = u64::MAX;
 
 impl PlanetClock {
     pub fn new(root: PathBuf, interval: Duration) -> Self {
         Self {
             root,
-            interval,
-            known: RwLock::new(HashMap::new()),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            started: Instant::now(),
+            slots: StyleSlots::new(),
+            known: (0..MAX_STYLES).map(|_| KnownPlanet::default()).collect(),
         }
     }
 
     /// The planet time of `style`, at most `interval` old.
     pub fn planet_time(&self, style: &StyleName) -> Option<SystemTime> {
-        let now = Instant::now();
-        if let Ok(known) = self.known.read() {
-            if let Some((time, checked)) = known.get(style) {
-                if now.duration_since(*checked) < self.interval {
-                    return *time;
-                }
-            }
+        let Some(known) = self.slots.id(style).map(|id| &self.known[id.index()]) else {
+            return read_planet_time(&self.root, style);
+        };
+        let now_ms = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let checked = known.checked.load(Ordering::Acquire);
+        if checked != 0 && now_ms.saturating_sub(checked) < self.interval_ms {
+            return decode_time(known.time.load(Ordering::Relaxed));
         }
         let time = read_planet_time(&self.root, style);
-        if let Ok(mut known) = self.known.write() {
-            known.insert(style.clone(), (time, now));
-        }
+        known.time.store(encode_time(time), Ordering::Relaxed);
+        known.checked.store(now_ms, Ordering::Release);
         time
     }
 
     /// Forgets every cached planet time, so the next lookup reads the files.
     pub fn forget(&self) {
-        if let Ok(mut known) = self.known.write() {
-            known.clear();
+        for known in self.known.iter() {
+            known.checked.store(0, Ordering::Release);
         }
     }
+}
+
+/// Nanoseconds since the epoch (times before it count as the epoch; u64 lasts to 2554).
+fn encode_time(time: Option<SystemTime>) -> u64 {
+    time.map_or(NO_PLANET, |t| {
+        let nanos = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        u64::try_from(nanos).unwrap_or(NO_PLANET - 1)
+    })
+}
+
+fn decode_time(encoded: u64) -> Option<SystemTime> {
+    (encoded != NO_PLANET).then(|| SystemTime::UNIX_EPOCH + Duration::from_nanos(encoded))
 }
 
 #[cfg(test)]
@@ -127,6 +158,18 @@ mod tests {
         assert!(is_stale(old, Some(now - DAY), now));
         assert!(!is_stale(now - DAY, Some(old), now));
         assert!(is_stale(dirty_mtime(now), Some(now - 30 * 365 * DAY), now));
+    }
+
+    #[test]
+    fn planet_times_keep_their_nanoseconds_in_the_clock() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        assert_eq!(decode_time(encode_time(Some(t))), Some(t));
+        assert_eq!(decode_time(encode_time(None)), None);
+        let before_epoch = SystemTime::UNIX_EPOCH - DAY;
+        assert_eq!(
+            decode_time(encode_time(Some(before_epoch))),
+            Some(SystemTime::UNIX_EPOCH)
+        );
     }
 
     #[test]

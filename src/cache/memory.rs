@@ -2,14 +2,19 @@
 //! in a moka cache weighted by bytes.
 //!
 //! An entry remembers when it was last checked against its file. Once that is more than
-//! `cache.revalidate_secs` ago, the next hit `stat`s the file; a different stamp (dirty
-//! mark, rewrite, delete — by us, render_expired or another process) drops the entry.
+//! `cache.revalidate_secs` ago, the next hit compares it with the file's stamp; a
+//! different stamp (dirty mark, rewrite, delete — by us, render_expired or another
+//! process) drops the entry. The 64 tiles of a metatile share one file, so a `stat` is
+//! remembered per metatile for the same interval: one `stat` revalidates every tile of
+//! it (each entry then counts as checked when the `stat` was made, so no entry is ever
+//! trusted longer than the interval).
 //! Staleness is not stored as truth: it is recomputed from the stamp's mtime and the
 //! planet time on every hit (two comparisons).
 
 use super::disk::FileStamp;
+use super::slots::StyleId;
 use super::CachedTile;
-use crate::tile::{StyleName, TileCoord};
+use crate::tile::{MetatileCoord, TileCoord};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +22,43 @@ use std::time::{Duration, Instant};
 /// Bytes an entry costs beyond its tile bytes (key, ETag, stamp, moka's bookkeeping).
 const ENTRY_OVERHEAD: usize = 160;
 
-pub(crate) type MemoryKey = (StyleName, TileCoord);
+/// A tile of one style packed in a word: hashing and comparing it costs next to nothing
+/// on the hit path. Style id in bits 56-63, z in 48-55, x in 24-47, y in 0-23 (x and y
+/// are below 2^20 at zoom 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct MemoryKey(u64);
+
+impl MemoryKey {
+    pub fn new(style: StyleId, tile: TileCoord) -> Self {
+        let style = style.index() as u64; // below MAX_STYLES = 256
+        Self(style << 56 | u64::from(tile.z) << 48 | u64::from(tile.x) << 24 | u64::from(tile.y))
+    }
+
+    /// The key of a metatile file (in the file-check table).
+    pub fn file(style: StyleId, meta: MetatileCoord) -> Self {
+        Self::new(
+            style,
+            TileCoord {
+                z: meta.z,
+                x: meta.x,
+                y: meta.y,
+            },
+        )
+    }
+}
+
+/// Most metatile `stat`s remembered; beyond it the least used are forgotten (each only
+/// costs one more `stat`).
+const FILE_CHECKS: u64 = 65_536;
+
+/// The stamp a metatile file had when it was last `stat`ed, and when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileCheck {
+    pub stamp: FileStamp,
+    pub checked_ms: u64,
+}
+
+type Hasher = foldhash::fast::RandomState;
 
 /// One memory-cached tile.
 #[derive(Debug)]
@@ -39,7 +80,9 @@ pub struct MemoryStats {
 
 #[derive(Debug)]
 pub(crate) struct MemoryLayer {
-    tiles: moka::sync::Cache<MemoryKey, Arc<MemoryEntry>>,
+    tiles: moka::sync::Cache<MemoryKey, Arc<MemoryEntry>, Hasher>,
+    /// Recent `stat`s of metatile files, by [`MemoryKey::file`].
+    files: moka::sync::Cache<MemoryKey, FileCheck, Hasher>,
     revalidate_ms: u64,
     started: Instant,
     capacity: u64,
@@ -52,9 +95,14 @@ impl MemoryLayer {
             .weigher(|_k: &MemoryKey, v: &Arc<MemoryEntry>| {
                 u32::try_from(v.tile.bytes.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
-            .build();
+            .build_with_hasher(Hasher::default());
+        let files = moka::sync::Cache::builder()
+            .max_capacity(FILE_CHECKS)
+            .time_to_live(revalidate)
+            .build_with_hasher(Hasher::default());
         Self {
             tiles,
+            files,
             revalidate_ms: u64::try_from(revalidate.as_millis()).unwrap_or(u64::MAX),
             started: Instant::now(),
             capacity: capacity_bytes,
@@ -65,8 +113,8 @@ impl MemoryLayer {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub fn get(&self, key: &MemoryKey) -> Option<Arc<MemoryEntry>> {
-        self.tiles.get(key)
+    pub fn get(&self, key: MemoryKey) -> Option<Arc<MemoryEntry>> {
+        self.tiles.get(&key)
     }
 
     /// Whether the entry is due for a comparison with its file.
@@ -76,8 +124,30 @@ impl MemoryLayer {
             >= self.revalidate_ms
     }
 
-    pub fn mark_checked(&self, entry: &MemoryEntry) {
-        entry.checked_ms.store(self.now_ms(), Ordering::Relaxed);
+    /// A `stat` of the file made less than the interval ago, if any.
+    pub fn recent_file_check(&self, file: MemoryKey) -> Option<FileCheck> {
+        let check = self.files.get(&file)?;
+        (self.now_ms().saturating_sub(check.checked_ms) < self.revalidate_ms).then_some(check)
+    }
+
+    /// Remembers a `stat` made just now; returns it.
+    pub fn record_file_check(&self, file: MemoryKey, stamp: FileStamp) -> FileCheck {
+        let check = FileCheck {
+            stamp,
+            checked_ms: self.now_ms(),
+        };
+        self.files.insert(file, check);
+        check
+    }
+
+    /// Forgets the last `stat` of a file (after changing it).
+    pub fn forget_file_check(&self, file: MemoryKey) {
+        self.files.invalidate(&file);
+    }
+
+    /// Records that the entry matched its file as of `check`.
+    pub fn mark_checked(&self, entry: &MemoryEntry, check: FileCheck) {
+        entry.checked_ms.store(check.checked_ms, Ordering::Relaxed);
     }
 
     pub fn insert(&self, key: MemoryKey, tile: Arc<CachedTile>, stamp: FileStamp) {
@@ -99,16 +169,41 @@ impl MemoryLayer {
         self.tiles.insert(key, Arc::new(entry));
     }
 
-    pub fn invalidate(&self, key: &MemoryKey) {
-        self.tiles.invalidate(key);
+    pub fn invalidate(&self, key: MemoryKey) {
+        self.tiles.invalidate(&key);
     }
 
     pub fn stats(&self) -> MemoryStats {
         self.tiles.run_pending_tasks();
+        self.files.run_pending_tasks();
         MemoryStats {
             entries: self.tiles.entry_count(),
             bytes: self.tiles.weighted_size(),
             capacity_bytes: self.capacity,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::slots::StyleSlots;
+    use crate::tile::StyleName;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keys_of_different_tiles_differ(
+            (z, x, y) in (0u8..=20).prop_flat_map(|z| (Just(z), 0..1u32 << z, 0..1u32 << z)),
+            (z2, x2, y2) in (0u8..=20).prop_flat_map(|z| (Just(z), 0..1u32 << z, 0..1u32 << z)),
+            other_style in any::<bool>(),
+        ) {
+            let slots = StyleSlots::new();
+            let osm = slots.id(&StyleName::parse("osm").unwrap()).unwrap();
+            let hidpi = slots.id(&StyleName::parse("osm@2x").unwrap()).unwrap();
+            let a = MemoryKey::new(osm, TileCoord { z, x, y });
+            let b = MemoryKey::new(if other_style { hidpi } else { osm }, TileCoord { z: z2, x: x2, y: y2 });
+            prop_assert_eq!(a == b, !other_style && (z, x, y) == (z2, x2, y2));
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod format;
 pub mod freshness;
 mod memory;
 pub mod path;
+mod slots;
 
 pub use disk::{DiskCache, FileStamp, WalkItem};
 pub use format::FormatError;
@@ -30,8 +31,9 @@ pub use path::PathError;
 use crate::config::CacheSettings;
 use crate::tile::{MetatileCoord, StyleName, TileCoord};
 use bytes::Bytes;
-use memory::MemoryLayer;
+use memory::{MemoryKey, MemoryLayer};
 use sha2::{Digest, Sha256};
+use slots::StyleSlots;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,20 +72,23 @@ pub enum CacheError {
 pub struct CachedTile {
     pub bytes: Bytes,
     /// `"` + the first 16 hex digits of the SHA-256 of `bytes` + `"`; computed once.
-    pub etag: String,
+    pub etag: SharedText,
     /// The metatile file's mtime (long ago for a dirty-marked file).
     pub rendered_at: SystemTime,
+    /// `rendered_at` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted once.
+    pub rendered_at_http: SharedText,
     /// Whether the tile needs a re-render, as of the lookup that returned it.
     pub stale: bool,
 }
 
 impl CachedTile {
     pub fn new(bytes: Bytes, rendered_at: SystemTime, stale: bool) -> Self {
-        let etag = etag_of(&bytes);
+        let etag = SharedText::from(etag_of(&bytes));
         Self {
             bytes,
             etag,
             rendered_at,
+            rendered_at_http: SharedText::from(httpdate::fmt_http_date(rendered_at)),
             stale,
         }
     }
@@ -93,6 +98,34 @@ impl CachedTile {
             stale,
             ..self.clone()
         }
+    }
+}
+
+/// Text computed once and sent many times (as an HTTP header): cloning it shares the
+/// bytes instead of copying them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedText(Bytes);
+
+impl SharedText {
+    pub fn as_str(&self) -> &str {
+        // Only ever built from a String, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl From<String> for SharedText {
+    fn from(text: String) -> Self {
+        Self(Bytes::from(text))
+    }
+}
+
+impl PartialEq<&str> for SharedText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -171,6 +204,8 @@ pub struct TileCache {
     disk: DiskCache,
     memory: MemoryLayer,
     planet: freshness::PlanetClock,
+    /// Ids of the styles seen, for the memory keys.
+    styles: StyleSlots,
     /// Bumped after every change made through this cache; a disk read that overlapped
     /// one does not leave its (possibly old) tile in memory.
     changes: AtomicU64,
@@ -196,6 +231,7 @@ impl TileCache {
                 Duration::from_secs(settings.revalidate_secs),
             ),
             disk,
+            styles: StyleSlots::new(),
             changes: AtomicU64::new(0),
         })
     }
@@ -207,14 +243,16 @@ impl TileCache {
     /// Memory, then disk. Never fails on a corrupt file (logged, reported as a miss);
     /// fails only when the file system does (permissions, I/O errors).
     pub fn lookup(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
-        let key = (style.clone(), tile);
         let now = SystemTime::now();
         let planet = self.planet.planet_time(style);
-        if let Some(entry) = self.memory.get(&key) {
+        let Some(key) = self.memory_key(style, tile) else {
+            return self.read_disk(style, tile, None, now, planet);
+        };
+        if let Some(entry) = self.memory.get(key) {
             let current = !self.memory.needs_check(&entry)
-                || match self.disk.stamp(style, tile.metatile()) {
-                    Ok(Some(stamp)) if stamp == entry.stamp => {
-                        self.memory.mark_checked(&entry);
+                || match self.file_check(style, tile) {
+                    Some(check) if check.stamp == entry.stamp => {
+                        self.memory.mark_checked(&entry, check);
                         true
                     }
                     _ => false,
@@ -234,26 +272,53 @@ impl TileCache {
                     Lookup::Memory(cached)
                 });
             }
-            self.memory.invalidate(&key);
+            self.memory.invalidate(key);
         }
-        self.read_disk(key, now, planet, true)
+        self.read_disk(style, tile, Some(key), now, planet)
     }
 
     /// Reads a tile from its metatile file, bypassing (and not filling) memory.
     pub fn read_from_disk(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
         let planet = self.planet.planet_time(style);
-        self.read_disk((style.clone(), tile), SystemTime::now(), planet, false)
+        self.read_disk(style, tile, None, SystemTime::now(), planet)
     }
 
+    /// The stamp of the metatile file holding `tile`: a `stat` made by an earlier lookup
+    /// of any of its tiles within `cache.revalidate_secs`, else a new one. `None` when
+    /// the file is gone or cannot be read.
+    fn file_check(&self, style: &StyleName, tile: TileCoord) -> Option<memory::FileCheck> {
+        let file = self
+            .styles
+            .id(style)
+            .map(|id| MemoryKey::file(id, tile.metatile()))?;
+        if let Some(check) = self.memory.recent_file_check(file) {
+            return Some(check);
+        }
+        match self.disk.stamp(style, tile.metatile()) {
+            Ok(Some(stamp)) => Some(self.memory.record_file_check(file, stamp)),
+            _ => {
+                self.memory.forget_file_check(file);
+                None
+            }
+        }
+    }
+
+    /// The memory key of a tile; `None` for a style beyond the memory layer's slots.
+    fn memory_key(&self, style: &StyleName, tile: TileCoord) -> Option<MemoryKey> {
+        self.styles.id(style).map(|id| MemoryKey::new(id, tile))
+    }
+
+    /// Reads a tile from disk; with a memory key, also keeps it in memory.
     fn read_disk(
         &self,
-        key: memory::MemoryKey,
+        style: &StyleName,
+        tile: TileCoord,
+        fill: Option<MemoryKey>,
         now: SystemTime,
         planet: Option<SystemTime>,
-        fill: bool,
     ) -> Result<Lookup, CacheError> {
         let changes = self.changes.load(Ordering::SeqCst);
-        let read = match self.disk.read_tile(&key.0, key.1) {
+        let read = match self.disk.read_tile(style, tile) {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(Lookup::Miss),
             Err(CacheError::Corrupt { path, source }) => {
@@ -268,10 +333,10 @@ impl TileCache {
             read.stamp.mtime,
             stale,
         ));
-        if fill {
-            self.memory.insert(key.clone(), tile.clone(), read.stamp);
+        if let Some(key) = fill {
+            self.memory.insert(key, tile.clone(), read.stamp);
             if self.changes.load(Ordering::SeqCst) != changes {
-                self.memory.invalidate(&key);
+                self.memory.invalidate(key);
             }
         }
         Ok(if stale {
@@ -345,9 +410,13 @@ impl TileCache {
     /// Drops a metatile's tiles from memory (after a change on disk).
     pub fn forget(&self, style: &StyleName, meta: MetatileCoord) {
         self.changes.fetch_add(1, Ordering::SeqCst);
+        let Some(id) = self.styles.id(style) else {
+            return;
+        };
         for tile in meta.tiles() {
-            self.memory.invalidate(&(style.clone(), tile));
+            self.memory.invalidate(MemoryKey::new(id, tile));
         }
+        self.memory.forget_file_check(MemoryKey::file(id, meta));
     }
 
     pub fn memory_stats(&self) -> MemoryStats {

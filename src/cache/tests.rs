@@ -116,6 +116,29 @@ fn a_change_by_another_process_is_seen_after_the_revalidation_interval() {
 }
 
 #[test]
+fn one_stat_revalidates_a_whole_metatile_but_never_beyond_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (tile(10, 100, 100), tile(10, 101, 103));
+    let m = a.metatile();
+    assert_eq!(b.metatile(), m);
+    let cache = TileCache::open(&settings(dir.path(), 1)).unwrap();
+    let other = DiskCache::new(dir.path(), false);
+    other.write_metatile(&style(), m, &tiles_for(m, 1)).unwrap();
+    let first_byte = |t| cache.lookup(&style(), t).unwrap().tile().unwrap().bytes[0];
+    assert_eq!((first_byte(a), first_byte(b)), (1, 1));
+
+    // Both entries are due; a's hit stats the file (unchanged), then it changes.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(first_byte(a), 1);
+    other.write_metatile(&style(), m, &tiles_for(m, 2)).unwrap();
+    // b is revalidated by a's stat, made within the interval: still the old tile.
+    assert_eq!(first_byte(b), 1);
+    // One interval after that stat, neither entry is trusted any more.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!((first_byte(b), first_byte(a)), (2, 2));
+}
+
+#[test]
 fn a_planet_file_newer_than_a_tile_makes_it_stale_even_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let cache = TileCache::open(&settings(dir.path(), 3600)).unwrap();

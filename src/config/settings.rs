@@ -26,7 +26,7 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Public listener (tiles, TileJSON, viewer, health, metrics).
     pub listen: SocketAddr,
-    /// HTTP worker threads; 0 = one per core.
+    /// HTTP worker threads; 0 = two per core.
     pub workers: usize,
     /// Value of `Access-Control-Allow-Origin` on public responses; empty = no header.
     pub cors_origin: String,

@@ -17,6 +17,9 @@ pub enum HttpError {
     /// Unknown style, zoom outside the style, tile outside the grid, unknown job.
     #[error("{0}")]
     NotFound(String),
+    /// A method other than GET or HEAD on a public path.
+    #[error("only GET and HEAD are allowed here")]
+    MethodNotAllowed,
     /// Admin request without the right bearer token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -44,6 +47,7 @@ impl ResponseError for HttpError {
         match self {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Busy { .. }
@@ -67,6 +71,9 @@ impl ResponseError for HttpError {
             }
             HttpError::Unauthorized => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            HttpError::MethodNotAllowed => {
+                res.insert_header((header::ALLOW, "GET, HEAD"));
             }
             HttpError::TooManyJobs(_) => {
                 res.insert_header((header::RETRY_AFTER, TOO_MANY_JOBS_RETRY_SECS.to_string()));

@@ -35,12 +35,12 @@ fn center(state: &PublicState, style: &Style) -> [f64; 3] {
 }
 
 /// `GET /{style}/tile.json`: TileJSON 3.0.0 for one style.
-pub async fn tilejson(
-    req: HttpRequest,
-    style: web::Path<String>,
-    state: web::Data<PublicState>,
+pub fn tilejson(
+    req: &HttpRequest,
+    style: &str,
+    state: &PublicState,
 ) -> Result<HttpResponse, HttpError> {
-    let name = StyleName::parse(&style)
+    let name = StyleName::parse(style)
         .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
     let style = state
         .service
@@ -58,7 +58,7 @@ pub async fn tilejson(
         "minzoom": style.minzoom,
         "maxzoom": style.maxzoom,
         "bounds": state.bounds,
-        "center": center(&state, style),
+        "center": center(state, style),
         "attribution": style.attribution,
     });
     let mut res = HttpResponse::Ok();
@@ -101,8 +101,8 @@ pub async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
 }
 
 /// `GET /assets/leaflet/...`: the viewer's embedded Leaflet.
-pub async fn asset(path: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    let (bytes, mime) = match path.as_str() {
+pub fn asset(path: &str) -> Result<HttpResponse, HttpError> {
+    let (bytes, mime) = match path {
         "leaflet.js" => (LEAFLET_JS, "text/javascript; charset=utf-8"),
         "leaflet.css" => (LEAFLET_CSS, "text/css; charset=utf-8"),
         "images/layers.png" => (LEAFLET_LAYERS_PNG, "image/png"),

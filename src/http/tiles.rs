@@ -6,8 +6,10 @@ use super::PublicState;
 use crate::cache::CachedTile;
 use crate::service::{ServedTile, ServiceError};
 use crate::tile::{StyleName, TileCoord, TileError};
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest accepted decimal coordinate; longer numbers cannot be a tile at zoom <= 20.
@@ -15,37 +17,43 @@ const MAX_DIGITS: usize = 10;
 
 /// A tile URL, parsed but not yet checked against the styles.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TilePath {
-    /// The style as served: `osm`, or `osm@2x` for a high-DPI tile.
-    pub style: StyleName,
+pub struct TilePath<'a> {
+    /// The style as served: `osm`, or `osm@2x` for a high-DPI tile. Borrowed from the
+    /// URL for the common 1x case, so a hit allocates nothing here.
+    pub style: Cow<'a, str>,
     pub tile: TileCoord,
 }
 
 /// Parses the four path segments. Malformed text is a 400; well-formed numbers that name
 /// no tile (z > 20, x or y >= 2^z, absurdly long) are a 404.
-pub fn parse_tile_path(style: &str, z: &str, x: &str, file: &str) -> Result<TilePath, HttpError> {
-    let (y, scale) = if let Some(y) = file.strip_suffix("@2x.png") {
-        (y, "@2x")
+pub fn parse_tile_path<'a>(
+    style: &'a str,
+    z: &str,
+    x: &str,
+    file: &str,
+) -> Result<TilePath<'a>, HttpError> {
+    let (y, hidpi) = if let Some(y) = file.strip_suffix("@2x.png") {
+        (y, true)
     } else if let Some(y) = file.strip_suffix(".png") {
-        (y, "")
+        (y, false)
     } else {
         return Err(HttpError::BadRequest(
             "tile paths end in {y}.png or {y}@2x.png".into(),
         ));
     };
-    let base = StyleName::parse(style)
-        .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
-    if base.as_str().contains('@') {
+    StyleName::check(style).map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
+    if style.contains('@') {
         return Err(HttpError::BadRequest(
             "bad style name: ask for {y}@2x.png, not a style with '@'".into(),
         ));
     }
-    // One allocation on the common (1x) path: this runs for every tile request.
-    let style = if scale.is_empty() {
-        base
+    let style = if hidpi {
+        let name = format!("{style}@2x");
+        StyleName::check(&name)
+            .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
+        Cow::Owned(name)
     } else {
-        StyleName::parse(&format!("{base}{scale}"))
-            .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?
+        Cow::Borrowed(style)
     };
     let (z, x, y) = (number(z, "z")?, number(x, "x")?, number(y, "y")?);
     let z = u32::try_from(z).map_err(|_| not_found_tile())?;
@@ -74,19 +82,19 @@ fn number(text: &str, what: &str) -> Result<u64, HttpError> {
     text.parse::<u64>().map_err(|_| not_found_tile())
 }
 
+/// `GET|HEAD /{style}/{z}/{x}/{file}`, with the segments split off the raw path.
 pub async fn get_tile(
-    req: HttpRequest,
-    path: web::Path<(String, String, String, String)>,
-    state: web::Data<PublicState>,
+    req: &HttpRequest,
+    state: &PublicState,
+    [style, z, x, file]: [&str; 4],
 ) -> Result<HttpResponse, HttpError> {
-    let (style, z, x, file) = path.into_inner();
-    let parsed = parse_tile_path(&style, &z, &x, &file)?;
+    let parsed = parse_tile_path(style, z, x, file)?;
     let served = state
         .service
         .get_tile(&parsed.style, parsed.tile)
         .await
         .map_err(|e| service_error(e, state.retry_after_secs))?;
-    Ok(tile_response(&req, &served, &state.cors_origin))
+    Ok(tile_response(req, &served, &state.cors_origin))
 }
 
 pub(super) fn service_error(e: ServiceError, retry_after: u64) -> HttpError {
@@ -112,26 +120,25 @@ fn tile_response(
     cors_origin: &Option<HeaderValue>,
 ) -> HttpResponse {
     let tile: &CachedTile = &served.tile;
-    let cache_control = format!(
-        "public, max-age={}, stale-while-revalidate={}",
-        served.max_age_secs, served.stale_while_revalidate_secs
-    );
     // A stale tile's mtime may have been rewound to mark it dirty: it is no render time.
-    let last_modified = (!served.stale).then(|| httpdate::fmt_http_date(tile.rendered_at));
-    let not_modified = is_not_modified(
-        req.headers(),
-        &tile.etag,
-        (!served.stale).then_some(tile.rendered_at),
-    );
+    let modified = (!served.stale).then_some(tile.rendered_at);
+    let not_modified = is_not_modified(req.headers(), tile.etag.as_str(), modified);
     let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
-    res.insert_header((header::CACHE_CONTROL, cache_control))
-        .insert_header((header::ETAG, tile.etag.as_str()));
-    if let Some(lm) = last_modified {
-        res.insert_header((header::LAST_MODIFIED, lm));
+    // Every value below was formatted once (per style or per tile) and is shared here.
+    let mut shared = |name: HeaderName, text: &Bytes| {
+        // Always valid: digits, hex and dates that we formatted ourselves.
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.clone()) {
+            res.insert_header((name, value));
+        }
+    };
+    shared(header::CACHE_CONTROL, &served.cache_control);
+    shared(header::ETAG, tile.etag.as_bytes());
+    if modified.is_some() {
+        shared(header::LAST_MODIFIED, tile.rendered_at_http.as_bytes());
     }
     if let Some(origin) = cors_origin {
         res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
@@ -139,7 +146,8 @@ fn tile_response(
     if not_modified {
         return res.finish();
     }
-    res.content_type("image/png").body(tile.bytes.clone())
+    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("image/png")))
+        .body(tile.bytes.clone())
 }
 
 /// RFC 9110 section 13.1: If-None-Match wins over If-Modified-Since when both are sent.
@@ -174,7 +182,6 @@ fn whole_seconds(t: SystemTime) -> Duration {
 #[allow(clippy::too_many_arguments)] // rstest cases as arguments
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderName;
     use rstest::rstest;
 
     #[rstest]
@@ -193,7 +200,7 @@ mod tests {
         #[case] wy: u32,
     ) {
         let p = parse_tile_path(style, z, x, file).unwrap();
-        assert_eq!(p.style.as_str(), want_style);
+        assert_eq!(p.style, want_style);
         assert_eq!(
             p.tile,
             TileCoord {

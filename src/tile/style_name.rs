@@ -24,6 +24,12 @@ pub struct StyleName(String);
 
 impl StyleName {
     pub fn parse(name: &str) -> Result<Self, StyleNameError> {
+        Self::check(name)?;
+        Ok(Self(name.to_string()))
+    }
+
+    /// Whether `name` would parse, without allocating.
+    pub fn check(name: &str) -> Result<(), StyleNameError> {
         if name.is_empty() {
             return Err(StyleNameError::Empty);
         }
@@ -38,7 +44,7 @@ impl StyleName {
         if !first_ok || !name.chars().all(allowed) {
             return Err(StyleNameError::BadCharacter(name.to_string()));
         }
-        Ok(Self(name.to_string()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
