@@ -12,7 +12,6 @@ use crate::source::{MetatileData, PostgisSource};
 use crate::style::{Style, StyleSet};
 use crate::text::FontSet;
 use crate::tile::{StyleName, TileCoord};
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounter;
 use std::collections::HashMap;
@@ -38,14 +37,14 @@ pub enum ServiceError {
 
 /// A tile ready to send, with the caching policy that applies to it.
 #[derive(Debug, Clone)]
-pub struct ServedTile {
+pub struct ServedTile<'a> {
     pub tile: Arc<CachedTile>,
     pub stale: bool,
     pub max_age_secs: u64,
     pub stale_while_revalidate_secs: u64,
     /// `public, max-age=N, stale-while-revalidate=M` for the two above, formatted once
-    /// per style (the HTTP layer sends it as is).
-    pub cache_control: Bytes,
+    /// per style and borrowed from the service (no count shared by all threads to bump).
+    pub cache_control: &'a str,
 }
 
 /// Timing knobs of the request flow.
@@ -84,8 +83,8 @@ impl ServedStyle {
 struct ServedStyle {
     style: Arc<Style>,
     lookups: [IntCounter; 4],
-    fresh_cache_control: Bytes,
-    stale_cache_control: Bytes,
+    fresh_cache_control: String,
+    stale_cache_control: String,
 }
 
 impl TileService {
@@ -105,10 +104,10 @@ impl TileService {
                         .with_label_values(&[style.name.as_str(), r.as_str()])
                 };
                 let cache_control = |max_age: u64| {
-                    Bytes::from(format!(
+                    format!(
                         "public, max-age={max_age}, stale-while-revalidate={}",
                         style.stale_while_revalidate_secs
-                    ))
+                    )
                 };
                 let served = ServedStyle {
                     style: style.clone(),
@@ -164,7 +163,11 @@ impl TileService {
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
     /// background re-render; a miss waits (up to the miss timeout) for its metatile.
     /// `name` needs no validation: only names of loaded styles are found.
-    pub async fn get_tile(&self, name: &str, tile: TileCoord) -> Result<ServedTile, ServiceError> {
+    pub async fn get_tile(
+        &self,
+        name: &str,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'_>, ServiceError> {
         let served = self.served_style(name)?;
         let style = &served.style;
         if tile.z < style.minzoom || tile.z > style.maxzoom {
@@ -212,7 +215,12 @@ impl TileService {
     }
 
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
-    fn lookup(&self, served: &ServedStyle, tile: TileCoord, count: bool) -> Option<ServedTile> {
+    fn lookup<'a>(
+        &self,
+        served: &'a ServedStyle,
+        tile: TileCoord,
+        count: bool,
+    ) -> Option<ServedTile<'a>> {
         let style = &served.style;
         let name = &style.name;
         let (found, result) = match self.cache.lookup(name, tile) {
@@ -242,7 +250,7 @@ impl TileService {
             stale,
             max_age_secs,
             stale_while_revalidate_secs: style.stale_while_revalidate_secs,
-            cache_control: cache_control.clone(),
+            cache_control,
         })
     }
 

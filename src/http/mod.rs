@@ -62,13 +62,12 @@ async fn observe<B: MessageBody>(
     // The request line is only copied when debug logging is on: this runs per tile hit.
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (Instant::now(), req.method().clone(), req.path().to_string()));
-    let service = req
-        .app_data::<web::Data<PublicState>>()
-        .map(|s| s.service.clone());
     let res = next.call(req).await?;
     let status = res.status();
-    if let Some(service) = service {
-        service.metrics().count_response(status.as_u16());
+    // Borrowed from the response's request: no reference count shared by every worker
+    // goes up and down per request.
+    if let Some(state) = res.request().app_data::<web::Data<PublicState>>() {
+        state.service.metrics().count_response(status.as_u16());
     }
     if let Some((started, method, path)) = logged {
         tracing::debug!(

@@ -128,14 +128,16 @@ fn tile_response(
     } else {
         HttpResponse::Ok()
     };
-    // Every value below was formatted once (per style or per tile) and is shared here.
+    // Every value below was formatted once (per style or per tile); the tile's own are
+    // shared, not copied. All are valid: digits, hex and dates we formatted ourselves.
+    if let Ok(value) = HeaderValue::from_str(served.cache_control) {
+        res.insert_header((header::CACHE_CONTROL, value));
+    }
     let mut shared = |name: HeaderName, text: &Bytes| {
-        // Always valid: digits, hex and dates that we formatted ourselves.
         if let Ok(value) = HeaderValue::from_maybe_shared(text.clone()) {
             res.insert_header((name, value));
         }
     };
-    shared(header::CACHE_CONTROL, &served.cache_control);
     shared(header::ETAG, tile.etag.as_bytes());
     if modified.is_some() {
         shared(header::LAST_MODIFIED, tile.rendered_at_http.as_bytes());
