@@ -40,10 +40,9 @@ pub enum ServiceError {
 pub struct ServedTile<'a> {
     pub tile: Arc<CachedTile>,
     pub stale: bool,
-    pub max_age_secs: u64,
-    pub stale_while_revalidate_secs: u64,
-    /// `public, max-age=N, stale-while-revalidate=M` for the two above, formatted once
-    /// per style and borrowed from the service (no count shared by all threads to bump).
+    /// `public, max-age=N, stale-while-revalidate=M`: the style's max-age, or
+    /// `server.stale_max_age_secs` for a stale tile. Formatted once per style and
+    /// borrowed from the service (no count shared by all threads to bump).
     pub cache_control: &'a str,
 }
 
@@ -240,16 +239,14 @@ impl TileService {
         if stale {
             self.refresh_in_background(name, tile);
         }
-        let (max_age_secs, cache_control) = if stale {
-            (self.options.stale_max_age_secs, &served.stale_cache_control)
+        let cache_control = if stale {
+            &served.stale_cache_control
         } else {
-            (style.max_age_secs, &served.fresh_cache_control)
+            &served.fresh_cache_control
         };
         Some(ServedTile {
             tile: found,
             stale,
-            max_age_secs,
-            stale_while_revalidate_secs: style.stale_while_revalidate_secs,
             cache_control,
         })
     }

@@ -14,7 +14,7 @@
 //! - **Stale** = dirty, or mtime earlier than the planet time. Without a planet file only
 //!   dirty tiles are stale (mod_tile's "older than 3 days" fallback is not copied).
 
-use super::slots::{StyleSlots, MAX_STYLES};
+use super::slots::{StyleId, MAX_STYLES};
 use crate::tile::StyleName;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,13 +61,14 @@ pub fn read_planet_time(root: &Path, style: &StyleName) -> Option<SystemTime> {
 }
 
 /// Per-style planet times, re-read from disk at most every `interval`. Read on every
-/// tile hit, so a known style costs two atomic loads: no lock, no hashing.
+/// tile hit, so a style with a slot id (from the cache's `StyleSlots`) costs two atomic
+/// loads: no lock, no hashing.
 #[derive(Debug)]
-pub struct PlanetClock {
+pub(crate) struct PlanetClock {
     root: PathBuf,
     interval_ms: u64,
     started: Instant,
-    slots: StyleSlots,
+    /// Indexed by [`StyleId`].
     known: Box<[KnownPlanet]>,
 }
 
@@ -88,14 +89,14 @@ impl PlanetClock {
             root,
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             started: Instant::now(),
-            slots: StyleSlots::new(),
             known: (0..MAX_STYLES).map(|_| KnownPlanet::default()).collect(),
         }
     }
 
-    /// The planet time of `style`, at most `interval` old.
-    pub fn planet_time(&self, style: &StyleName) -> Option<SystemTime> {
-        let Some(known) = self.slots.id(style).map(|id| &self.known[id.index()]) else {
+    /// The planet time of `style`, at most `interval` old; `id` is its slot, without
+    /// which the file is read every time.
+    pub(crate) fn planet_time(&self, style: &StyleName, id: Option<StyleId>) -> Option<SystemTime> {
+        let Some(known) = id.map(|id| &self.known[id.index()]) else {
             return read_planet_time(&self.root, style);
         };
         let now_ms = u64::try_from(self.started.elapsed().as_millis())
@@ -136,6 +137,7 @@ fn decode_time(encoded: u64) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::slots::StyleSlots;
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -186,7 +188,8 @@ mod tests {
         )
         .unwrap();
         let clock = PlanetClock::new(dir.path().to_path_buf(), Duration::from_secs(3600));
-        assert_eq!(clock.planet_time(&style), Some(t_global));
+        let id = StyleSlots::new().id(&style);
+        assert_eq!(clock.planet_time(&style, id), Some(t_global));
         std::fs::create_dir_all(dir.path().join("osm")).unwrap();
         std::fs::write(planet_file(dir.path(), Some(&style)), b"").unwrap();
         filetime::set_file_mtime(
@@ -194,8 +197,8 @@ mod tests {
             filetime::FileTime::from_system_time(t_style),
         )
         .unwrap();
-        assert_eq!(clock.planet_time(&style), Some(t_global), "cached");
+        assert_eq!(clock.planet_time(&style, id), Some(t_global), "cached");
         clock.forget();
-        assert_eq!(clock.planet_time(&style), Some(t_style));
+        assert_eq!(clock.planet_time(&style, id), Some(t_style));
     }
 }

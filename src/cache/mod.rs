@@ -33,7 +33,7 @@ use crate::tile::{MetatileCoord, StyleName, TileCoord};
 use bytes::Bytes;
 use memory::{MemoryKey, MemoryLayer};
 use sha2::{Digest, Sha256};
-use slots::StyleSlots;
+use slots::{StyleId, StyleSlots};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -204,7 +204,7 @@ pub struct TileCache {
     disk: DiskCache,
     memory: MemoryLayer,
     planet: freshness::PlanetClock,
-    /// Ids of the styles seen, for the memory keys.
+    /// Ids of the styles seen: memory keys and planet times are indexed by them.
     styles: StyleSlots,
     /// Bumped after every change made through this cache; a disk read that overlapped
     /// one does not leave its (possibly old) tile in memory.
@@ -244,13 +244,15 @@ impl TileCache {
     /// fails only when the file system does (permissions, I/O errors).
     pub fn lookup(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
         let now = SystemTime::now();
-        let planet = self.planet.planet_time(style);
-        let Some(key) = self.memory_key(style, tile) else {
+        let id = self.styles.id(style);
+        let planet = self.planet.planet_time(style, id);
+        let Some(id) = id else {
             return self.read_disk(style, tile, None, now, planet);
         };
+        let key = MemoryKey::new(id, tile);
         if let Some(entry) = self.memory.get(key) {
             let current = !self.memory.needs_check(&entry)
-                || match self.file_check(style, tile) {
+                || match self.file_check(style, id, tile.metatile()) {
                     Some(check) if check.stamp == entry.stamp => {
                         self.memory.mark_checked(&entry, check);
                         true
@@ -279,33 +281,35 @@ impl TileCache {
 
     /// Reads a tile from its metatile file, bypassing (and not filling) memory.
     pub fn read_from_disk(&self, style: &StyleName, tile: TileCoord) -> Result<Lookup, CacheError> {
-        let planet = self.planet.planet_time(style);
-        self.read_disk(style, tile, None, SystemTime::now(), planet)
+        self.read_disk(
+            style,
+            tile,
+            None,
+            SystemTime::now(),
+            self.planet_time(style),
+        )
     }
 
-    /// The stamp of the metatile file holding `tile`: a `stat` made by an earlier lookup
-    /// of any of its tiles within `cache.revalidate_secs`, else a new one. `None` when
-    /// the file is gone or cannot be read.
-    fn file_check(&self, style: &StyleName, tile: TileCoord) -> Option<memory::FileCheck> {
-        let file = self
-            .styles
-            .id(style)
-            .map(|id| MemoryKey::file(id, tile.metatile()))?;
+    /// The stamp of a metatile file: a `stat` made by an earlier lookup of any of its
+    /// tiles within `cache.revalidate_secs`, else a new one. `None` when the file is gone
+    /// or cannot be read.
+    fn file_check(
+        &self,
+        style: &StyleName,
+        id: StyleId,
+        meta: MetatileCoord,
+    ) -> Option<memory::FileCheck> {
+        let file = MemoryKey::file(id, meta);
         if let Some(check) = self.memory.recent_file_check(file) {
             return Some(check);
         }
-        match self.disk.stamp(style, tile.metatile()) {
+        match self.disk.stamp(style, meta) {
             Ok(Some(stamp)) => Some(self.memory.record_file_check(file, stamp)),
             _ => {
                 self.memory.forget_file_check(file);
                 None
             }
         }
-    }
-
-    /// The memory key of a tile; `None` for a style beyond the memory layer's slots.
-    fn memory_key(&self, style: &StyleName, tile: TileCoord) -> Option<MemoryKey> {
-        self.styles.id(style).map(|id| MemoryKey::new(id, tile))
     }
 
     /// Reads a tile from disk; with a memory key, also keeps it in memory.
@@ -367,7 +371,7 @@ impl TileCache {
         let Some(stamp) = self.disk.stamp(style, meta)? else {
             return Ok(MetatileState::Absent);
         };
-        let planet = self.planet.planet_time(style);
+        let planet = self.planet_time(style);
         Ok(
             if freshness::is_stale(stamp.mtime, planet, SystemTime::now()) {
                 MetatileState::Stale
@@ -425,7 +429,7 @@ impl TileCache {
 
     /// The planet time of a style (cached up to `cache.planet_check_secs`).
     pub fn planet_time(&self, style: &StyleName) -> Option<SystemTime> {
-        self.planet.planet_time(style)
+        self.planet.planet_time(style, self.styles.id(style))
     }
 
     /// Sets the planet time (see [`touch_planet_import_complete`]) and makes this cache

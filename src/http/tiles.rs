@@ -122,7 +122,7 @@ fn tile_response(
     let tile: &CachedTile = &served.tile;
     // A stale tile's mtime may have been rewound to mark it dirty: it is no render time.
     let modified = (!served.stale).then_some(tile.rendered_at);
-    let not_modified = is_not_modified(req.headers(), tile.etag.as_str(), modified);
+    let not_modified = is_not_modified(req.headers(), tile.etag.as_bytes(), modified);
     let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -153,13 +153,18 @@ fn tile_response(
 }
 
 /// RFC 9110 section 13.1: If-None-Match wins over If-Modified-Since when both are sent.
-pub fn is_not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+pub fn is_not_modified(
+    headers: &HeaderMap,
+    etag: impl AsRef<[u8]>,
+    modified: Option<SystemTime>,
+) -> bool {
     if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
         let Ok(inm) = inm.to_str() else {
             return false;
         };
+        let etag = etag.as_ref();
         return inm.split(',').map(str::trim).any(|candidate| {
-            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate).as_bytes() == etag
         });
     }
     let (Some(ims), Some(modified)) = (headers.get(header::IF_MODIFIED_SINCE), modified) else {
