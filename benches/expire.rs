@@ -9,11 +9,11 @@
 //! `cargo bench --bench expire`. Run without `--bench` (as `cargo test --all-targets`
 //! does) it is a short smoke test on a small cache.
 
-use metatiled::admin::lines::read_tile_text;
+use metatiled::area::{Area, MetatileSet};
 use metatiled::cache::TileCache;
 use metatiled::config::CacheSettings;
-use metatiled::expire::area::Area;
-use metatiled::expire::{apply, ExpirePlan, ExpireSet, ExpireSummary};
+use metatiled::expire::{apply, ExpirePlan, ExpireSummary};
+use metatiled::service::admin::lines::read_tile_text;
 use metatiled::tile::{tiles_per_axis, MetatileCoord, StyleName, TileCoord};
 use std::time::Instant;
 
@@ -151,7 +151,7 @@ fn main() {
         built.set.len(),
         lines as f64 / parse_secs
     );
-    let set: ExpireSet = built.set;
+    let set: MetatileSet = built.set;
     let t = Instant::now();
     timed("list, z0-20, dirty", || {
         apply(&cache, &style, &dirty, &set, no_progress)

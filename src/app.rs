@@ -1,39 +1,29 @@
-//! The composition root: builds the database pool, styles, caches, render pool and both
-//! listeners once, for `serve` and for tests that run the real app on port 0.
+//! The composition root: builds the database pool, styles, caches, render pool, admin
+//! API, watcher and both listeners once, for `serve` and for tests that run the real
+//! app on port 0. Nothing below it knows how the parts are put together.
 
+use crate::area::LonLatBbox;
 use crate::cache::TileCache;
-use crate::config::Settings;
+use crate::config::{Settings, UsageError};
 use crate::http::admin::{admin_server, AdminState};
-use crate::http::{public_server, PublicState, ServerOptions};
-use crate::metrics::Metrics;
-use crate::queue::RenderPool;
-use crate::render::PngMode;
-use crate::service::{MetatileBackend, ServiceOptions, TileService};
-use crate::source::{self, ImportInfo, PostgisSource};
+use crate::http::{public_server, Listener, PublicState, ServerOptions};
+use crate::queue::{PoolConfig, RenderPool};
+use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
+use crate::service::expiry::ServiceBatchTargets;
+use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
+use crate::source::{self, DbPool, ImportInfo, PostgisSource};
 use crate::style::StyleSet;
-use crate::watch::Watcher;
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::header::HeaderValue;
+use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
-
-/// Bad usage or configuration found after parsing (a style that does not load, a bad
-/// bbox), as opposed to a failing environment:
-/// `main` exits 2 on these.
-#[derive(Debug, Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// The world, for TileJSON when nothing was recorded about the import.
-const WORLD_BOUNDS: [f64; 4] = [-180.0, -85.051_129, 180.0, 85.051_129];
+use tokio_util::sync::CancellationToken;
 
 /// Everything that renders and serves tiles, without listeners: what `serve` wraps in
 /// HTTP and what `seed` drives directly.
 pub struct Core {
-    pub db: source::Pool,
+    pub db: DbPool,
     pub service: Arc<TileService>,
     pub import: Option<ImportInfo>,
 }
@@ -76,7 +66,7 @@ impl Core {
             )
         })?);
         let import = ImportInfo::load(&db).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read metatiled.import_info; advertising world bounds");
+            tracing::warn!(error = %crate::cache::error_chain(&e), "cannot read metatiled.import_info; advertising world bounds");
             None
         });
         if let Some(info) = &import {
@@ -84,23 +74,23 @@ impl Core {
                 .context("cannot update planet-import-complete")?;
         }
         let metrics = Arc::new(Metrics::new()?);
-        let png = match settings.render.png.as_str() {
-            "rgba" => PngMode::Rgba,
-            _ => PngMode::Palette,
-        };
         let backend = MetatileBackend::new(
             styles.clone(),
             postgis,
             cache.clone(),
-            png,
+            settings.render.png,
             metrics.clone(),
             fonts,
         );
+        let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
             backend,
-            settings.render_threads(),
-            [r.queue_interactive, r.queue_stale, r.queue_bulk],
+            PoolConfig {
+                threads,
+                fetch_slots: fetch_slots(threads, settings.database.pool_size),
+                capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
+            },
         )?);
         let service = Arc::new(TileService::new(
             styles,
@@ -118,16 +108,28 @@ impl Core {
             import,
         })
     }
+
+    /// Closes the render pool: running renders finish and are stored, up to `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.service.pool().shutdown(timeout).await;
+    }
+}
+
+/// Fetches in flight: one ahead per render thread keeps the painters busy while queries
+/// run, but never more than the database pool holds, less one connection kept for
+/// readiness checks, the admin API and the watcher's installs.
+fn fetch_slots(threads: usize, db_pool_size: usize) -> usize {
+    (threads * 2).min(db_pool_size.saturating_sub(1)).max(1)
 }
 
 /// A built, not yet running server.
 pub struct Application {
     public_addr: SocketAddr,
     admin_addr: SocketAddr,
-    public: Server,
-    admin: Server,
+    public: Listener,
+    admin: Listener,
     /// The admin API, whose jobs are cancelled at shutdown.
-    admin_api: Arc<crate::admin::Admin>,
+    admin_api: Arc<Admin>,
     service: Arc<TileService>,
     watcher: Option<Watcher>,
     shutdown_timeout: Duration,
@@ -153,10 +155,14 @@ impl Application {
             tracing::info!(tables = ?names, "change triggers installed");
         }
         let watcher = if settings.watch.enabled {
-            Some(
-                Watcher::new(&settings.database, &settings.watch, service.clone())
-                    .map_err(|e| UsageError(e.to_string()))?,
-            )
+            let metrics = WatchMetrics::register(service.metrics().registry())?;
+            Some(Watcher::new(
+                &settings.database,
+                &settings.watch,
+                service.styles().clone(),
+                Arc::new(ServiceBatchTargets(service.clone())),
+                metrics,
+            ))
         } else {
             None
         };
@@ -170,27 +176,31 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (admin)", settings.admin.listen))?;
         let public_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
-        let cors_origin = match settings.server.cors_origin.as_str() {
-            "" => None,
-            origin => Some(HeaderValue::from_str(origin).map_err(|_| {
-                UsageError(format!(
-                    "server.cors_origin {origin:?} is not a valid header value"
-                ))
-            })?),
-        };
-        let public = public_server(
-            public_listener,
-            PublicState {
-                service: service.clone(),
-                db,
-                bounds: import.map_or(WORLD_BOUNDS, |i| i.bounds),
-                cors_origin,
-                retry_after_secs: settings.server.retry_after_secs,
+        let bounds = import
+            .as_ref()
+            .and_then(|i| LonLatBbox::new(i.bounds).ok())
+            .unwrap_or(LonLatBbox::WORLD);
+        let public_state = PublicState::new(
+            service.clone(),
+            db,
+            bounds,
+            &settings.server.cors_origin,
+            settings.server.retry_after_secs,
+        )
+        .map_err(|e| UsageError(e.to_string()))?;
+        let public = public_server(public_listener, public_state, &options)?;
+        let admin_api = Arc::new(Admin::new(
+            service.clone(),
+            AdminOptions {
+                sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
+                bulk_queue: settings.render.queue_bulk,
             },
-            &options,
-        )?;
-        let admin_state = AdminState::new(service.clone(), settings);
-        let admin_api = admin_state.admin.clone();
+        ));
+        let admin_state = AdminState::new(
+            admin_api.clone(),
+            settings.admin.token.as_deref(),
+            settings.admin.max_body_bytes,
+        );
         let admin = admin_server(admin_listener, admin_state, &options)?;
         Ok(Self {
             public_addr,
@@ -219,25 +229,30 @@ impl Application {
     /// Runs both listeners (and the database watcher, when enabled) until `stop`
     /// resolves, then shuts down gracefully: stop accepting, stop watching (an
     /// unfinished batch stays in the change log), finish in-flight requests, renders
-    /// and writes.
+    /// and writes, each within the shutdown timeout.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let handles: [ServerHandle; 2] = [self.public.handle(), self.admin.handle()];
-        let public = tokio::spawn(self.public);
-        let admin = tokio::spawn(self.admin);
-        let (stop_watch, watch_stopped) = tokio::sync::watch::channel(false);
-        let watcher = self.watcher.map(|w| tokio::spawn(w.run(watch_stopped)));
+        let handles = [self.public.stop_handle(), self.admin.stop_handle()];
+        let public = tokio::spawn(self.public.run());
+        let admin = tokio::spawn(self.admin.run());
+        let stop_watching = CancellationToken::new();
+        let watcher = self
+            .watcher
+            .map(|w| tokio::spawn(w.run(stop_watching.clone())));
         stop.await;
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
-        let _ = stop_watch.send(true);
+        stop_watching.cancel();
         for h in &handles {
-            h.stop(true).await;
+            h.stop().await;
         }
-        let _ = public.await;
-        let _ = admin.await;
+        for server in [public, admin] {
+            if let Ok(Err(e)) = server.await {
+                tracing::warn!(error = %e, "a listener ended with an error");
+            }
+        }
         if let Some(w) = watcher {
             let _ = w.await;
         }
@@ -247,50 +262,14 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::fetch_slots;
 
-/// `metatiled migrate`: apply the migrations and report what was done.
-pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = source::build_pool(&settings.database).await?;
-    let report = source::run_migrations(&pool).await?;
-    if report.applied.is_empty() {
-        tracing::info!("database schema is up to date; nothing to apply");
-    } else {
-        tracing::info!(applied = ?report.applied, "applied migrations");
+    #[test]
+    fn fetches_in_flight_never_exceed_the_database_pool() {
+        assert_eq!(fetch_slots(2, 8), 4);
+        assert_eq!(fetch_slots(8, 8), 7);
+        assert_eq!(fetch_slots(4, 1), 1);
     }
-    Ok(())
-}
-
-/// `metatiled serve`: run until SIGINT/SIGTERM.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(&settings).await?;
-    tracing::info!(
-        public = %app.public_addr(),
-        admin = %app.admin_addr(),
-        styles = ?app.service().styles().iter().map(|s| s.name.to_string()).collect::<Vec<_>>(),
-        "serving"
-    );
-    app.run_until(shutdown_signal()).await
 }

@@ -7,42 +7,52 @@
 //! metatile plus a buffer, painted whole with tiny-skia, cut into 64 PNG tiles, written
 //! atomically, and every waiting request is answered from the result.
 //!
+//! # Where a tile request goes
+//! 1. `http/mod.rs` splits the raw path ([`http`]'s `PublicPath`); `http/tiles.rs`
+//!    parses it into a style name and a [`tile::TileCoord`].
+//! 2. `service/tiles.rs`: [`service::TileService::get_tile`] checks the style's zooms
+//!    and asks the cache.
+//! 3. `cache/mod.rs`: [`cache::TileCache::lookup`], memory (`cache/memory.rs`) then the
+//!    `.meta` file (`cache/disk.rs`, `cache/format.rs`); fresh or stale by mtime
+//!    (`cache/freshness.rs`).
+//! 4. On a miss, `queue/pool.rs` queues the metatile (or joins its job) and waits.
+//! 5. `service/backend.rs` runs the job: `source/postgis.rs` queries, then on a render
+//!    thread decodes, `render/` paints and encodes, `cache/disk.rs` writes atomically.
+//! 6. Back in `http/tiles.rs`: 200 or 304 with cache headers; `http/error.rs` decides
+//!    every other status.
+//!
 //! # Layout
-//! - [`tile`]: tile and metatile coordinates, Web Mercator math. Pure.
+//! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch,
+//! expire, queue, render, source, cache, style, area, text} -> tile` (checked by
+//! `tests/layering.rs`).
+//! - [`cli`]: the command line (clap), one file per subcommand, exit codes.
+//! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`config`]: settings layered from defaults, file, environment and flags.
-//! - [`cli`]: the command line.
-//! - [`source`]: PostgreSQL pool, migrations, layer queries. The only module with SQL.
-//! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
-//! - [`expire`]: `z/x/y` tile lists to metatile actions (render_expired semantics).
-//! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
-//! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
-//! - [`expiry`]: the server-side expiry target (cache + memory + bulk re-renders).
-//! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
-//! - [`admin`]: the admin API's domain: expiry and seed requests, now or as jobs.
-//! - [`watch`]: freshness from the database: change triggers, `metatiled watch`, and the
-//!   listener that expires the metatiles of changed rows.
+//! - [`http`]: actix-web handlers and listeners; the only module that knows HTTP.
+//! - [`service`]: HTTP-free use cases: the tile service, render backend, admin API,
+//!   jobs, seeding, expiry in the server, metrics.
+//! - [`watch`]: freshness from the database: change triggers and the listener that
+//!   expires the metatiles of changed rows.
+//! - [`expire`]: what to do with existing metatiles (render_expired semantics).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
-//! - [`service`]: `TileService`, the request flow (memory -> disk -> single-flight render).
-//! - [`seed`]: pre-rendering an area (bbox or polygon) and zoom range through the render pool.
-//! - [`metrics`]: the Prometheus series.
+//! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
+//! - [`source`]: PostgreSQL pool, migrations, layer queries, change log. The only SQL.
+//! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
+//! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
+//! - [`area`]: tile lists, bboxes and GeoJSON areas, and the metatiles they name.
 //! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
 //!   placement of point and line labels on a metatile canvas.
-//! - [`app`]: the composition root that builds everything `serve` runs.
-//! - [`http`]: actix-web handlers; the only module that knows about HTTP.
+//! - [`tile`]: tile and metatile coordinates, Web Mercator math, zoom ranges. Pure.
 
-pub mod admin;
 pub mod app;
+pub mod area;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod expire;
-pub mod expiry;
 pub mod http;
-pub mod jobs;
-pub mod metrics;
 pub mod queue;
 pub mod render;
-pub mod seed;
 pub mod service;
 pub mod source;
 pub mod style;

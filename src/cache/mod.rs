@@ -6,7 +6,7 @@
 //! - [`disk`]: one-blob reads (pread), atomic writes, dirty marks, deletes, walking.
 //! - [`freshness`]: planet time, dirty marks and staleness, from mtimes only.
 //! - `memory`: the moka layer of single tiles with their ETag.
-//! - [`cli`]: `metatiled cache inspect` and `metatiled cache stats`.
+//! - [`report`]: what `metatiled cache inspect` and `metatiled cache stats` print.
 //!
 //! [`TileCache::lookup`] goes memory -> disk. A memory entry is compared with its file
 //! at most every `cache.revalidate_secs`, so changes made on disk by other tools
@@ -15,12 +15,12 @@
 //! this [`TileCache`] (store, mark dirty, delete) drop the metatile's tiles from memory
 //! at once. A file that fails validation is logged and reported as a miss, never served.
 
-pub mod cli;
 pub mod disk;
 pub mod format;
 pub mod freshness;
 mod memory;
 pub mod path;
+pub mod report;
 mod slots;
 
 pub use disk::{DiskCache, FileStamp, WalkItem};
@@ -28,10 +28,10 @@ pub use format::FormatError;
 pub use memory::MemoryStats;
 pub use path::PathError;
 
-use crate::config::CacheSettings;
 use crate::tile::{MetatileCoord, StyleName, TileCoord};
 use bytes::Bytes;
 use memory::{MemoryKey, MemoryLayer};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slots::{StyleId, StyleSlots};
 use std::path::{Path, PathBuf};
@@ -470,3 +470,34 @@ pub fn touch_planet_import_complete(
 
 #[cfg(test)]
 mod tests;
+
+/// Default memory-cache capacity: 256 MiB of tile bytes holds ~50,000 typical OSM tiles.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The `[cache]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Root of the mod_tile-compatible metatile tree (`<dir>/<style>/<z>/...`).
+    pub dir: PathBuf,
+    /// Capacity of the in-memory tile cache, in bytes of tile data.
+    pub memory_bytes: u64,
+    /// How often a memory-cached tile is re-checked against its file's mtime.
+    pub revalidate_secs: u64,
+    /// How often `planet-import-complete` is re-read.
+    pub planet_check_secs: u64,
+    /// fsync metatiles before renaming them into place (durability across power loss).
+    pub fsync: bool,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("tiles"),
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            revalidate_secs: 5,
+            planet_check_secs: 5,
+            fsync: true,
+        }
+    }
+}

@@ -23,6 +23,13 @@ const ENV_NOT_KEYS: &[&str] = &["METATILED_TEST_DATABASE_URL", "METATILED_DB_NAM
 /// Keys whose default is "unset", so they do not appear in the serialized defaults.
 const OPTIONAL_KEYS: &[&str] = &["database.url", "admin.token"];
 
+/// Bad usage or configuration found after the command line and the configuration
+/// parsed (a style that does not load, a bbox outside the world): `main` exits 2 on
+/// these, 1 on a failing environment.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -291,21 +298,6 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
                 message: "must be greater than 0".into(),
             });
         }
-    }
-    if !["palette", "rgba"].contains(&s.render.png.as_str()) {
-        return Err(ConfigError::Invalid {
-            key: "render.png",
-            message: format!("expected \"palette\" or \"rgba\", got {:?}", s.render.png),
-        });
-    }
-    if !["dirty", "delete", "render"].contains(&s.watch.mode.as_str()) {
-        return Err(ConfigError::Invalid {
-            key: "watch.mode",
-            message: format!(
-                "expected \"dirty\", \"delete\" or \"render\", got {:?}",
-                s.watch.mode
-            ),
-        });
     }
     if !(-1..=i32::from(crate::tile::MAX_ZOOM)).contains(&s.watch.render_up_to_zoom) {
         return Err(ConfigError::Invalid {

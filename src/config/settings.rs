@@ -1,12 +1,14 @@
 //! The typed settings and their defaults. Every section denies unknown keys, so a typo in
 //! the file is an error naming the key, not a silently ignored line.
 
+use crate::render::PngMode;
 use serde::{Deserialize, Serialize};
+
+pub use crate::cache::CacheSettings;
+pub use crate::source::DatabaseSettings;
+pub use crate::watch::WatchSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-/// Default memory-cache capacity: 256 MiB of tile bytes holds ~50,000 typical OSM tiles.
-pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -56,60 +58,6 @@ impl Default for ServerSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `postgres://user:password@host:port/dbname`; `DATABASE_URL` is used when unset.
-    pub url: Option<String>,
-    /// Connections in the pool; keep it >= render threads.
-    pub pool_size: usize,
-    /// Per-query time limit (PostgreSQL `statement_timeout`).
-    pub statement_timeout_ms: u64,
-    /// Time limit for opening a connection or waiting for a free one.
-    pub connect_timeout_ms: u64,
-    /// Apply `migrations/` when `serve` starts.
-    pub migrate_on_start: bool,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            pool_size: 8,
-            statement_timeout_ms: 30_000,
-            connect_timeout_ms: 5_000,
-            migrate_on_start: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheSettings {
-    /// Root of the mod_tile-compatible metatile tree (`<dir>/<style>/<z>/...`).
-    pub dir: PathBuf,
-    /// Capacity of the in-memory tile cache, in bytes of tile data.
-    pub memory_bytes: u64,
-    /// How often a memory-cached tile is re-checked against its file's mtime.
-    pub revalidate_secs: u64,
-    /// How often `planet-import-complete` is re-read.
-    pub planet_check_secs: u64,
-    /// fsync metatiles before renaming them into place (durability across power loss).
-    pub fsync: bool,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            dir: PathBuf::from("tiles"),
-            memory_bytes: DEFAULT_MEMORY_BYTES,
-            revalidate_secs: 5,
-            planet_check_secs: 5,
-            fsync: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
 pub struct RenderSettings {
     /// Render threads; 0 = one per core.
     pub threads: usize,
@@ -120,7 +68,7 @@ pub struct RenderSettings {
     /// Queue capacity for seeding and admin re-renders.
     pub queue_bulk: usize,
     /// PNG flavour: "palette" (8-bit, like Mapnik's png256) or "rgba".
-    pub png: String,
+    pub png: PngMode,
     /// Font files and folders for labels, in fallback order; empty = the text engine's
     /// defaults (`crate::text::DEFAULT_FONT_PATHS`: DejaVu Sans, then Noto).
     pub fonts: Vec<PathBuf>,
@@ -146,7 +94,7 @@ impl Default for RenderSettings {
             queue_interactive: 64,
             queue_stale: 256,
             queue_bulk: 1024,
-            png: "palette".into(),
+            png: PngMode::Palette,
             fonts: Vec::new(),
         }
     }
@@ -184,34 +132,6 @@ impl Default for AdminSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             token: None,
             max_body_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WatchSettings {
-    /// Follow changes in the database (triggers + LISTEN) and expire what they touch.
-    pub enabled: bool,
-    /// Install the triggers for every style when `serve` starts.
-    pub install_on_start: bool,
-    /// What a change does to its metatiles: "dirty", "delete" or "render".
-    pub mode: String,
-    /// Re-render (instead of `mode`) the changed metatiles of zooms up to this one
-    /// (-1 = none).
-    pub render_up_to_zoom: i32,
-    /// The change log is also read this often, in case a notification was missed.
-    pub poll_secs: u64,
-}
-
-impl Default for WatchSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            install_on_start: false,
-            mode: "dirty".into(),
-            render_up_to_zoom: -1,
-            poll_secs: 30,
         }
     }
 }

@@ -1,233 +1,80 @@
-//! Expiry lists to metatile work, with render_expired's semantics and the fixes of
-//! METATILE.md. Independent of stdin and of the CLI: `metatiled expire` ([`cli`]) and
-//! the admin API use the same pieces.
+//! Expiry with render_expired's semantics and the fixes of METATILE.md: what to do
+//! ([`ExpireMode`], [`ExpirePlan`]) with the existing metatiles of a
+//! [`MetatileSet`](crate::area::MetatileSet), and [`apply`], which does it through an
+//! [`ExpireTarget`]: the disk cache offline (`metatiled expire`), the tile cache in the
+//! server, or the server's own target that also queues renders.
 //!
-//! 1. [`TileLines`] reads `z/x/y` lines from any reader (bounded line length, line
-//!    numbers for bad lines); [`parse_tile_line`] parses one.
-//! 2. [`ExpireSet`] collects the input as quadtree squares. A tile above `max_zoom` is
-//!    carried up to it; a tile below stands for all of its descendants (mod_tile only
-//!    reaches the top-left one). Squares finer than a metatile of `max_zoom` are reduced
-//!    to it, so memory grows with the distinct metatiles named, never with the area.
-//! 3. [`ExpireSet::blocks`] yields, zoom by zoom from `min_zoom` to `max_zoom`, square
-//!    blocks of metatiles that cover every metatile touching the input, each metatile
-//!    exactly once (z0-2 included, unlike mod_tile). A z0 line with max zoom 20 is one
-//!    block of 2^17 x 2^17 metatiles at z20, not 2^34 items in memory.
-//! 4. [`apply`] acts on every metatile that exists: [`ExpirePlan::action_at`] gives
-//!    delete (z >= delete-from), mark dirty (z >= touch-from) or render (below). A big
-//!    block is walked on disk (only directories that exist are read) rather than
-//!    enumerated, so its cost is what the cache holds; a zoom without a directory is
-//!    skipped whole.
-//!
-//! How a metatile relates to the quadtree: the metatile at zoom z covers exactly the
-//! tile of zoom `z - 3` (the whole world below zoom 3). So "the metatiles of zoom z that
-//! touch the input" are the quadtree nodes of level `max(z - 3, 0)` that touch one of
-//! the input squares: an ancestor of a finer square, or a descendant of a coarser one.
-//! After dropping squares nested in others, those two kinds never overlap.
+//! [`apply`] acts on every metatile that exists: [`ExpirePlan::action_at`] gives
+//! delete (z >= delete-from), mark dirty (z >= touch-from) or render (below). A big
+//! block is walked on disk (only directories that exist are read) rather than
+//! enumerated, so its cost is what the cache holds; a zoom without a directory is
+//! skipped whole.
 
-pub mod area;
-pub mod cli;
-
+use crate::area::MetatileSet;
 use crate::cache::path::hash_components;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome, TileCache};
-use crate::tile::{MetatileCoord, StyleName, TileCoord, TileRange, MAX_ZOOM, METATILE};
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead};
+use crate::tile::{MetatileCoord, StyleName, MAX_ZOOM};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 use thiserror::Error;
 
-/// Highest zoom accepted on an input line; such tiles are carried up to `max_zoom`.
-pub const MAX_INPUT_ZOOM: u8 = 30;
-/// Longest accepted input line; longer lines are bad lines (and memory stays bounded).
-pub const MAX_LINE_BYTES: usize = 256;
 /// Blocks with more metatiles than this are walked on disk instead of enumerated.
 pub const WALK_ABOVE: u64 = 1024;
 /// Metatiles between two progress reports of [`apply`].
 const PROGRESS_STEP: u64 = 4096;
-/// Zoom levels between a metatile and the tile of the same extent (8 = 2^3).
-const META_SHIFT: u8 = 3;
 
-/// A tile from an input line: like [`TileCoord`] but up to [`MAX_INPUT_ZOOM`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InputTile {
-    pub z: u8,
-    pub x: u32,
-    pub y: u32,
-}
-
-impl From<TileCoord> for InputTile {
-    fn from(t: TileCoord) -> Self {
-        Self {
-            z: t.z,
-            x: t.x,
-            y: t.y,
-        }
-    }
-}
-
-/// Why a line is not a tile.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum LineError {
-    #[error("expected z/x/y")]
-    Shape,
-    #[error("{0} is not a whole number")]
-    NotANumber(&'static str),
-    #[error("zoom {0} is above {MAX_INPUT_ZOOM}")]
-    ZoomTooHigh(u64),
-    #[error("tile {x}/{y} is outside the grid of zoom {z}")]
-    OutOfRange { z: u8, x: u64, y: u64 },
-    #[error("line is longer than {MAX_LINE_BYTES} bytes")]
-    TooLong,
-}
-
-/// A line that was reported and skipped.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("line {line_no}: {text:?}: {error}")]
-pub struct BadLine {
-    pub line_no: u64,
-    /// The line (lossy UTF-8, cut to [`MAX_LINE_BYTES`]).
-    pub text: String,
-    pub error: LineError,
-}
-
-/// Parses one `z/x/y` line; surrounding whitespace is ignored, a blank line is `None`.
-pub fn parse_tile_line(line: &[u8]) -> Result<Option<InputTile>, LineError> {
-    let line = line.trim_ascii();
-    if line.is_empty() {
-        return Ok(None);
-    }
-    let mut parts = line.split(|b| *b == b'/');
-    let (Some(z), Some(x), Some(y), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(LineError::Shape);
-    };
-    let number = |field: &'static str, s: &[u8]| -> Result<u64, LineError> {
-        if s.is_empty() || s.len() > 12 || !s.iter().all(u8::is_ascii_digit) {
-            return Err(LineError::NotANumber(field));
-        }
-        Ok(s.iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0')))
-    };
-    let (z, x, y) = (number("zoom", z)?, number("x", x)?, number("y", y)?);
-    if z > u64::from(MAX_INPUT_ZOOM) {
-        return Err(LineError::ZoomTooHigh(z));
-    }
-    let z = z as u8;
-    let size = 1u64 << z;
-    if x >= size || y >= size {
-        return Err(LineError::OutOfRange { z, x, y });
-    }
-    Ok(Some(InputTile {
-        z,
-        x: x as u32,
-        y: y as u32,
-    }))
-}
-
-/// `z/x/y` lines from a reader: each item is a tile or a bad line (with its number);
-/// blank lines are skipped. Lines longer than [`MAX_LINE_BYTES`] are bad and are not
-/// held in memory.
-#[derive(Debug)]
-pub struct TileLines<R> {
-    reader: R,
-    line_no: u64,
-    buf: Vec<u8>,
-}
-
-impl<R: BufRead> TileLines<R> {
-    pub fn new(reader: R) -> Self {
-        Self {
-            reader,
-            line_no: 0,
-            buf: Vec::with_capacity(64),
-        }
-    }
-
-    /// Lines read so far (blank and bad ones included).
-    pub fn lines_read(&self) -> u64 {
-        self.line_no
-    }
-
-    /// Reads one line into `buf`, keeping at most `MAX_LINE_BYTES + 1` bytes of it.
-    /// Returns false at the end of the input.
-    fn read_line(&mut self) -> io::Result<bool> {
-        self.buf.clear();
-        let mut any = false;
-        loop {
-            let chunk = match self.reader.fill_buf() {
-                Ok(chunk) => chunk,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
-                return Ok(any);
-            }
-            any = true;
-            let (line_part, used, done) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (&chunk[..i], i + 1, true),
-                None => (chunk, chunk.len(), false),
-            };
-            let room = (MAX_LINE_BYTES + 1).saturating_sub(self.buf.len());
-            self.buf
-                .extend_from_slice(&line_part[..line_part.len().min(room)]);
-            self.reader.consume(used);
-            if done {
-                return Ok(true);
-            }
-        }
-    }
-}
-
-impl<R: BufRead> Iterator for TileLines<R> {
-    type Item = io::Result<Result<InputTile, BadLine>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            match self.read_line() {
-                Err(e) => return Some(Err(e)),
-                Ok(false) => return None,
-                Ok(true) => {}
-            }
-            self.line_no += 1;
-            let parsed = if self.buf.len() > MAX_LINE_BYTES {
-                Err(LineError::TooLong)
-            } else {
-                parse_tile_line(&self.buf)
-            };
-            match parsed {
-                Ok(None) => continue,
-                Ok(Some(tile)) => return Some(Ok(Ok(tile))),
-                Err(error) => {
-                    let shown = &self.buf[..self.buf.len().min(MAX_LINE_BYTES)];
-                    return Some(Ok(Err(BadLine {
-                        line_no: self.line_no,
-                        text: String::from_utf8_lossy(shown).trim_end().to_string(),
-                        error,
-                    })));
-                }
-            }
-        }
-    }
-}
-
-/// What to do with the existing metatiles of one zoom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExpireAction {
+/// What to do with existing metatiles: the mode of an expiry (admin request, watch,
+/// configuration) and the action of one zoom of a plan. Parsed once, where it enters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum ExpireMode {
+    /// Rewind its mtime: served stale, re-rendered in the background.
+    Dirty,
     /// Remove the file (the next request renders it).
     Delete,
-    /// Rewind its mtime: served stale, re-rendered in the background.
-    MarkDirty,
     /// Re-render it (offline, without a render queue, it is marked dirty instead).
     Render,
 }
 
-impl ExpireAction {
+impl ExpireMode {
+    pub const ALL: [ExpireMode; 3] = [ExpireMode::Dirty, ExpireMode::Delete, ExpireMode::Render];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            ExpireAction::Delete => "delete",
-            ExpireAction::MarkDirty => "dirty",
-            ExpireAction::Render => "render",
+            ExpireMode::Delete => "delete",
+            ExpireMode::Dirty => "dirty",
+            ExpireMode::Render => "render",
         }
+    }
+}
+
+impl std::fmt::Display for ExpireMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mode that is none of `dirty`, `delete`, `render`.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("unknown mode {0:?}: use \"dirty\", \"delete\" or \"render\"")]
+pub struct UnknownMode(pub String);
+
+impl TryFrom<String> for ExpireMode {
+    type Error = UnknownMode;
+    fn try_from(text: String) -> Result<Self, UnknownMode> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for ExpireMode {
+    type Err = UnknownMode;
+    fn from_str(text: &str) -> Result<Self, UnknownMode> {
+        ExpireMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == text)
+            .ok_or_else(|| UnknownMode(text.to_string()))
     }
 }
 
@@ -275,258 +122,34 @@ impl ExpirePlan {
         })
     }
 
+    /// One mode at every zoom of `min_zoom..=max_zoom`.
+    pub fn for_mode(min_zoom: u8, max_zoom: u8, mode: ExpireMode) -> Result<Self, PlanError> {
+        Self::for_mode_from(min_zoom, max_zoom, mode, 0)
+    }
+
+    /// `mode` at zooms from `from` up, re-rendering below it.
+    pub fn for_mode_from(
+        min_zoom: u8,
+        max_zoom: u8,
+        mode: ExpireMode,
+        from: u8,
+    ) -> Result<Self, PlanError> {
+        let (delete_from, touch_from) = match mode {
+            ExpireMode::Delete => (Some(from), None),
+            ExpireMode::Dirty => (None, Some(from)),
+            ExpireMode::Render => (None, None),
+        };
+        Self::new(min_zoom, max_zoom, delete_from, touch_from)
+    }
+
     /// The action for metatiles of zoom `z`.
-    pub fn action_at(&self, z: u8) -> ExpireAction {
+    pub fn action_at(&self, z: u8) -> ExpireMode {
         if self.delete_from.is_some_and(|d| z >= d) {
-            ExpireAction::Delete
+            ExpireMode::Delete
         } else if self.touch_from.is_some_and(|t| z >= t) {
-            ExpireAction::MarkDirty
+            ExpireMode::Dirty
         } else {
-            ExpireAction::Render
-        }
-    }
-}
-
-/// A quadtree node: the tile (`level`, `x`, `y`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Square {
-    level: u8,
-    x: u32,
-    y: u32,
-}
-
-/// A square block of `side` x `side` metatiles of zoom `z`; (`mx`, `my`) numbers its
-/// top-left metatile (whose origin tile is `mx * 8`, `my * 8`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetatileBlock {
-    pub z: u8,
-    pub mx: u32,
-    pub my: u32,
-    pub side: u32,
-}
-
-impl MetatileBlock {
-    pub fn len(&self) -> u64 {
-        u64::from(self.side) * u64::from(self.side)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.side == 0
-    }
-
-    /// The metatiles, x-major, lazily.
-    pub fn metatiles(self) -> impl Iterator<Item = MetatileCoord> {
-        (self.mx..self.mx + self.side).flat_map(move |mx| {
-            (self.my..self.my + self.side).map(move |my| MetatileCoord {
-                z: self.z,
-                x: mx * METATILE,
-                y: my * METATILE,
-            })
-        })
-    }
-
-    pub fn contains(&self, meta: MetatileCoord) -> bool {
-        let (mx, my) = (meta.x / METATILE, meta.y / METATILE);
-        meta.z == self.z
-            && (self.mx..self.mx + self.side).contains(&mx)
-            && (self.my..self.my + self.side).contains(&my)
-    }
-}
-
-/// The area an expiry list covers, as a set of quadtree squares (see the module docs).
-#[derive(Debug, Clone)]
-pub struct ExpireSet {
-    max_zoom: u8,
-    squares: HashSet<Square>,
-}
-
-impl ExpireSet {
-    /// An empty set for metatiles up to `max_zoom` (at most [`MAX_ZOOM`]).
-    pub fn new(max_zoom: u8) -> Self {
-        Self {
-            max_zoom: max_zoom.min(MAX_ZOOM),
-            squares: HashSet::new(),
-        }
-    }
-
-    /// The highest zoom of the metatiles this set names.
-    pub fn max_zoom(&self) -> u8 {
-        self.max_zoom
-    }
-
-    /// The finest level a square needs: the tile level of a metatile of `max_zoom`.
-    pub fn finest_level(&self) -> u8 {
-        self.max_zoom.saturating_sub(META_SHIFT)
-    }
-
-    /// Adds a tile (of any zoom up to [`MAX_INPUT_ZOOM`]).
-    pub fn insert(&mut self, tile: InputTile) {
-        let level = tile.z.min(self.finest_level());
-        let shift = u32::from(tile.z - level);
-        self.squares.insert(Square {
-            level,
-            x: tile.x.checked_shr(shift).unwrap_or(0),
-            y: tile.y.checked_shr(shift).unwrap_or(0),
-        });
-    }
-
-    /// Adds every tile of a range (e.g. a bbox at one zoom) as few squares as its shape
-    /// needs: a range costs in proportion to its outline, not its area.
-    pub fn insert_range(&mut self, range: &TileRange) {
-        let level = range.z.min(self.finest_level());
-        let shift = u32::from(range.z - level);
-        let down = |v: u32| v.checked_shr(shift).unwrap_or(0);
-        let r = (
-            down(range.min_x),
-            down(range.min_y),
-            down(range.max_x),
-            down(range.max_y),
-        );
-        self.insert_node_range(
-            Square {
-                level: 0,
-                x: 0,
-                y: 0,
-            },
-            level,
-            r,
-        );
-    }
-
-    fn insert_node_range(&mut self, node: Square, level: u8, r: (u32, u32, u32, u32)) {
-        let d = level - node.level;
-        let (x0, y0) = (u64::from(node.x) << d, u64::from(node.y) << d);
-        let (x1, y1) = (
-            ((u64::from(node.x) + 1) << d) - 1,
-            ((u64::from(node.y) + 1) << d) - 1,
-        );
-        let (rx0, ry0, rx1, ry1) = (
-            u64::from(r.0),
-            u64::from(r.1),
-            u64::from(r.2),
-            u64::from(r.3),
-        );
-        if x1 < rx0 || x0 > rx1 || y1 < ry0 || y0 > ry1 {
-            return;
-        }
-        if (rx0 <= x0 && x1 <= rx1 && ry0 <= y0 && y1 <= ry1) || d == 0 {
-            self.squares.insert(node);
-            return;
-        }
-        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            let child = Square {
-                level: node.level + 1,
-                x: node.x * 2 + dx,
-                y: node.y * 2 + dy,
-            };
-            self.insert_node_range(child, level, r);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.squares.is_empty()
-    }
-
-    /// Distinct squares held (what memory grows with).
-    pub fn len(&self) -> usize {
-        self.squares.len()
-    }
-
-    /// The squares without those nested in another one, coarsest first.
-    fn disjoint_squares(&self) -> Vec<Square> {
-        let mut all: Vec<Square> = self.squares.iter().copied().collect();
-        all.sort_unstable();
-        all.into_iter()
-            .filter(|s| {
-                !(0..s.level).any(|level| {
-                    let d = s.level - level;
-                    self.squares.contains(&Square {
-                        level,
-                        x: s.x >> d,
-                        y: s.y >> d,
-                    })
-                })
-            })
-            .collect()
-    }
-
-    /// The metatile blocks of zooms `min_zoom..=max_zoom`, ascending; every metatile
-    /// touching the set appears in exactly one block.
-    pub fn blocks(&self, min_zoom: u8) -> Blocks {
-        Blocks {
-            squares: self.disjoint_squares(),
-            zoom: min_zoom,
-            max_zoom: self.max_zoom,
-            singles: Vec::new().into_iter(),
-            coarse: 0,
-            started: false,
-        }
-    }
-
-    /// How many metatiles [`ExpireSet::blocks`] covers, without enumerating them.
-    pub fn metatile_count(&self, min_zoom: u8) -> u64 {
-        self.blocks(min_zoom).map(|b| b.len()).sum()
-    }
-}
-
-/// Iterator of [`ExpireSet::blocks`]: per zoom, first the single metatiles holding finer
-/// squares (sorted, deduplicated), then the blocks covering coarser squares.
-#[derive(Debug)]
-pub struct Blocks {
-    /// Disjoint squares, sorted by level.
-    squares: Vec<Square>,
-    zoom: u8,
-    max_zoom: u8,
-    singles: std::vec::IntoIter<(u32, u32)>,
-    coarse: usize,
-    started: bool,
-}
-
-impl Blocks {
-    fn start_zoom(&mut self) {
-        let level = self.zoom.saturating_sub(META_SHIFT);
-        let mut singles: Vec<(u32, u32)> = self
-            .squares
-            .iter()
-            .filter(|s| s.level >= level)
-            .map(|s| (s.x >> (s.level - level), s.y >> (s.level - level)))
-            .collect();
-        singles.sort_unstable();
-        singles.dedup();
-        self.singles = singles.into_iter();
-        self.coarse = 0;
-        self.started = true;
-    }
-}
-
-impl Iterator for Blocks {
-    type Item = MetatileBlock;
-
-    fn next(&mut self) -> Option<MetatileBlock> {
-        loop {
-            if self.zoom > self.max_zoom {
-                return None;
-            }
-            if !self.started {
-                self.start_zoom();
-            }
-            let z = self.zoom;
-            let level = z.saturating_sub(META_SHIFT);
-            if let Some((mx, my)) = self.singles.next() {
-                return Some(MetatileBlock { z, mx, my, side: 1 });
-            }
-            if let Some(s) = self.squares.get(self.coarse).filter(|s| s.level < level) {
-                self.coarse += 1;
-                let d = level - s.level;
-                return Some(MetatileBlock {
-                    z,
-                    mx: s.x << d,
-                    my: s.y << d,
-                    side: 1 << d,
-                });
-            }
-            self.zoom += 1;
-            self.started = false;
+            ExpireMode::Render
         }
     }
 }
@@ -634,11 +257,11 @@ pub struct ExpireSummary {
 }
 
 impl ExpireSummary {
-    pub fn for_action(&mut self, action: ExpireAction) -> &mut ActionCounts {
+    pub fn for_action(&mut self, action: ExpireMode) -> &mut ActionCounts {
         match action {
-            ExpireAction::Delete => &mut self.delete,
-            ExpireAction::MarkDirty => &mut self.mark_dirty,
-            ExpireAction::Render => &mut self.render,
+            ExpireMode::Delete => &mut self.delete,
+            ExpireMode::Dirty => &mut self.mark_dirty,
+            ExpireMode::Render => &mut self.render,
         }
     }
 
@@ -713,7 +336,7 @@ pub fn apply(
     target: &dyn ExpireTarget,
     style: &StyleName,
     plan: &ExpirePlan,
-    set: &ExpireSet,
+    set: &MetatileSet,
     progress: &mut dyn FnMut(ExpireProgress),
 ) -> ExpireSummary {
     let total = set.metatile_count(plan.min_zoom);
@@ -728,9 +351,9 @@ pub fn apply(
         let action = plan.action_at(block.z);
         let act = |meta: MetatileCoord| {
             let outcome = match action {
-                ExpireAction::Delete => target.delete(style, meta),
-                ExpireAction::MarkDirty => target.mark_dirty(style, meta),
-                ExpireAction::Render => target.render(style, meta),
+                ExpireMode::Delete => target.delete(style, meta),
+                ExpireMode::Dirty => target.mark_dirty(style, meta),
+                ExpireMode::Render => target.render(style, meta),
             };
             if let Err(e) = &outcome {
                 tracing::warn!(%style, meta.z = meta.z, meta.x = meta.x, meta.y = meta.y, error = %crate::cache::error_chain(e), "expire failed");

@@ -1,6 +1,6 @@
 //! The admin listener: operator endpoints that never share a port with the public app.
-//! Handlers only read the request, call [`Admin`](crate::admin::Admin) and shape the
-//! answer.
+//! Handlers only read the request, call [`Admin`](crate::service::admin::Admin) and
+//! shape the answer.
 //!
 //! - Every request needs `Authorization: Bearer <admin.token>` when a token is set
 //!   (compared in constant time), else 401.
@@ -12,11 +12,10 @@
 //! - `GET /jobs`, `GET /jobs/{id}`, `DELETE /jobs/{id}` (cancel), `GET /status`,
 //!   `GET /health`.
 
-use crate::admin::{Admin, AdminError, AdminOptions, ExpireAnswer, JobAccepted};
-use crate::config::Settings;
+use crate::service::admin::{Admin, ExpireAnswer, JobAccepted};
 use crate::service::TileService;
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -28,12 +27,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use super::error::HttpError;
-use super::ServerOptions;
+use super::{Listener, ServerOptions};
 
 /// What the admin handlers share.
 pub struct AdminState {
-    pub service: Arc<TileService>,
-    pub admin: Arc<Admin>,
+    service: Arc<TileService>,
+    admin: Arc<Admin>,
     /// SHA-256 of the bearer token, when one is required (hashing first makes the
     /// comparison constant-time whatever the lengths).
     token_digest: Option<[u8; 32]>,
@@ -41,19 +40,13 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(service: Arc<TileService>, settings: &Settings) -> Self {
-        let admin = Arc::new(Admin::new(
-            service.clone(),
-            AdminOptions {
-                sync_max_metatiles: crate::admin::DEFAULT_SYNC_MAX_METATILES,
-                bulk_queue: settings.render.queue_bulk,
-            },
-        ));
+    /// `token`: the bearer token every request must carry, if any.
+    pub fn new(admin: Arc<Admin>, token: Option<&str>, max_body_bytes: usize) -> Self {
         Self {
-            service,
+            service: admin.service().clone(),
             admin,
-            token_digest: settings.admin.token.as_deref().map(digest),
-            max_body_bytes: settings.admin.max_body_bytes,
+            token_digest: token.map(digest),
+            max_body_bytes,
         }
     }
 
@@ -85,18 +78,6 @@ fn digest(token: &str) -> [u8; 32] {
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-impl From<AdminError> for HttpError {
-    fn from(e: AdminError) -> Self {
-        match e {
-            AdminError::BadRequest(m) => HttpError::BadRequest(m),
-            AdminError::UnknownStyle(s) => HttpError::NotFound(format!("unknown style {s}")),
-            AdminError::UnknownJob(id) => HttpError::NotFound(format!("no job {id}")),
-            AdminError::TooManyJobs(e) => HttpError::TooManyJobs(e.to_string()),
-            AdminError::Internal(_) => HttpError::Internal,
-        }
-    }
 }
 
 /// 401 for every request without the token, before any handler runs.
@@ -270,7 +251,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         },
         "memory_cache": { "entries": mem.entries, "bytes": mem.bytes },
         "jobs": { "queued": queued, "running": running },
-        "styles": state.service.styles().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "styles": state.service.styles().public_names(),
     }))
 }
 
@@ -280,7 +261,7 @@ async fn no_route() -> Result<HttpResponse, HttpError> {
 
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/status", web::get().to(status))
-        .route("/health", web::get().to(super::meta::health))
+        .route("/health", web::get().to(super::health::health))
         .route("/expire", web::post().to(post_expire))
         .route("/seed", web::post().to(post_seed))
         .route("/jobs", web::get().to(list_jobs))
@@ -296,19 +277,21 @@ pub fn admin_server(
     listener: TcpListener,
     state: AdminState,
     options: &ServerOptions,
-) -> std::io::Result<Server> {
+) -> std::io::Result<Listener> {
     let state = web::Data::new(state);
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(actix_web::middleware::from_fn(require_token))
-            .configure(admin_routes)
-    })
-    .workers(1)
-    .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .disable_signals()
-    .listen(listener)?
-    .run())
+    Ok(Listener(
+        HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(require_token))
+                .configure(admin_routes)
+        })
+        .workers(1)
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .disable_signals()
+        .listen(listener)?
+        .run(),
+    ))
 }
 
 #[cfg(test)]

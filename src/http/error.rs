@@ -1,6 +1,9 @@
 //! The one place where failures become HTTP status codes. Bodies are a short plain-text
-//! line; causes are logged once here, never sent (no SQL, no paths, no chains).
+//! line; causes are logged where they happened (or here, once, for the few that only
+//! show up here), never sent (no SQL, no paths, no chains).
 
+use crate::service::admin::AdminError;
+use crate::service::ServiceError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -34,12 +37,51 @@ pub enum HttpError {
     /// Too many admin jobs are queued or running: try again later.
     #[error("{0}")]
     TooManyJobs(String),
-    /// Shutting down or the database is unreachable.
+    /// Shutting down.
     #[error("service unavailable")]
     Unavailable { retry_after: u64 },
+    /// `/ready` while the database does not answer.
+    #[error("database unavailable")]
+    NotReady,
     /// Anything else; the cause was logged where it happened.
     #[error("internal error")]
     Internal,
+}
+
+impl HttpError {
+    /// A service failure as the client sees it; `retry_after` for the 503s.
+    pub fn from_service(e: ServiceError, retry_after: u64) -> Self {
+        match e {
+            ServiceError::UnknownStyle(name) => {
+                HttpError::NotFound(format!("unknown style {name}"))
+            }
+            ServiceError::ZoomOutOfRange { z, min, max } => {
+                HttpError::NotFound(format!("zoom {z} is outside this style's {min}-{max}"))
+            }
+            ServiceError::QueueFull => HttpError::Busy { retry_after },
+            ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
+            ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
+            // Logged once by the render backend.
+            ServiceError::RenderFailed(_) => HttpError::Internal,
+            e @ ServiceError::MissingAfterRender(_) => {
+                tracing::error!(error = %e, "tile missing after its render");
+                HttpError::Internal
+            }
+        }
+    }
+}
+
+impl From<AdminError> for HttpError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::BadRequest(m) => HttpError::BadRequest(m),
+            e @ AdminError::UnknownStyle(_) => HttpError::NotFound(e.to_string()),
+            e @ AdminError::UnknownJob(_) => HttpError::NotFound(e.to_string()),
+            AdminError::TooManyJobs(e) => HttpError::TooManyJobs(e.to_string()),
+            // Logged where it happened.
+            AdminError::Internal(_) => HttpError::Internal,
+        }
+    }
 }
 
 impl ResponseError for HttpError {
@@ -53,7 +95,8 @@ impl ResponseError for HttpError {
             HttpError::Busy { .. }
             | HttpError::StillRendering { .. }
             | HttpError::TooManyJobs(_)
-            | HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | HttpError::Unavailable { .. }
+            | HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,20 +1,28 @@
 //! The actix-web front end: the only module that knows about HTTP. Handlers parse,
-//! call the [`TileService`](crate::service::TileService) and shape responses; status
-//! codes are decided in [`error`] alone.
+//! call the [`TileService`](crate::service::TileService) or the admin API and shape
+//! responses; status codes are decided in [`error`] alone.
 //!
 //! Two listeners, two apps: the public one (tiles, TileJSON, viewer, health, metrics)
 //! and the admin one (expire, seed, jobs, status), so no admin route can ever be
 //! reached on the public port.
+//!
+//! - here: the public router ([`public_routes`]: fixed paths, then [`PublicPath`]
+//!   dispatch), the per-response middleware, and [`Listener`], a bound server.
+//! - [`tiles`]: `/{style}/{z}/{x}/{y}.png`; `tilejson`, `viewer`, `health`: the rest
+//!   of the public API; [`admin`]: the admin listener; [`error`]: the status table.
 
 pub mod admin;
 pub mod error;
-mod meta;
+mod health;
+mod tilejson;
 pub mod tiles;
+mod viewer;
 
+use crate::area::LonLatBbox;
 use crate::service::TileService;
-use crate::source::Pool;
+use crate::source::DbPool;
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -22,15 +30,75 @@ use error::HttpError;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
 /// What the public handlers share.
 pub struct PublicState {
-    pub service: Arc<TileService>,
-    pub db: Pool,
-    /// The data's extent (minlon, minlat, maxlon, maxlat), for TileJSON and the viewer.
-    pub bounds: [f64; 4],
-    pub cors_origin: Option<HeaderValue>,
-    pub retry_after_secs: u64,
+    service: Arc<TileService>,
+    db: DbPool,
+    /// The data's extent, for TileJSON and the viewer.
+    bounds: LonLatBbox,
+    cors_origin: Option<HeaderValue>,
+    retry_after_secs: u64,
+}
+
+/// A setting the HTTP layer cannot use.
+#[derive(Debug, Error)]
+pub enum HttpSetupError {
+    #[error("server.cors_origin {0:?} is not a valid header value")]
+    CorsOrigin(String),
+}
+
+impl PublicState {
+    /// `cors_origin` empty: no `Access-Control-Allow-Origin` header.
+    pub fn new(
+        service: Arc<TileService>,
+        db: DbPool,
+        bounds: LonLatBbox,
+        cors_origin: &str,
+        retry_after_secs: u64,
+    ) -> Result<Self, HttpSetupError> {
+        let cors_origin = match cors_origin {
+            "" => None,
+            origin => Some(
+                HeaderValue::from_str(origin)
+                    .map_err(|_| HttpSetupError::CorsOrigin(origin.to_string()))?,
+            ),
+        };
+        Ok(Self {
+            service,
+            db,
+            bounds,
+            cors_origin,
+            retry_after_secs,
+        })
+    }
+}
+
+/// A bound HTTP server, not yet running: [`Listener::run`] serves until stopped
+/// through its [`StopHandle`].
+pub struct Listener(Server);
+
+/// Stops a [`Listener`]: no new connections, in-flight requests finish (up to the
+/// server's shutdown timeout).
+#[derive(Clone)]
+pub struct StopHandle(ServerHandle);
+
+impl Listener {
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.0.handle())
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.0.await
+    }
+}
+
+impl StopHandle {
+    pub async fn stop(&self) {
+        self.0.stop(true).await;
+    }
 }
 
 /// Listener options common to both servers.
@@ -83,7 +151,7 @@ async fn observe<B: MessageBody>(
 
 /// What a public path that is not one of the fixed routes names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PublicPath<'a> {
+pub(crate) enum PublicPath<'a> {
     /// `/{style}/{z}/{x}/{file}`: checked further by [`tiles::parse_tile_path`].
     Tile([&'a str; 4]),
     /// `/{style}/tile.json`.
@@ -135,8 +203,8 @@ async fn dispatch(req: HttpRequest) -> Result<HttpResponse, HttpError> {
     }
     match path {
         PublicPath::Tile(segments) => tiles::get_tile(&req, state, segments).await,
-        PublicPath::TileJson(style) => meta::tilejson(&req, style, state),
-        PublicPath::Asset(asset) => meta::asset(asset),
+        PublicPath::TileJson(style) => tilejson::tilejson(&req, style, state),
+        PublicPath::Asset(asset) => viewer::asset(asset),
         PublicPath::Unknown {
             looks_like_tile: true,
         } => Err(HttpError::BadRequest(
@@ -151,10 +219,10 @@ async fn dispatch(req: HttpRequest) -> Result<HttpResponse, HttpError> {
 /// Configures the public routes; used by `public_server` and by tests. The fixed paths
 /// are plain string comparisons for the router; everything else goes to [`dispatch`].
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(meta::viewer))
-        .route("/health", web::get().to(meta::health))
-        .route("/ready", web::get().to(meta::ready))
-        .route("/metrics", web::get().to(meta::metrics))
+    cfg.route("/", web::get().to(viewer::viewer))
+        .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(health::metrics))
         .default_service(web::to(dispatch));
 }
 
@@ -163,7 +231,7 @@ pub fn public_server(
     listener: TcpListener,
     state: PublicState,
     options: &ServerOptions,
-) -> std::io::Result<Server> {
+) -> std::io::Result<Listener> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -174,7 +242,7 @@ pub fn public_server(
     .shutdown_timeout(options.shutdown_timeout.as_secs())
     .disable_signals()
     .listen(listener)?;
-    Ok(server.workers(options.http_workers()).run())
+    Ok(Listener(server.workers(options.http_workers()).run()))
 }
 
 #[cfg(test)]

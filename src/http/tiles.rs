@@ -5,7 +5,7 @@ use super::error::HttpError;
 use super::PublicState;
 use crate::cache::CachedTile;
 use crate::service::{ServedTile, ServiceError};
-use crate::tile::{StyleName, TileCoord, TileError};
+use crate::tile::{StyleName, TileCoord, TileError, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -25,27 +25,27 @@ pub struct TilePath<'a> {
 }
 
 /// Parses the four path segments. Malformed text is a 400; well-formed numbers that name
-/// no tile (z > 20, x or y >= 2^z, absurdly long) are a 404.
+/// no tile (x or y >= 2^z, absurdly long) are a 404. A zoom above the grid's is
+/// [`ZoomBeyondGrid`], told as a 404 that names the style's own zooms.
 pub fn parse_tile_path<'a>(
     style: &'a str,
     z: &str,
     x: &str,
     file: &str,
-) -> Result<TilePath<'a>, HttpError> {
+) -> Result<TilePath<'a>, ParseError<'a>> {
     let (y, hidpi) = if let Some(y) = file.strip_suffix("@2x.png") {
         (y, true)
     } else if let Some(y) = file.strip_suffix(".png") {
         (y, false)
     } else {
-        return Err(HttpError::BadRequest(
-            "tile paths end in {y}.png or {y}@2x.png".into(),
-        ));
+        return Err(HttpError::BadRequest("tile paths end in {y}.png or {y}@2x.png".into()).into());
     };
     StyleName::check(style).map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
     if style.contains('@') {
         return Err(HttpError::BadRequest(
             "bad style name: ask for {y}@2x.png, not a style with '@'".into(),
-        ));
+        )
+        .into());
     }
     let style = if hidpi {
         let name = format!("{style}@2x");
@@ -56,14 +56,33 @@ pub fn parse_tile_path<'a>(
         Cow::Borrowed(style)
     };
     let (z, x, y) = (number(z, "z")?, number(x, "x")?, number(y, "y")?);
-    let z = u32::try_from(z).map_err(|_| not_found_tile())?;
-    let tile = TileCoord::try_new(z, x, y).map_err(|e| match e {
+    if z > u64::from(MAX_ZOOM) {
+        return Err(ParseError::ZoomBeyondGrid { style, z });
+    }
+    let tile = TileCoord::try_new(z as u32, x, y).map_err(|e| match e {
         TileError::ZoomTooHigh(_) | TileError::OutOfRange { .. } => {
             HttpError::NotFound(format!("no such tile: {e}"))
         }
         TileError::NotMetatileOrigin { .. } => not_found_tile(),
     })?;
     Ok(TilePath { style, tile })
+}
+
+/// Why a tile path names no tile.
+#[derive(Debug)]
+pub enum ParseError<'a> {
+    Http(HttpError),
+    /// A zoom no style serves; the answer names the zooms of `style`.
+    ZoomBeyondGrid {
+        style: Cow<'a, str>,
+        z: u64,
+    },
+}
+
+impl From<HttpError> for ParseError<'_> {
+    fn from(e: HttpError) -> Self {
+        ParseError::Http(e)
+    }
 }
 
 fn not_found_tile() -> HttpError {
@@ -88,29 +107,35 @@ pub async fn get_tile(
     state: &PublicState,
     [style, z, x, file]: [&str; 4],
 ) -> Result<HttpResponse, HttpError> {
-    let parsed = parse_tile_path(style, z, x, file)?;
+    let parsed = match parse_tile_path(style, z, x, file) {
+        Ok(parsed) => parsed,
+        Err(ParseError::Http(e)) => return Err(e),
+        Err(ParseError::ZoomBeyondGrid { style, z }) => {
+            return Err(zoom_beyond_grid(state, &style, z));
+        }
+    };
     let served = state
         .service
         .get_tile(&parsed.style, parsed.tile)
         .await
-        .map_err(|e| service_error(e, state.retry_after_secs))?;
+        .map_err(|e| HttpError::from_service(e, state.retry_after_secs))?;
     Ok(tile_response(req, &served, &state.cors_origin))
 }
 
-pub(super) fn service_error(e: ServiceError, retry_after: u64) -> HttpError {
-    match e {
-        ServiceError::UnknownStyle(name) => HttpError::NotFound(format!("unknown style {name}")),
-        ServiceError::ZoomOutOfRange { z, min, max } => {
-            HttpError::NotFound(format!("zoom {z} is outside this style's {min}-{max}"))
-        }
-        ServiceError::QueueFull => HttpError::Busy { retry_after },
-        ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
-        ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
-        ServiceError::RenderFailed(cause) => {
-            tracing::error!(%cause, "render failed");
-            HttpError::Internal
-        }
-    }
+/// The 404 of a zoom above the grid, in the words of the style asked for.
+fn zoom_beyond_grid(state: &PublicState, style: &str, z: u64) -> HttpError {
+    let found = StyleName::parse(style)
+        .ok()
+        .and_then(|name| state.service.style(&name).ok().cloned());
+    let e = match found {
+        Some(s) => ServiceError::ZoomOutOfRange {
+            z: u8::try_from(z).unwrap_or(u8::MAX),
+            min: s.minzoom,
+            max: s.maxzoom,
+        },
+        None => ServiceError::UnknownStyle(style.to_string()),
+    };
+    HttpError::from_service(e, state.retry_after_secs)
 }
 
 /// 200 with the tile, or 304 when the client's validators match.
@@ -238,12 +263,19 @@ mod tests {
     ) {
         assert!(matches!(
             parse_tile_path(style, z, x, file),
-            Err(HttpError::BadRequest(_))
+            Err(ParseError::Http(HttpError::BadRequest(_)))
+        ));
+    }
+
+    #[test]
+    fn zooms_above_the_grid_are_told_with_the_style() {
+        assert!(matches!(
+            parse_tile_path("osm", "99", "1", "1.png"),
+            Err(ParseError::ZoomBeyondGrid { z: 99, .. })
         ));
     }
 
     #[rstest]
-    #[case("osm", "21", "0", "0.png")]
     #[case("osm", "1", "2", "0.png")]
     #[case("osm", "3", "0", "8.png")]
     #[case("osm", "99999999999999999999", "0", "0.png")]
@@ -256,7 +288,7 @@ mod tests {
     ) {
         assert!(matches!(
             parse_tile_path(style, z, x, file),
-            Err(HttpError::NotFound(_))
+            Err(ParseError::Http(HttpError::NotFound(_)))
         ));
     }
 

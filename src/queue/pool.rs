@@ -3,12 +3,13 @@
 use crate::tile::{MetatileCoord, StyleName};
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Why a render is wanted; lower value = served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,28 +41,55 @@ pub struct JobKey {
     pub meta: MetatileCoord,
 }
 
-/// A failed render, shared by every waiter of the job.
+/// A failed render, shared by every waiter of the job. It keeps its cause (a database
+/// error, a full disk); the backend logged it once where it happened, so waiters pass
+/// it on without logging it again.
 #[derive(Debug, Error, Clone)]
-#[error("{0}")]
-pub struct RenderFailure(pub Arc<str>);
+#[error("{message}")]
+pub struct RenderFailure {
+    message: Arc<str>,
+    #[source]
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
 
 impl RenderFailure {
+    /// A failure with no underlying error (the pool stopped, the renderer panicked).
     pub fn new(message: impl Into<String>) -> Self {
-        Self(Arc::from(message.into()))
+        Self {
+            message: Arc::from(message.into()),
+            cause: None,
+        }
+    }
+
+    /// A failure caused by `cause`, described by `message`.
+    pub fn caused_by(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: Arc::from(message.into()),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    /// The underlying error, to be told apart by type (e.g. a database fault).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
     }
 }
 
 /// What the pool drives: the async fetch and the CPU-bound paint-and-store of one job.
+/// The backend logs a failure once, where it happens.
 pub trait RenderBackend: Send + Sync + 'static {
-    /// Whatever the fetch stage hands to the paint stage (features, timings).
+    /// Whatever the fetch stage hands to the paint stage (rows, timings).
     type Fetched: Send + 'static;
-    /// Database work; runs as a task on the tokio runtime.
+    /// Database work, I/O only; runs as a task on the tokio runtime.
     fn fetch(
         self: Arc<Self>,
         key: JobKey,
         priority: Priority,
     ) -> BoxFuture<'static, Result<Self::Fetched, RenderFailure>>;
-    /// Paint, encode and store the metatile; runs on a render thread.
+    /// Decode, paint, encode and store the metatile; runs on a render thread.
     fn paint_and_store(
         &self,
         key: &JobKey,
@@ -77,6 +105,9 @@ pub enum SubmitError {
     QueueFull(Priority),
     #[error("the render pool is shutting down")]
     ShuttingDown,
+    /// Only from [`RenderPool::submit_when_room`]: the caller's token was cancelled.
+    #[error("cancelled while waiting for room in the queue")]
+    Cancelled,
 }
 
 /// How a submission was taken.
@@ -105,15 +136,13 @@ pub struct Waiter {
 impl Waiter {
     /// Waits for the job's outcome.
     pub async fn wait(mut self) -> Result<(), RenderFailure> {
-        loop {
-            if let Some(result) = self.rx.borrow_and_update().clone() {
-                return result;
-            }
-            if self.rx.changed().await.is_err() {
-                return Err(RenderFailure::new(
-                    "the render pool stopped before the job ended",
-                ));
-            }
+        match self.rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome
+                .clone()
+                .unwrap_or_else(|| Err(RenderFailure::new("the job ended without an outcome"))),
+            Err(_) => Err(RenderFailure::new(
+                "the render pool stopped before the job ended",
+            )),
         }
     }
 }
@@ -133,7 +162,7 @@ struct Job {
 struct State {
     queues: [VecDeque<JobKey>; 3],
     jobs: HashMap<JobKey, Job>,
-    shutting_down: bool,
+    closed: bool,
 }
 
 /// A snapshot of the pool for `/status` and `/metrics`.
@@ -146,20 +175,54 @@ pub struct PoolStats {
     /// Render threads painting right now.
     pub painting: usize,
     pub threads: usize,
+    /// Jobs that may be fetched or fetched-and-waiting at once.
+    pub fetch_slots: usize,
     /// Requests that joined a job instead of starting one.
     pub coalesced: u64,
     /// Jobs moved to a higher priority because someone waited for them.
     pub promoted: u64,
 }
 
+/// How big the pool is.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Render threads: they paint and encode, and bound the CPU renders use.
+    pub threads: usize,
+    /// Jobs between "fetch started" and "painted": bounds fetched data in memory and
+    /// database connections in use. Keep it at most the database pool size.
+    pub fetch_slots: usize,
+    /// Queue sizes for interactive, stale, bulk.
+    pub capacity: [usize; 3],
+}
+
+/// Why the pool could not start.
+#[derive(Debug, Error)]
+#[error("cannot start the render threads")]
+pub struct StartError(#[source] rayon::ThreadPoolBuildError);
+
+/// What [`RenderPool::shutdown`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Queued jobs dropped (their waiters got an error).
+    pub dropped: usize,
+    /// Jobs still fetching or painting when the deadline passed.
+    pub unfinished: usize,
+}
+
 struct Shared {
     state: Mutex<State>,
     capacity: [usize; 3],
+    /// A job was queued, or the pool closed: the dispatcher looks again.
     work_ready: Notify,
+    /// A job left the queue of that priority: producers waiting for room look again.
+    room: [Notify; 3],
+    /// The last job finished: shutdown looks again.
+    idle: Notify,
     coalesced: AtomicU64,
     promoted: AtomicU64,
     painting: AtomicUsize,
     threads: usize,
+    fetch_slots: usize,
 }
 
 impl Shared {
@@ -170,79 +233,78 @@ impl Shared {
     }
 
     fn finish(&self, key: &JobKey, result: Result<(), RenderFailure>) {
-        if let Some(job) = self.lock().jobs.remove(key) {
+        let mut state = self.lock();
+        if let Some(job) = state.jobs.remove(key) {
             job.done.send_replace(Some(result));
+        }
+        if state.jobs.is_empty() {
+            self.idle.notify_waiters();
         }
     }
 }
 
-/// A message from the fetch stage to the paint threads.
-struct PaintJob<F> {
-    key: JobKey,
-    priority: Priority,
-    fetched: F,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// The pool. Cheap to share behind an `Arc`; dropping the last handle stops the threads
-/// after the jobs already fetched are painted.
+/// The pool. Share it behind an `Arc`; [`RenderPool::shutdown`] stops it.
 pub struct RenderPool<B: RenderBackend> {
     shared: Arc<Shared>,
+    /// Kept for tests, which look into their backend.
+    #[cfg(test)]
     backend: Arc<B>,
-    paint_tx: Mutex<Option<crossbeam_channel::Sender<PaintJob<B::Fetched>>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    _backend: std::marker::PhantomData<fn() -> B>,
+    /// The render threads; dropped at shutdown, after the last job or the deadline.
+    painters: Mutex<Option<Arc<rayon::ThreadPool>>>,
     dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl<B: RenderBackend> RenderPool<B> {
-    /// Starts `threads` paint threads and the fetch dispatcher on the current tokio
-    /// runtime. `capacity` = queue sizes for interactive, stale, bulk.
-    pub fn start(backend: B, threads: usize, capacity: [usize; 3]) -> std::io::Result<Self> {
-        let threads = threads.max(1);
+    /// Starts the render threads and the fetch dispatcher on the current tokio runtime.
+    ///
+    /// The render threads are one rayon pool: a render's own parallel work (encoding
+    /// its 64 tiles) runs on the same threads, so `threads` bounds the CPU that
+    /// rendering takes, however many renders run.
+    pub fn start(backend: B, config: PoolConfig) -> Result<Self, StartError> {
+        let threads = config.threads.max(1);
+        let fetch_slots = config.fetch_slots.max(1);
+        let painters = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("render-{i}"))
+            .build()
+            .map_err(StartError)?;
+        let painters = Arc::new(painters);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queues: Default::default(),
                 jobs: HashMap::new(),
-                shutting_down: false,
+                closed: false,
             }),
-            capacity,
+            capacity: config.capacity,
             work_ready: Notify::new(),
+            room: Default::default(),
+            idle: Notify::new(),
             coalesced: AtomicU64::new(0),
             promoted: AtomicU64::new(0),
             painting: AtomicUsize::new(0),
             threads,
+            fetch_slots,
         });
         let backend = Arc::new(backend);
-        let (paint_tx, paint_rx) = crossbeam_channel::unbounded::<PaintJob<B::Fetched>>();
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx = paint_rx.clone();
-            let shared = shared.clone();
-            let backend = backend.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("render-{i}"))
-                    .spawn(move || paint_loop(&shared, &*backend, &rx))?,
-            );
-        }
-        // One fetch ahead per thread keeps the painters busy while queries run.
-        let slots = Arc::new(Semaphore::new(threads * 2));
         let dispatcher = tokio::spawn(dispatch_loop(
             shared.clone(),
-            backend.clone(),
-            slots,
-            paint_tx.clone(),
+            Arc::clone(&backend),
+            Arc::new(Semaphore::new(fetch_slots)),
+            painters.clone(),
         ));
         Ok(Self {
             shared,
+            #[cfg(test)]
             backend,
-            paint_tx: Mutex::new(Some(paint_tx)),
-            threads: Mutex::new(handles),
+            _backend: std::marker::PhantomData,
+            painters: Mutex::new(Some(painters)),
             dispatcher,
         })
     }
 
-    pub fn backend(&self) -> &Arc<B> {
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> &Arc<B> {
         &self.backend
     }
 
@@ -250,7 +312,7 @@ impl<B: RenderBackend> RenderPool<B> {
     /// it when `priority` is higher). Never blocks.
     pub fn submit(&self, key: JobKey, priority: Priority) -> Result<Submit, SubmitError> {
         let mut state = self.shared.lock();
-        if state.shutting_down {
+        if state.closed {
             return Err(SubmitError::ShuttingDown);
         }
         if let Some(job) = state.jobs.get_mut(&key) {
@@ -262,6 +324,7 @@ impl<B: RenderBackend> RenderPool<B> {
                 queues[old as usize].retain(|k| k != &key);
                 queues[priority as usize].push_back(key);
                 self.shared.promoted.fetch_add(1, Ordering::Relaxed);
+                self.shared.room[old as usize].notify_waiters();
             }
             self.shared.coalesced.fetch_add(1, Ordering::Relaxed);
             return Ok(Submit::Joined(Waiter { rx }));
@@ -285,6 +348,32 @@ impl<B: RenderBackend> RenderPool<B> {
         Ok(Submit::Queued(Waiter { rx }))
     }
 
+    /// Like [`RenderPool::submit`], but a full queue is waited out (woken when a job
+    /// leaves it) instead of refused: for bulk producers (seeding, expiry re-renders),
+    /// which must not crowd out interactive misses but should not give up either.
+    pub async fn submit_when_room(
+        &self,
+        key: JobKey,
+        priority: Priority,
+        cancel: &CancellationToken,
+    ) -> Result<Submit, SubmitError> {
+        loop {
+            // Registered before looking, so a job leaving between the look and the
+            // wait is not missed.
+            let room = self.shared.room[priority as usize].notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.submit(key.clone(), priority) {
+                Err(SubmitError::QueueFull(_)) => {}
+                other => return other,
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = cancel.cancelled() => return Err(SubmitError::Cancelled),
+            }
+        }
+    }
+
     /// The priority of a queued or running job, if there is one.
     pub fn job_priority(&self, key: &JobKey) -> Option<Priority> {
         self.shared.lock().jobs.get(key).map(|j| j.priority)
@@ -303,108 +392,160 @@ impl<B: RenderBackend> RenderPool<B> {
             running,
             painting: self.shared.painting.load(Ordering::Relaxed),
             threads: self.shared.threads,
+            fetch_slots: self.shared.fetch_slots,
             coalesced: self.shared.coalesced.load(Ordering::Relaxed),
             promoted: self.shared.promoted.load(Ordering::Relaxed),
         }
     }
 
-    /// Stops taking jobs, drops the queued ones (their waiters get an error), lets the
-    /// running ones finish and joins the render threads, waiting at most `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) {
+    /// Closes the pool: new submissions are refused, queued jobs are dropped (their
+    /// waiters get an error), and the jobs already fetching or painting finish and are
+    /// stored, for at most `timeout`. Then the render threads are let go.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = tokio::time::Instant::now() + timeout;
         let dropped: Vec<Job> = {
             let mut state = self.shared.lock();
-            state.shutting_down = true;
+            state.closed = true;
             let queued: Vec<JobKey> = state.queues.iter_mut().flat_map(|q| q.drain(..)).collect();
             queued.iter().filter_map(|k| state.jobs.remove(k)).collect()
         };
-        for job in dropped {
+        for job in &dropped {
             job.done
                 .send_replace(Some(Err(RenderFailure::new("server shutting down"))));
         }
+        // The dispatcher sees `closed` and ends; waiting producers see it on their next
+        // look.
         self.shared.work_ready.notify_waiters();
-        let deadline = Instant::now() + timeout;
-        while !self.shared.lock().jobs.is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        for room in &self.shared.room {
+            room.notify_waiters();
         }
-        self.dispatcher.abort();
-        self.paint_tx
+        let unfinished = loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let running = self.shared.lock().jobs.len();
+            if running == 0 {
+                break 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break self.shared.lock().jobs.len();
+            }
+        };
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                timeout.secs = timeout.as_secs(),
+                "shutdown deadline passed with renders still running; they are abandoned (no half-written metatile is ever visible)"
+            );
+        }
+        self.painters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let handles: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = tokio::task::spawn_blocking(move || {
-            for h in handles {
-                let _ = h.join();
-            }
-        })
-        .await;
+        ShutdownReport {
+            dropped: dropped.len(),
+            unfinished,
+        }
     }
 }
 
 impl<B: RenderBackend> Drop for RenderPool<B> {
     fn drop(&mut self) {
+        self.shared.lock().closed = true;
         self.dispatcher.abort();
-        self.shared.lock().shutting_down = true;
     }
 }
 
-/// Takes the highest-priority queued job whenever a fetch slot is free.
+/// Takes the highest-priority queued job whenever a fetch slot is free; ends when the
+/// pool is closed.
 async fn dispatch_loop<B: RenderBackend>(
     shared: Arc<Shared>,
     backend: Arc<B>,
     slots: Arc<Semaphore>,
-    paint_tx: crossbeam_channel::Sender<PaintJob<B::Fetched>>,
+    painters: Arc<rayon::ThreadPool>,
 ) {
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let next = loop {
-            // Register interest before looking, so a submit between the look and the
-            // wait is not missed.
-            let notified = shared.work_ready.notified();
-            {
-                let mut state = shared.lock();
-                if state.shutting_down {
-                    return;
-                }
-                if let Some(next) = take_next(&mut state) {
-                    break next;
-                }
-            }
-            notified.await;
+        let Some((key, priority)) = next_job(&shared).await else {
+            return;
         };
-        let (key, priority) = next;
-        let shared = shared.clone();
         // Started here, in dispatch (priority) order; fetches may finish in any order.
         let fetch = backend.clone().fetch(key.clone(), priority);
-        let paint_tx = paint_tx.clone();
-        tokio::spawn(async move {
-            match fetch.await {
-                Ok(fetched) => {
-                    let job = PaintJob {
-                        key,
-                        priority,
-                        fetched,
-                        _slot: slot,
-                    };
-                    if let Err(e) = paint_tx.send(job) {
-                        shared.finish(
-                            &e.0.key,
-                            Err(RenderFailure::new("the render threads have stopped")),
-                        );
-                    }
-                }
-                Err(e) => shared.finish(&key, Err(e)),
-            }
-        });
+        tokio::spawn(run_job(
+            shared.clone(),
+            backend.clone(),
+            painters.clone(),
+            (key, priority),
+            fetch,
+            slot,
+        ));
     }
 }
 
-fn take_next(state: &mut State) -> Option<(JobKey, Priority)> {
+/// The next job to fetch, or `None` once the pool is closed.
+async fn next_job(shared: &Shared) -> Option<(JobKey, Priority)> {
+    loop {
+        // Registered before looking, so a submit between the look and the wait is
+        // not missed.
+        let notified = shared.work_ready.notified();
+        {
+            let mut state = shared.lock();
+            if state.closed {
+                return None;
+            }
+            if let Some(next) = take_next(&mut state, shared) {
+                return Some(next);
+            }
+        }
+        notified.await;
+    }
+}
+
+/// Fetches on the runtime, then paints on a render thread; the slot is held until the
+/// paint is done. The paint is handed to the render threads from a blocking task that
+/// only waits for it: the async side learns the outcome without polling, and a test in
+/// paused time does not jump its clock while a render is running.
+async fn run_job<B: RenderBackend>(
+    shared: Arc<Shared>,
+    backend: Arc<B>,
+    painters: Arc<rayon::ThreadPool>,
+    (key, priority): (JobKey, Priority),
+    fetch: impl Future<Output = Result<B::Fetched, RenderFailure>>,
+    slot: OwnedSemaphorePermit,
+) {
+    let fetched = match fetch.await {
+        Ok(fetched) => fetched,
+        Err(e) => return shared.finish(&key, Err(e)),
+    };
+    let painting = shared.clone();
+    let painted_key = key.clone();
+    let paint = tokio::task::spawn_blocking(move || {
+        painters.install(|| {
+            painting.painting.fetch_add(1, Ordering::Relaxed);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                backend.paint_and_store(&painted_key, priority, fetched)
+            }));
+            painting.painting.fetch_sub(1, Ordering::Relaxed);
+            result
+        })
+    });
+    let result = match paint.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!(style = %key.style, meta = %key.meta, "the renderer panicked");
+            Err(RenderFailure::new("the renderer panicked"))
+        }
+    };
+    shared.finish(&key, result);
+    drop(slot);
+}
+
+fn take_next(state: &mut State, shared: &Shared) -> Option<(JobKey, Priority)> {
     for p in Priority::ALL {
         if let Some(key) = state.queues[p as usize].pop_front() {
+            shared.room[p as usize].notify_waiters();
             if let Some(job) = state.jobs.get_mut(&key) {
                 job.phase = Phase::Running;
                 return Some((key, job.priority));
@@ -414,35 +555,53 @@ fn take_next(state: &mut State) -> Option<(JobKey, Priority)> {
     None
 }
 
-fn paint_loop<B: RenderBackend>(
-    shared: &Shared,
-    backend: &B,
-    rx: &crossbeam_channel::Receiver<PaintJob<B::Fetched>>,
-) {
-    while let Ok(job) = rx.recv() {
-        shared.painting.fetch_add(1, Ordering::Relaxed);
-        let key = job.key;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            backend.paint_and_store(&key, job.priority, job.fetched)
-        }))
-        .unwrap_or_else(|_| Err(RenderFailure::new("the renderer panicked")));
-        shared.painting.fetch_sub(1, Ordering::Relaxed);
-        shared.finish(&key, result);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::Condvar;
+    use std::time::Instant;
 
-    /// Counts renders per key; paints block while `hold` is set.
+    /// A door the render threads wait at until a test opens it.
     #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl Gate {
+        fn close(&self) {
+            *self.open.lock().unwrap() = false;
+        }
+        fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+        fn pass(&self) {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+        }
+    }
+
+    /// Counts renders per key; paints wait at `gate` (open unless a test closes it).
     struct CountingBackend {
         renders: Mutex<Vec<(JobKey, Priority)>>,
-        hold: AtomicBool,
+        gate: Gate,
         /// Jobs in the order their fetch started (the order priorities decide).
         started: Mutex<Vec<(JobKey, Priority)>>,
+    }
+
+    impl Default for CountingBackend {
+        fn default() -> Self {
+            let backend = Self {
+                renders: Mutex::default(),
+                gate: Gate::default(),
+                started: Mutex::default(),
+            };
+            backend.gate.open();
+            backend
+        }
     }
 
     impl RenderBackend for CountingBackend {
@@ -456,9 +615,7 @@ mod tests {
             Box::pin(async move { Ok(()) })
         }
         fn paint_and_store(&self, key: &JobKey, p: Priority, _: ()) -> Result<(), RenderFailure> {
-            while self.hold.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            self.gate.pass();
             self.renders.lock().unwrap().push((key.clone(), p));
             Ok(())
         }
@@ -471,21 +628,29 @@ mod tests {
         }
     }
 
-    async fn settle(pool: &RenderPool<CountingBackend>) {
-        // Generous: the machine may be busy with other tests' renders.
-        for _ in 0..3000 {
-            if pool.stats().running == 0 && pool.stats().queued == [0, 0, 0] {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    fn pool(threads: usize, capacity: usize) -> RenderPool<CountingBackend> {
+        RenderPool::start(
+            CountingBackend::default(),
+            PoolConfig {
+                threads,
+                fetch_slots: threads * 2,
+                capacity: [capacity; 3],
+            },
+        )
+        .unwrap()
+    }
+
+    /// Waits until `running` jobs have left the queues (fetched, waiting to paint).
+    async fn until_running(pool: &RenderPool<CountingBackend>, running: usize) {
+        while pool.stats().running < running {
+            tokio::task::yield_now().await;
         }
-        panic!("pool did not settle: {:?}", pool.stats());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_submissions_of_one_metatile_render_it_once() {
-        let pool = RenderPool::start(CountingBackend::default(), 2, [64, 64, 64]).unwrap();
-        pool.backend().hold.store(true, Ordering::SeqCst);
+        let pool = pool(2, 64);
+        pool.backend().gate.close();
         let waiters: Vec<Waiter> = (0..64)
             .map(|_| {
                 pool.submit(key(1), Priority::Interactive)
@@ -493,7 +658,7 @@ mod tests {
                     .into_waiter()
             })
             .collect();
-        pool.backend().hold.store(false, Ordering::SeqCst);
+        pool.backend().gate.open();
         for w in waiters {
             w.wait().await.unwrap();
         }
@@ -503,9 +668,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once() {
-        let pool = RenderPool::start(CountingBackend::default(), 1, [2, 2, 2]).unwrap();
-        pool.backend().hold.store(true, Ordering::SeqCst);
-        // Two fetch slots per thread: jobs 0 and 1 leave the queue, 2 and 3 fill it.
+        let pool = pool(1, 2);
+        pool.backend().gate.close();
+        // Two fetch slots: jobs 0 and 1 leave the queue, 2 and 3 fill it.
         let mut waiters = Vec::new();
         for x in 0..2 {
             waiters.push(
@@ -514,9 +679,7 @@ mod tests {
                     .into_waiter(),
             );
         }
-        while pool.stats().running < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_running(&pool, 2).await;
         for x in 2..4 {
             waiters.push(
                 pool.submit(key(x), Priority::Interactive)
@@ -527,39 +690,77 @@ mod tests {
         let start = Instant::now();
         let refused = pool.submit(key(9), Priority::Interactive).err();
         assert_eq!(refused, Some(SubmitError::QueueFull(Priority::Interactive)));
-        assert!(start.elapsed() < Duration::from_millis(100));
+        // Refusing takes a lock and a length check: microseconds, never a wait.
+        assert!(start.elapsed() < Duration::from_millis(10));
         // Other priorities have their own room.
         assert!(pool.submit(key(10), Priority::Bulk).is_ok());
-        pool.backend().hold.store(false, Ordering::SeqCst);
+        pool.backend().gate.open();
         for w in waiters {
             w.wait().await.unwrap();
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bulk_producer_waits_for_room_and_is_woken_when_a_job_leaves() {
+        let pool = Arc::new(pool(1, 1));
+        pool.backend().gate.close();
+        // Two in the fetch slots, one in the bulk queue: full.
+        for x in 0..3 {
+            pool.submit(key(x), Priority::Bulk).unwrap();
+            until_running(&pool, (x as usize + 1).min(2)).await;
+        }
+        assert!(matches!(
+            pool.submit(key(7), Priority::Bulk),
+            Err(SubmitError::QueueFull(Priority::Bulk))
+        ));
+        let cancel = CancellationToken::new();
+        let producer = {
+            let (pool, cancel) = (pool.clone(), cancel.clone());
+            tokio::spawn(async move {
+                pool.submit_when_room(key(7), Priority::Bulk, &cancel)
+                    .await
+                    .map(Submit::into_waiter)
+            })
+        };
+        let waiting = pool.clone();
+        let cancelled = tokio::spawn(async move {
+            let never = CancellationToken::new();
+            never.cancel();
+            waiting
+                .submit_when_room(key(8), Priority::Bulk, &never)
+                .await
+        });
+        assert!(matches!(
+            cancelled.await.unwrap(),
+            Err(SubmitError::Cancelled)
+        ));
+        pool.backend().gate.open();
+        producer.await.unwrap().unwrap().wait().await.unwrap();
+        let renders = pool.backend().renders.lock().unwrap().len();
+        assert!(renders >= 3, "{renders} renders");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn higher_priorities_run_first_and_waiting_clients_promote_jobs() {
-        let pool = RenderPool::start(CountingBackend::default(), 1, [8, 8, 8]).unwrap();
-        pool.backend().hold.store(true, Ordering::SeqCst);
+        let pool = pool(1, 8);
+        pool.backend().gate.close();
         let blockers: Vec<Waiter> = (100..102)
             .map(|x| pool.submit(key(x), Priority::Bulk).unwrap().into_waiter())
             .collect();
-        while pool.stats().running < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_running(&pool, 2).await;
         let bulk = pool.submit(key(1), Priority::Bulk).unwrap().into_waiter();
         let stale = pool.submit(key(2), Priority::Stale).unwrap().into_waiter();
         let promoted = pool.submit(key(3), Priority::Stale).unwrap().into_waiter();
         let joined = pool.submit(key(3), Priority::Interactive).unwrap();
         assert!(matches!(joined, Submit::Joined(_)));
         assert_eq!(pool.job_priority(&key(3)), Some(Priority::Interactive));
-        pool.backend().hold.store(false, Ordering::SeqCst);
+        pool.backend().gate.open();
         for w in [bulk, stale, promoted, joined.into_waiter()]
             .into_iter()
             .chain(blockers)
         {
             w.wait().await.unwrap();
         }
-        settle(&pool).await;
         let order: Vec<(u32, Priority)> = pool
             .backend()
             .started
@@ -593,9 +794,68 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_waiter_does_not_cancel_the_render() {
-        let pool = RenderPool::start(CountingBackend::default(), 1, [8, 8, 8]).unwrap();
-        drop(pool.submit(key(5), Priority::Interactive).unwrap());
-        settle(&pool).await;
+        let pool = pool(1, 8);
+        let joined_later = {
+            let first = pool.submit(key(5), Priority::Interactive).unwrap();
+            let second = pool.submit(key(5), Priority::Interactive).unwrap();
+            drop(first);
+            second.into_waiter()
+        };
+        joined_later.wait().await.unwrap();
         assert_eq!(pool.backend().renders.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_drops_the_queue_finishes_running_jobs_and_refuses_new_ones() {
+        let pool = pool(1, 8);
+        pool.backend().gate.close();
+        let running: Vec<Waiter> = (0..2)
+            .map(|x| pool.submit(key(x), Priority::Bulk).unwrap().into_waiter())
+            .collect();
+        until_running(&pool, 2).await;
+        let queued = pool.submit(key(3), Priority::Bulk).unwrap().into_waiter();
+        let (report, ()) = tokio::join!(pool.shutdown(Duration::from_secs(60)), async {
+            // Dropped at once; the running ones go on once the gate opens.
+            assert!(queued.wait().await.is_err());
+            pool.backend().gate.open();
+        });
+        assert_eq!(
+            report,
+            ShutdownReport {
+                dropped: 1,
+                unfinished: 0
+            }
+        );
+        for w in running {
+            w.wait().await.unwrap();
+        }
+        assert_eq!(pool.backend().renders.lock().unwrap().len(), 2);
+        assert_eq!(
+            pool.submit(key(4), Priority::Interactive).err(),
+            Some(SubmitError::ShuttingDown)
+        );
+    }
+
+    // Real time: a running render holds the clock of a paused test still.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_gives_up_on_a_stuck_render_at_its_deadline() {
+        let pool = pool(1, 8);
+        pool.backend().gate.close();
+        let _stuck = pool.submit(key(1), Priority::Interactive).unwrap();
+        while pool.stats().painting < 1 {
+            tokio::task::yield_now().await;
+        }
+        let deadline = Duration::from_millis(200);
+        let started = Instant::now();
+        let report = pool.shutdown(deadline).await;
+        assert_eq!(
+            report,
+            ShutdownReport {
+                dropped: 0,
+                unfinished: 1
+            }
+        );
+        assert!(started.elapsed() >= deadline);
+        pool.backend().gate.open();
     }
 }

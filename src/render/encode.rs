@@ -40,8 +40,9 @@ impl Hasher for ColorHasher {
 
 type ColorMap<V> = HashMap<u32, V, BuildHasherDefault<ColorHasher>>;
 
-/// Output flavour of the tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Output flavour of the tiles (`render.png`: "palette" or "rgba").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PngMode {
     /// 8-bit (or fewer bits) palette, like Mapnik's `png256`: small tiles.
     #[default]

@@ -8,8 +8,8 @@
 //! their ids (never "everything up to id N"): a transaction that committed late with a
 //! lower id is read on the next pass instead of being skipped.
 
+use super::pool::DatabaseSettings;
 use super::pool::{chain, describe_target};
-use crate::config::DatabaseSettings;
 use crate::tile::Bbox;
 use std::time::Duration;
 use thiserror::Error;
@@ -54,20 +54,32 @@ pub enum ChangeError {
         "no database URL: set database.url, METATILED_DATABASE_URL, DATABASE_URL or --database-url"
     )]
     NoUrl,
-    #[error("invalid database URL: {0}")]
-    BadUrl(String),
-    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
-    Connect { target: String, cause: String },
-    #[error("database error: {0}")]
-    Query(String),
+    #[error("invalid database URL")]
+    BadUrl(#[source] tokio_postgres::Error),
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database query failed{context}")]
+    Query {
+        /// What was being done, `": watching public.x"`, or empty.
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("{0}")]
     UnknownTable(String),
     #[error("the listener's database connection closed: {0}")]
     Closed(String),
 }
 
-fn query_error(e: &tokio_postgres::Error) -> ChangeError {
-    ChangeError::Query(db_message(e))
+fn query_error(source: tokio_postgres::Error) -> ChangeError {
+    ChangeError::Query {
+        context: String::new(),
+        source,
+    }
 }
 
 /// The server's own message for a database error (tokio-postgres' Display says only
@@ -192,7 +204,7 @@ pub async fn geometry_tables(client: &Client) -> Result<Vec<GeometryTable>, Chan
             &[],
         )
         .await
-        .map_err(|e| query_error(&e))?;
+        .map_err(query_error)?;
     let mut out: Vec<GeometryTable> = Vec::new();
     for row in rows {
         let table = TableRef {
@@ -253,7 +265,10 @@ pub async fn install_triggers(client: &Client, table: &GeometryTable) -> Result<
     client
         .batch_execute(&install_sql(table))
         .await
-        .map_err(|e| ChangeError::Query(format!("watching {}: {}", table.table, db_message(&e))))
+        .map_err(|source| ChangeError::Query {
+            context: format!(": watching {}", table.table),
+            source,
+        })
 }
 
 /// Removes the triggers from one table (nothing happens when there are none).
@@ -261,7 +276,10 @@ pub async fn remove_triggers(client: &Client, table: &TableRef) -> Result<(), Ch
     client
         .batch_execute(&remove_sql(table))
         .await
-        .map_err(|e| ChangeError::Query(format!("unwatching {table}: {}", db_message(&e))))
+        .map_err(|source| ChangeError::Query {
+            context: format!(": unwatching {table}"),
+            source,
+        })
 }
 
 /// The tables that have at least one of our triggers.
@@ -280,7 +298,7 @@ pub async fn watched_tables(client: &Client) -> Result<Vec<TableRef>, ChangeErro
             &[],
         )
         .await
-        .map_err(|e| query_error(&e))?;
+        .map_err(query_error)?;
     Ok(rows
         .iter()
         .map(|r| TableRef {
@@ -325,22 +343,22 @@ impl ChangeFeed {
     /// Connects (as [`WATCH_APPLICATION_NAME`], with the pool's timeouts) and LISTENs.
     pub async fn connect(settings: &DatabaseSettings) -> Result<ChangeFeed, ChangeError> {
         let url = settings.url.as_deref().ok_or(ChangeError::NoUrl)?;
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| ChangeError::BadUrl(chain(&e)))?;
+        let mut pg: tokio_postgres::Config = url.parse().map_err(ChangeError::BadUrl)?;
         pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
         pg.application_name(WATCH_APPLICATION_NAME);
         pg.keepalives_idle(KEEPALIVE_IDLE);
         pg.options(format!(
-            "-c statement_timeout={}",
+            "-c statement_timeout={} -c client_min_messages=warning",
             settings.statement_timeout_ms
         ));
         let target = describe_target(&pg);
         let (client, mut connection) =
-            pg.connect(NoTls).await.map_err(|e| ChangeError::Connect {
-                target: target.clone(),
-                cause: db_message(&e),
-            })?;
+            pg.connect(NoTls)
+                .await
+                .map_err(|source| ChangeError::Connect {
+                    target: target.clone(),
+                    source,
+                })?;
         // One pending wake-up is enough: the reader reads the whole log when it wakes.
         let (wake_tx, wake) = mpsc::channel(1);
         let driver = tokio::spawn(async move {
@@ -366,9 +384,9 @@ impl ChangeFeed {
         feed.client
             .batch_execute(&format!("LISTEN {}", quote_ident(CHANGE_CHANNEL)))
             .await
-            .map_err(|e| ChangeError::Connect {
-                target,
-                cause: format!("LISTEN failed: {}", db_message(&e)),
+            .map_err(|source| ChangeError::Query {
+                context: format!(": LISTEN on {target}"),
+                source,
             })?;
         Ok(feed)
     }
@@ -395,7 +413,7 @@ impl ChangeFeed {
                 &[&limit],
             )
             .await
-            .map_err(|e| query_error(&e))?;
+            .map_err(query_error)?;
         Ok(rows
             .iter()
             .map(|r| ChangeRow {
@@ -422,7 +440,7 @@ impl ChangeFeed {
                 &[&ids],
             )
             .await
-            .map_err(|e| query_error(&e))
+            .map_err(query_error)
     }
 
     /// The tables that have our triggers (to warn when there are none).

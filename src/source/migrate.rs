@@ -1,7 +1,7 @@
 //! Applies `migrations/` (embedded at build time) with refinery. The history table lives
 //! in the `metatiled` schema, next to everything else the server owns.
 
-use super::pool::{chain, DbError, Pool};
+use super::pool::{DbError, DbPool};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -14,22 +14,19 @@ pub struct MigrationReport {
     pub applied: Vec<String>,
 }
 
-pub async fn run_migrations(pool: &Pool) -> Result<MigrationReport, DbError> {
-    let mut client = pool.get().await.map_err(|e| DbError::Query(chain(&e)))?;
+pub async fn run_migrations(pool: &DbPool) -> Result<MigrationReport, DbError> {
+    let mut client = pool.get().await.map_err(DbError::Pool)?;
     client
         .batch_execute("CREATE SCHEMA IF NOT EXISTS metatiled")
         .await
-        .map_err(|e| DbError::Query(chain(&e)))?;
+        .map_err(DbError::Query)?;
     let client: &mut tokio_postgres::Client = &mut client;
     let mut runner = embedded::migrations::runner()
         // A database already migrated by a newer metatiled (rolling upgrade, or two
         // versions sharing a database) is not a reason to refuse to start.
         .set_abort_missing(false);
     runner.set_migration_table_name("metatiled.schema_history");
-    let report = runner
-        .run_async(client)
-        .await
-        .map_err(|e| DbError::Query(format!("migration failed: {}", chain(&e))))?;
+    let report = runner.run_async(client).await.map_err(DbError::Migration)?;
     Ok(MigrationReport {
         applied: report
             .applied_migrations()

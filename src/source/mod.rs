@@ -1,6 +1,6 @@
-//! PostGIS: the connection pool, migrations, and (in `postgis`) one query per style
-//! layer per metatile, and (in `changes`) the change log and its triggers. The only module
-//! that runs SQL.
+//! PostGIS: the connection pool, migrations, one query per style layer per metatile
+//! (`postgis`, which owns the bind order of the style placeholders), and the change log
+//! and its triggers (`changes`). The only module that runs SQL.
 
 pub mod changes;
 mod migrate;
@@ -8,7 +8,8 @@ mod pool;
 mod postgis;
 
 pub use migrate::{run_migrations, MigrationReport};
-pub use pool::{build_pool, describe_target, DbError, ImportInfo, Pool};
+pub use pool::{build_pool, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo};
 pub use postgis::{
-    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, SourceError,
+    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
+    SourceError,
 };

@@ -1,12 +1,13 @@
 //! The deadpool-postgres pool and database facts the server advertises.
 
-use crate::config::DatabaseSettings;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
-pub type Pool = deadpool_postgres::Pool;
+/// The pool of database connections (as opposed to the render pool).
+pub type DbPool = deadpool_postgres::Pool;
 
 #[derive(Debug, Error)]
 pub enum DbError {
@@ -14,12 +15,22 @@ pub enum DbError {
         "no database URL: set database.url, METATILED_DATABASE_URL, DATABASE_URL or --database-url"
     )]
     NoUrl,
-    #[error("invalid database URL: {0}")]
-    BadUrl(String),
-    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
-    Connect { target: String, cause: String },
-    #[error("database error: {0}")]
-    Query(String),
+    #[error("invalid database URL")]
+    BadUrl(#[source] tokio_postgres::Error),
+    #[error("cannot build the connection pool")]
+    Build(#[source] deadpool_postgres::BuildError),
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("no database connection")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    #[error("database query failed")]
+    Query(#[source] tokio_postgres::Error),
+    #[error("a migration failed")]
+    Migration(#[source] refinery::Error),
 }
 
 /// Flattens an error and its sources into one line.
@@ -55,15 +66,14 @@ pub fn describe_target(config: &tokio_postgres::Config) -> String {
 
 /// Builds the pool and opens one connection, so a wrong URL fails at start with the host
 /// named, not at the first tile request.
-pub async fn build_pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+pub async fn build_pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
     let url = settings.url.as_deref().ok_or(DbError::NoUrl)?;
-    let mut pg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| DbError::BadUrl(chain(&e)))?;
+    let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::BadUrl)?;
     pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
     pg.application_name("metatiled");
+    // NOTICEs (e.g. "schema already exists, skipping") are not worth a log line.
     pg.options(format!(
-        "-c statement_timeout={}",
+        "-c statement_timeout={} -c client_min_messages=warning",
         settings.statement_timeout_ms
     ));
     let target = describe_target(&pg);
@@ -75,7 +85,7 @@ pub async fn build_pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
         },
     );
     let wait = Duration::from_millis(settings.connect_timeout_ms);
-    let pool = Pool::builder(manager)
+    let pool = DbPool::builder(manager)
         .max_size(settings.pool_size)
         .runtime(Runtime::Tokio1)
         .timeouts(Timeouts {
@@ -84,17 +94,17 @@ pub async fn build_pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
             recycle: Some(wait),
         })
         .build()
-        .map_err(|e| DbError::BadUrl(e.to_string()))?;
+        .map_err(DbError::Build)?;
     let client = pool.get().await.map_err(|e| DbError::Connect {
         target: target.clone(),
-        cause: chain(&e),
+        source: Box::new(e),
     })?;
     client
         .simple_query("SELECT 1")
         .await
         .map_err(|e| DbError::Connect {
             target,
-            cause: chain(&e),
+            source: Box::new(e),
         })?;
     Ok(pool)
 }
@@ -110,15 +120,15 @@ pub struct ImportInfo {
 
 impl ImportInfo {
     /// Reads `metatiled.import_info`; `None` when the table or the row is missing.
-    pub async fn load(pool: &Pool) -> Result<Option<Self>, DbError> {
-        let client = pool.get().await.map_err(|e| DbError::Query(chain(&e)))?;
+    pub async fn load(pool: &DbPool) -> Result<Option<Self>, DbError> {
+        let client = pool.get().await.map_err(DbError::Pool)?;
         let exists = client
             .query_one(
                 "SELECT to_regclass('metatiled.import_info') IS NOT NULL",
                 &[],
             )
             .await
-            .map_err(|e| DbError::Query(chain(&e)))?;
+            .map_err(DbError::Query)?;
         if !exists.get::<_, bool>(0) {
             return Ok(None);
         }
@@ -129,7 +139,7 @@ impl ImportInfo {
                 &[],
             )
             .await
-            .map_err(|e| DbError::Query(chain(&e)))?;
+            .map_err(DbError::Query)?;
         Ok(row.map(|r| {
             let epoch: f64 = r.get(1);
             ImportInfo {
@@ -138,5 +148,33 @@ impl ImportInfo {
                 bounds: [r.get(2), r.get(3), r.get(4), r.get(5)],
             }
         }))
+    }
+}
+
+/// The `[database]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/dbname`; `DATABASE_URL` is used when unset.
+    pub url: Option<String>,
+    /// Connections in the pool; keep it >= render threads.
+    pub pool_size: usize,
+    /// Per-query time limit (PostgreSQL `statement_timeout`).
+    pub statement_timeout_ms: u64,
+    /// Time limit for opening a connection or waiting for a free one.
+    pub connect_timeout_ms: u64,
+    /// Apply `migrations/` when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 8,
+            statement_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            migrate_on_start: true,
+        }
     }
 }

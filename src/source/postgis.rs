@@ -7,7 +7,7 @@
 //! per pooled connection with typed bind parameters (deadpool's statement cache) and
 //! executed for each metatile; all layers of a metatile run pipelined on one connection.
 
-use crate::source::Pool;
+use crate::source::DbPool;
 use crate::style::{Layer, Style};
 use crate::tile::{MetatileCoord, StyleName};
 use geozero::ToGeo;
@@ -28,15 +28,19 @@ const PARAM_TYPES: [Type; 7] = [
 ];
 
 /// Why fetching a metatile's features failed. The Display text names the style, layer
-/// and metatile, and carries the database's message, never the SQL text (that is
-/// logged).
+/// and metatile; the database's error is the source (never the SQL text, which is
+/// logged at debug).
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("style {style}: no database connection: {cause}")]
+    #[error(
+        "style {style}: no database connection: {}",
+        super::pool::chain(source)
+    )]
     Pool {
         style: StyleName,
         meta: Option<MetatileCoord>,
-        cause: String,
+        #[source]
+        source: deadpool_postgres::PoolError,
     },
     #[error("style {style}, layer {layer:?}: the SQL does not prepare: {message}")]
     Prepare {
@@ -50,12 +54,16 @@ pub enum SourceError {
         layer: String,
         message: String,
     },
-    #[error("style {style}, layer {layer:?}, metatile {meta}: query failed: {message}")]
+    #[error(
+        "style {style}, layer {layer:?}, metatile {meta}: query failed: {}",
+        db_message(source)
+    )]
     Query {
         style: StyleName,
         layer: String,
         meta: MetatileCoord,
-        message: String,
+        #[source]
+        source: tokio_postgres::Error,
     },
     #[error(
         "style {style}, layer {layer:?}, metatile {meta}: bad geometry in row {row}: {message}"
@@ -118,15 +126,15 @@ pub fn query_bbox(style: &Style, meta: MetatileCoord) -> crate::tile::Bbox {
 /// Fetches metatile features from PostGIS for the styles' layers.
 #[derive(Clone)]
 pub struct PostgisSource {
-    pool: Pool,
+    pool: DbPool,
 }
 
 impl PostgisSource {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: DbPool) -> Self {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &DbPool {
         &self.pool
     }
 
@@ -135,10 +143,10 @@ impl PostgisSource {
         style: &Style,
         meta: Option<MetatileCoord>,
     ) -> Result<deadpool_postgres::Client, SourceError> {
-        self.pool.get().await.map_err(|e| SourceError::Pool {
+        self.pool.get().await.map_err(|source| SourceError::Pool {
             style: style.name.clone(),
             meta,
-            cause: super::pool::chain(&e),
+            source,
         })
     }
 
@@ -164,12 +172,24 @@ impl PostgisSource {
     }
 
     /// Runs the query of every layer active at `meta.z` over the metatile bbox plus the
-    /// buffer and decodes the geometries.
+    /// buffer and decodes the geometries: [`PostgisSource::query_metatile`] then
+    /// [`RawMetatile::decode`], for tools and tests. The server decodes on a render
+    /// thread instead.
     pub async fn fetch_metatile(
         &self,
         style: &Style,
         meta: MetatileCoord,
     ) -> Result<MetatileData, SourceError> {
+        self.query_metatile(style, meta).await?.decode(style)
+    }
+
+    /// Runs the query of every layer active at `meta.z` over the metatile bbox plus the
+    /// buffer; I/O only: the rows are decoded later, off the async runtime.
+    pub async fn query_metatile(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+    ) -> Result<RawMetatile, SourceError> {
         let started = Instant::now();
         let client = self.client(style, Some(meta)).await?;
         let connect = started.elapsed();
@@ -195,12 +215,12 @@ impl PostgisSource {
                 return Ok(None);
             }
             let query_err = |e: tokio_postgres::Error| {
-                tracing::warn!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
+                tracing::debug!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
                 SourceError::Query {
                     style: style.name.clone(),
                     layer: layer.name.clone(),
                     meta,
-                    message: db_message(&e),
+                    source: e,
                 }
             };
             let stmt = client_ref
@@ -211,14 +231,41 @@ impl PostgisSource {
             let rows = client_ref.query(&stmt, &params).await.map_err(query_err)?;
             Ok::<_, SourceError>(Some((columns, rows)))
         });
-        let results = futures_util::future::try_join_all(queries).await?;
+        let layers = futures_util::future::try_join_all(queries).await?;
         let query = query_started.elapsed();
-        drop(client);
+        Ok(RawMetatile {
+            meta,
+            layers,
+            timings: FetchTimings {
+                connect,
+                query,
+                ..FetchTimings::default()
+            },
+        })
+    }
+}
 
+/// The rows of a metatile's layer queries, not yet decoded (see
+/// [`PostgisSource::query_metatile`]).
+pub struct RawMetatile {
+    meta: MetatileCoord,
+    /// Per style layer: its columns and rows, `None` for layers not active at the zoom.
+    layers: Vec<Option<(Columns, Vec<tokio_postgres::Row>)>>,
+    timings: FetchTimings,
+}
+
+impl RawMetatile {
+    pub fn timings(&self) -> FetchTimings {
+        self.timings
+    }
+
+    /// WKB -> geo and the other columns: CPU work, for a render thread.
+    pub fn decode(self, style: &Style) -> Result<MetatileData, SourceError> {
+        let meta = self.meta;
         let decode_started = Instant::now();
-        let mut layers = Vec::with_capacity(results.len());
+        let mut layers = Vec::with_capacity(self.layers.len());
         let mut total_rows = 0;
-        for (layer, result) in style.layers.iter().zip(results) {
+        for (layer, result) in style.layers.iter().zip(self.layers) {
             let Some((columns, rows)) = result else {
                 layers.push(LayerData::default());
                 continue;
@@ -279,10 +326,9 @@ impl PostgisSource {
         Ok(MetatileData {
             layers,
             timings: FetchTimings {
-                connect,
-                query,
                 decode: decode_started.elapsed(),
                 rows: total_rows,
+                ..self.timings
             },
         })
     }

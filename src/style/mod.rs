@@ -143,6 +143,23 @@ impl StyleSet {
     }
 
     /// Styles in name order (`osm` before `osm@2x`).
+    /// Whether the style named `base` has a `@2x` variant.
+    pub fn has_hidpi(&self, base: &StyleName) -> bool {
+        self.iter().any(|s| s.base_name == *base && s.scale != 1.0)
+    }
+
+    /// The styles as users name them: scale-1 styles, each with whether it also
+    /// serves `{y}@2x.png`.
+    pub fn public_names(&self) -> Vec<String> {
+        self.iter()
+            .filter(|s| s.scale == 1.0)
+            .map(|s| match self.has_hidpi(&s.name) {
+                true => format!("{} (+@2x)", s.name),
+                false => s.name.to_string(),
+            })
+            .collect()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Style>> {
         self.styles.values()
     }

@@ -7,10 +7,12 @@
 
 mod mercator;
 mod style_name;
+mod zoom;
 
 pub use mercator::tile_span;
 pub use mercator::{Bbox, LonLat, TileRange, EARTH_HALF_CIRCUMFERENCE};
 pub use style_name::{StyleName, StyleNameError};
+pub use zoom::{ZoomRange, ZoomRangeError};
 
 use thiserror::Error;
 

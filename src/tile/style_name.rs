@@ -52,6 +52,13 @@ impl StyleName {
     }
 }
 
+impl std::str::FromStr for StyleName {
+    type Err = StyleNameError;
+    fn from_str(name: &str) -> Result<Self, StyleNameError> {
+        Self::parse(name)
+    }
+}
+
 impl std::fmt::Display for StyleName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

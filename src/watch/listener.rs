@@ -2,23 +2,21 @@
 //! not a pooled one) that LISTENs for the triggers' notifications and reads the change
 //! log in id order on start, on every notification and every `watch.poll_secs` (in
 //! case one was missed). Each batch of rows is turned into metatiles per style and zoom
-//! ([`super::plan`]), expired through the server's [`ServiceTarget`] on a blocking
+//! ([`super::plan`]), expired through the server's [`BatchTargets`] on a blocking
 //! thread, and only then deleted from the log: a crash, a stop or a lost connection in
 //! between means the rows are read and expired again (expiring twice is harmless),
 //! never lost. When the connection goes, it reconnects with exponential backoff.
 
 use super::plan::{expire_work, group_by_style, StyleZooms, WatchPolicy};
-use super::WatchError;
-use crate::config::{DatabaseSettings, WatchSettings};
-use crate::expire::ExpireAction;
-use crate::expiry::ServiceTarget;
-use crate::service::TileService;
+use super::{WatchError, WatchMetrics, WatchSettings};
+use crate::expire::{ExpireMode, ExpireTarget};
 use crate::source::changes::{ChangeFeed, ChangeRow, FeedEvent, TableRef};
+use crate::source::DatabaseSettings;
+use crate::style::StyleSet;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Log rows read (and expired together) at once: bounds memory and the time before
 /// the first rows of a long backlog are done. One statement writes at most 289 rows.
@@ -28,75 +26,63 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Where the watcher's expiries go: for each batch, a target that stops early once
+/// `cancel` is cancelled (the server's own: cache, memory layer and re-renders).
+pub trait BatchTargets: Send + Sync + 'static {
+    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send>;
+}
+
 /// Follows the change log and expires what changed. Build it with [`Watcher::new`],
 /// run it with [`Watcher::run`].
 pub struct Watcher {
     db: DatabaseSettings,
-    service: Arc<TileService>,
+    styles: Arc<StyleSet>,
+    expiry: Arc<dyn BatchTargets>,
+    metrics: WatchMetrics,
     policy: WatchPolicy,
     poll: Duration,
     /// Styles and zooms per logged table name (styles do not change while serving).
     targets: HashMap<String, Arc<Vec<StyleZooms>>>,
 }
 
-/// Parses `watch.mode` and `watch.render_up_to_zoom`.
-pub fn policy_from(settings: &WatchSettings) -> Result<WatchPolicy, WatchError> {
-    let mode = match settings.mode.as_str() {
-        "dirty" => ExpireAction::MarkDirty,
-        "delete" => ExpireAction::Delete,
-        "render" => ExpireAction::Render,
-        other => return Err(WatchError::BadMode(other.to_string())),
-    };
-    let render_up_to = u8::try_from(settings.render_up_to_zoom).ok();
-    Ok(WatchPolicy { mode, render_up_to })
-}
-
-/// Resolves when `stop` says so (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 impl Watcher {
     pub fn new(
         db: &DatabaseSettings,
         settings: &WatchSettings,
-        service: Arc<TileService>,
-    ) -> Result<Watcher, WatchError> {
-        Ok(Watcher {
+        styles: Arc<StyleSet>,
+        expiry: Arc<dyn BatchTargets>,
+        metrics: WatchMetrics,
+    ) -> Watcher {
+        Watcher {
             db: db.clone(),
-            service,
-            policy: policy_from(settings)?,
+            styles,
+            expiry,
+            metrics,
+            policy: settings.policy(),
             poll: Duration::from_secs(settings.poll_secs.max(1)),
             targets: HashMap::new(),
-        })
+        }
     }
 
-    /// Runs until `stop` turns true: connect, follow, and reconnect with backoff.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let metrics = self.service.metrics().clone();
+    /// Runs until `stop` is cancelled: connect, follow, and reconnect with backoff.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let metrics = self.metrics.clone();
         let mut backoff = MIN_BACKOFF;
         let mut lost = false;
         loop {
             let connected = tokio::select! {
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
                 feed = ChangeFeed::connect(&self.db) => feed,
             };
             match connected {
                 Ok(mut feed) => {
-                    metrics.watch_connected.set(1);
+                    metrics.connected.set(1);
                     if lost {
-                        metrics.watch_reconnects.inc();
+                        metrics.reconnects.inc();
                         tracing::info!("watch: reconnected to the database");
                     }
-                    let outcome = self.follow(&mut feed, &mut stop, &mut backoff).await;
-                    metrics.watch_connected.set(0);
+                    let outcome = self.follow(&mut feed, &stop, &mut backoff).await;
+                    metrics.connected.set(0);
                     match outcome {
                         Ok(()) => return,
                         Err(e) => {
@@ -111,7 +97,7 @@ impl Watcher {
                 }
             }
             tokio::select! {
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -123,7 +109,7 @@ impl Watcher {
     async fn follow(
         &mut self,
         feed: &mut ChangeFeed,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
         backoff: &mut Duration,
     ) -> Result<(), WatchError> {
         let watched = feed.watched_tables().await?;
@@ -142,7 +128,7 @@ impl Watcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stopped(stop) => return Ok(()),
+                _ = stop.cancelled() => return Ok(()),
                 event = feed.next_event() => {
                     if let FeedEvent::Closed(reason) = event {
                         return Err(WatchError::Closed(reason));
@@ -162,7 +148,7 @@ impl Watcher {
         }
         let name = TableRef::parse(table);
         let targets = Arc::new(super::plan::targets_for_table(
-            self.service.styles(),
+            &self.styles,
             &name.schema,
             &name.name,
         ));
@@ -178,7 +164,7 @@ impl Watcher {
     async fn drain(
         &mut self,
         feed: &ChangeFeed,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<bool, WatchError> {
         loop {
             let rows = feed.read(BATCH_ROWS).await?;
@@ -194,14 +180,15 @@ impl Watcher {
                     .zip(&rows)
                     .map(|(t, r)| (t.as_slice(), r.bbox)),
             );
-            let cancel = Arc::new(AtomicBool::new(false));
-            let target = ServiceTarget::new(self.service.clone()).cancelled_by(cancel.clone());
+            let cancel = stop.child_token();
+            let target = self.expiry.target(cancel.clone());
             let policy = self.policy;
-            let mut job = tokio::task::spawn_blocking(move || expire_work(&target, policy, work));
+            let mut job =
+                tokio::task::spawn_blocking(move || expire_work(target.as_ref(), policy, work));
             let summary = tokio::select! {
-                done = &mut job => done.map_err(|e| WatchError::Task(e.to_string()))?,
-                _ = stopped(stop) => {
-                    cancel.store(true, Ordering::Relaxed);
+                done = &mut job => done.map_err(WatchError::Task)?,
+                _ = stop.cancelled() => {
+                    cancel.cancel();
                     let _ = job.await;
                     return Ok(true);
                 }
@@ -216,20 +203,20 @@ impl Watcher {
     }
 
     fn record(&self, rows: &[ChangeRow], summary: &super::plan::BatchSummary, took: Duration) {
-        let metrics = self.service.metrics();
+        let metrics = &self.metrics;
         let mut max_lag = Duration::ZERO;
         let mut changed_rows = 0u64;
         let mut tables: Vec<&str> = Vec::new();
         for r in rows {
             let n = u64::try_from(r.changed_rows).unwrap_or(0);
             changed_rows += n;
-            metrics.watch_changes.with_label_values(&[&r.table]).inc();
+            metrics.changes.with_label_values(&[&r.table]).inc();
             metrics
-                .watch_changed_rows
+                .changed_rows
                 .with_label_values(&[&r.table])
                 .inc_by(n);
             let lag = r.age + took;
-            metrics.watch_lag_seconds.observe(lag.as_secs_f64());
+            metrics.lag_seconds.observe(lag.as_secs_f64());
             max_lag = max_lag.max(lag);
             if !tables.contains(&r.table.as_str()) {
                 tables.push(&r.table);
@@ -237,13 +224,13 @@ impl Watcher {
         }
         for (style, s) in &summary.per_style {
             for (action, counts) in [
-                (ExpireAction::Delete, s.delete),
-                (ExpireAction::MarkDirty, s.mark_dirty),
-                (ExpireAction::Render, s.render),
+                (ExpireMode::Delete, s.delete),
+                (ExpireMode::Dirty, s.mark_dirty),
+                (ExpireMode::Render, s.render),
             ] {
                 if counts.changed > 0 {
                     metrics
-                        .watch_expired_metatiles
+                        .expired_metatiles
                         .with_label_values(&[style.as_str(), action.as_str()])
                         .inc_by(counts.changed);
                 }
@@ -270,15 +257,13 @@ mod tests {
     #[test]
     fn watch_settings_become_a_policy() {
         let mut s = WatchSettings::default();
-        let p = policy_from(&s).unwrap();
-        assert_eq!(p.mode, ExpireAction::MarkDirty);
+        let p = s.policy();
+        assert_eq!(p.mode, ExpireMode::Dirty);
         assert_eq!(p.render_up_to, None);
-        s.mode = "render".into();
+        s.mode = ExpireMode::Render;
         s.render_up_to_zoom = 12;
-        let p = policy_from(&s).unwrap();
-        assert_eq!(p.mode, ExpireAction::Render);
+        let p = s.policy();
+        assert_eq!(p.mode, ExpireMode::Render);
         assert_eq!(p.render_up_to, Some(12));
-        s.mode = "purge".into();
-        assert!(policy_from(&s).is_err());
     }
 }

@@ -5,30 +5,30 @@
 //!    changed boxes of every INSERT, UPDATE (old and new rows), DELETE and TRUNCATE to
 //!    `metatiled.change_log`, merged per grid cell (a bulk statement writes a bounded
 //!    number of rows), and NOTIFY once per statement.
-//! 2. `metatiled watch` installs them on every table the styles' SQL reads (or an
-//!    explicit list), `metatiled unwatch` removes them ([`watch_command`],
-//!    [`unwatch_command`]); `watch.install_on_start` does it when `serve` starts
-//!    ([`install_for_styles`]).
-//! 3. [`Watcher`] (in `serve`, with `watch.enabled`) follows the log and expires.
+//! 2. `metatiled watch` / `unwatch` install and remove them on every table the styles'
+//!    SQL reads (or an explicit list); `watch.install_on_start` does it when `serve`
+//!    starts ([`install_for_styles`]).
+//! 3. [`Watcher`] (in `serve`, with `watch.enabled`) follows the log and expires
+//!    through the [`ExpireTarget`](crate::expire::ExpireTarget) the server gives it.
 //!
 //! # Layout
 //! - [`plan`]: tables read by styles, box merging, boxes -> metatiles per zoom. Pure.
-//! - `listener`: the [`Watcher`]: connection, LISTEN, batches, reconnects, metrics.
-//! - here: the commands and the trigger installation they share with `serve`.
+//! - `listener`: the [`Watcher`]: connection, LISTEN, batches, reconnects.
+//! - `metrics`: the watcher's Prometheus series.
+//! - here: the settings, and the trigger installation shared by the commands and `serve`.
 
 mod listener;
+mod metrics;
 pub mod plan;
 
-pub use listener::{policy_from, Watcher};
+pub use listener::{BatchTargets, Watcher};
+pub use metrics::WatchMetrics;
 
-use crate::app::UsageError;
-use crate::config::Settings;
-use crate::source::changes::{
-    self, geometry_tables, resolve_tables, ChangeError, GeometryTable, TableRef,
-};
+use crate::expire::ExpireMode;
+use crate::source::changes::{self, geometry_tables, ChangeError, GeometryTable};
 use crate::style::{Style, StyleSet};
 use crate::tile::StyleName;
-use std::io::Write;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_postgres::Client;
 
@@ -38,10 +38,8 @@ pub enum WatchError {
     Database(#[from] ChangeError),
     #[error("the connection closed: {0}")]
     Closed(String),
-    #[error("the expiry task failed: {0}")]
-    Task(String),
-    #[error("watch.mode {0:?} is not \"dirty\", \"delete\" or \"render\"")]
-    BadMode(String),
+    #[error("the expiry task failed")]
+    Task(#[source] tokio::task::JoinError),
     #[error("unknown style {0}")]
     UnknownStyle(String),
     #[error("no style reads a table with a geometry column")]
@@ -68,7 +66,7 @@ pub fn tables_read_by<'a>(
 }
 
 /// The styles `--style` selects: that one (and its `@2x` twin), or all.
-fn select_styles<'a>(
+pub fn select_styles<'a>(
     styles: &'a StyleSet,
     only: Option<&StyleName>,
 ) -> Result<Vec<&'a Style>, WatchError> {
@@ -101,98 +99,41 @@ pub async fn install_for_styles(
     Ok(tables)
 }
 
-fn usage(e: WatchError) -> anyhow::Error {
-    match e {
-        WatchError::Database(ChangeError::UnknownTable(_))
-        | WatchError::UnknownStyle(_)
-        | WatchError::NothingToWatch => UsageError(e.to_string()).into(),
-        other => other.into(),
-    }
+/// The `[watch]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Follow changes in the database (triggers + LISTEN) and expire what they touch.
+    pub enabled: bool,
+    /// Install the triggers for every style when `serve` starts.
+    pub install_on_start: bool,
+    /// What a change does to its metatiles: "dirty", "delete" or "render".
+    pub mode: ExpireMode,
+    /// Re-render (instead of `mode`) the changed metatiles of zooms up to this one
+    /// (-1 = none).
+    pub render_up_to_zoom: i32,
+    /// The change log is also read this often, in case a notification was missed.
+    pub poll_secs: u64,
 }
 
-/// Loads the styles and connects (running the migrations when
-/// `database.migrate_on_start`, so the trigger functions exist).
-async fn prepare(
-    settings: &Settings,
-    style: Option<&str>,
-) -> anyhow::Result<(StyleSet, Option<StyleName>, crate::source::Pool)> {
-    let style = style
-        .map(StyleName::parse)
-        .transpose()
-        .map_err(|e| UsageError(format!("--style: {e}")))?;
-    let styles = StyleSet::load_dir(&settings.styles.dir).map_err(|e| UsageError(e.to_string()))?;
-    let pool = crate::source::build_pool(&settings.database).await?;
-    if settings.database.migrate_on_start {
-        crate::source::run_migrations(&pool).await?;
-    }
-    Ok((styles, style, pool))
-}
-
-/// `metatiled watch [--style S] [--tables a,b]`: installs the triggers on the listed
-/// tables, or on every table the style (default: every style) reads. Idempotent.
-pub async fn watch_command(
-    settings: Settings,
-    style: Option<&str>,
-    tables: &[String],
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let (styles, style, pool) = prepare(&settings, style).await?;
-    let client = pool.get().await?;
-    let chosen = if tables.is_empty() {
-        let chosen = select_styles(&styles, style.as_ref()).map_err(usage)?;
-        let found = tables_read_by(chosen, &geometry_tables(&client).await?);
-        if found.is_empty() {
-            return Err(usage(WatchError::NothingToWatch));
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            install_on_start: false,
+            mode: ExpireMode::Dirty,
+            render_up_to_zoom: -1,
+            poll_secs: 30,
         }
-        found
-    } else {
-        let wanted: Vec<TableRef> = tables.iter().map(|t| TableRef::parse(t)).collect();
-        resolve_tables(&geometry_tables(&client).await?, &wanted).map_err(|e| usage(e.into()))?
-    };
-    for t in &chosen {
-        changes::install_triggers(&client, t).await?;
-        writeln!(
-            out,
-            "watching {} (geometry column {})",
-            t.table, t.geometry_column
-        )?;
     }
-    Ok(())
 }
 
-/// `metatiled unwatch [--style S] [--tables a,b]`: removes the triggers from the listed
-/// tables, from the tables the style reads, or (neither given) from every table that
-/// has them. Idempotent.
-pub async fn unwatch_command(
-    settings: Settings,
-    style: Option<&str>,
-    tables: &[String],
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let (styles, style, pool) = prepare(&settings, style).await?;
-    let client = pool.get().await?;
-    let chosen: Vec<TableRef> = if !tables.is_empty() {
-        let wanted: Vec<TableRef> = tables.iter().map(|t| TableRef::parse(t)).collect();
-        resolve_tables(&geometry_tables(&client).await?, &wanted)
-            .map_err(|e| usage(e.into()))?
-            .into_iter()
-            .map(|t| t.table)
-            .collect()
-    } else if style.is_some() {
-        let chosen = select_styles(&styles, style.as_ref()).map_err(usage)?;
-        tables_read_by(chosen, &geometry_tables(&client).await?)
-            .into_iter()
-            .map(|t| t.table)
-            .collect()
-    } else {
-        changes::watched_tables(&client).await?
-    };
-    for t in &chosen {
-        changes::remove_triggers(&client, t).await?;
-        writeln!(out, "no longer watching {t}")?;
+impl WatchSettings {
+    /// What a change does, from `mode` and `render_up_to_zoom`.
+    pub fn policy(&self) -> plan::WatchPolicy {
+        plan::WatchPolicy {
+            mode: self.mode,
+            render_up_to: u8::try_from(self.render_up_to_zoom).ok(),
+        }
     }
-    if chosen.is_empty() {
-        writeln!(out, "no watched tables")?;
-    }
-    Ok(())
 }

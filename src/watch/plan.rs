@@ -1,5 +1,5 @@
 //! From changed boxes to expiry work, without I/O: which styles (and which of their
-//! zooms) read a table, merging boxes, and per zoom the [`ExpireSet`] of the metatiles
+//! zooms) read a table, merging boxes, and per zoom the [`MetatileSet`] of the metatiles
 //! a box touches once buffered by the style's buffer at that zoom.
 //!
 //! A metatile is rendered from the features inside its extent grown by the style's
@@ -8,7 +8,8 @@
 //! when the change's box, grown by that many metres, touches the metatile. Each zoom has
 //! its own buffer, so the set is built zoom by zoom.
 
-use crate::expire::{apply, ExpireAction, ExpirePlan, ExpireSet, ExpireSummary, ExpireTarget};
+use crate::area::MetatileSet;
+use crate::expire::{apply, ExpireMode, ExpirePlan, ExpireSummary, ExpireTarget, PlanError};
 use crate::style::{Style, StyleSet};
 use crate::tile::{Bbox, StyleName, MAX_ZOOM};
 use std::collections::HashMap;
@@ -208,9 +209,9 @@ pub fn merge_boxes(boxes: Vec<Bbox>) -> Vec<Bbox> {
 }
 
 /// The metatiles of zoom `z` touched by `boxes` grown by the style's buffer at `z`.
-pub fn expire_set_at(style: &Style, z: u8, boxes: &[Bbox]) -> ExpireSet {
+pub fn expire_set_at(style: &Style, z: u8, boxes: &[Bbox]) -> MetatileSet {
     let buffer = f64::from(style.buffer_px) * style.pixel_size(z);
-    let mut set = ExpireSet::new(z);
+    let mut set = MetatileSet::new(z);
     for b in boxes {
         set.insert_range(&b.buffered(buffer).tile_range(z));
     }
@@ -221,25 +222,15 @@ pub fn expire_set_at(style: &Style, z: u8, boxes: &[Bbox]) -> ExpireSet {
 /// zooms up to `render_up_to` which are re-rendered at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchPolicy {
-    pub mode: ExpireAction,
+    pub mode: ExpireMode,
     pub render_up_to: Option<u8>,
 }
 
 impl WatchPolicy {
-    /// The plan for zoom `z` alone.
-    pub fn plan_at(&self, z: u8) -> ExpirePlan {
+    /// The plan for zoom `z` alone (`z` is a style's zoom, at most `MAX_ZOOM`).
+    pub fn plan_at(&self, z: u8) -> Result<ExpirePlan, PlanError> {
         let from = self.render_up_to.map_or(0, |n| n.saturating_add(1));
-        let (delete_from, touch_from) = match self.mode {
-            ExpireAction::Delete => (Some(from), None),
-            ExpireAction::MarkDirty => (None, Some(from)),
-            ExpireAction::Render => (None, None),
-        };
-        ExpirePlan {
-            min_zoom: z,
-            max_zoom: z,
-            delete_from,
-            touch_from,
-        }
+        ExpirePlan::for_mode_from(z, z, self.mode, from)
     }
 }
 
@@ -300,7 +291,7 @@ impl BatchSummary {
 
 /// Expires every style's work zoom by zoom through `target` (blocking: disk I/O, and a
 /// full render queue makes `render` wait). Boxes are merged once per group; at each
-/// zoom the groups that affect it go into one [`ExpireSet`], so a metatile touched by
+/// zoom the groups that affect it go into one [`MetatileSet`], so a metatile touched by
 /// many boxes is handled once, and big areas are walked on disk, not enumerated.
 pub fn expire_work(
     target: &dyn ExpireTarget,
@@ -324,8 +315,12 @@ pub fn expire_work(
                 .flat_map(|(_, b)| b.iter().copied())
                 .collect();
             let set = expire_set_at(&style, z, &boxes);
-            let done = apply(target, &style.name, &policy.plan_at(z), &set, &mut |_| {});
-            summary.add(&done);
+            match policy.plan_at(z) {
+                Ok(plan) => summary.add(&apply(target, &style.name, &plan, &set, &mut |_| {})),
+                Err(e) => {
+                    tracing::warn!(style = %style.name, z, error = %e, "watch: no plan for this zoom")
+                }
+            }
         }
         out.per_style.push((style.name.clone(), summary));
     }

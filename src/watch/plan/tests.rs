@@ -225,22 +225,28 @@ proptest! {
 #[test]
 fn render_up_to_zoom_re_renders_low_zooms_and_applies_the_mode_above() {
     let p = WatchPolicy {
-        mode: ExpireAction::MarkDirty,
+        mode: ExpireMode::Dirty,
         render_up_to: Some(12),
     };
-    assert_eq!(p.plan_at(12).action_at(12), ExpireAction::Render);
-    assert_eq!(p.plan_at(13).action_at(13), ExpireAction::MarkDirty);
+    assert_eq!(p.plan_at(12).unwrap().action_at(12), ExpireMode::Render);
+    assert_eq!(p.plan_at(13).unwrap().action_at(13), ExpireMode::Dirty);
     let p = WatchPolicy {
-        mode: ExpireAction::Delete,
+        mode: ExpireMode::Delete,
         render_up_to: None,
     };
-    assert_eq!(p.plan_at(0).action_at(0), ExpireAction::Delete);
+    assert_eq!(p.plan_at(0).unwrap().action_at(0), ExpireMode::Delete);
     let p = WatchPolicy {
-        mode: ExpireAction::Render,
+        mode: ExpireMode::Render,
         render_up_to: None,
     };
-    assert_eq!(p.plan_at(18).action_at(18), ExpireAction::Render);
-    assert_eq!((p.plan_at(18).min_zoom, p.plan_at(18).max_zoom), (18, 18));
+    assert_eq!(p.plan_at(18).unwrap().action_at(18), ExpireMode::Render);
+    assert_eq!(
+        (
+            p.plan_at(18).unwrap().min_zoom,
+            p.plan_at(18).unwrap().max_zoom
+        ),
+        (18, 18)
+    );
 }
 
 fn meta_at(z: u8, x: f64, y: f64) -> MetatileCoord {
@@ -272,7 +278,7 @@ fn a_batch_marks_dirty_what_its_boxes_touch_at_the_zooms_that_read_the_table() {
     let targets = targets_for_table(&set, "public", "planet_osm_point");
     let work = group_by_style(vec![(targets.as_slice(), b(x, y, x + 1.0, y + 1.0))]);
     let policy = WatchPolicy {
-        mode: ExpireAction::MarkDirty,
+        mode: ExpireMode::Dirty,
         render_up_to: None,
     };
     let summary = expire_work(&disk, policy, work);
@@ -312,7 +318,7 @@ fn a_world_wide_change_walks_the_cache_instead_of_enumerating() {
     let summary = expire_work(
         &disk,
         WatchPolicy {
-            mode: ExpireAction::Delete,
+            mode: ExpireMode::Delete,
             render_up_to: None,
         },
         work,

@@ -4,12 +4,12 @@
 //! [`MAX_SHOWN_BAD_LINES`]), progress to stderr every few seconds, the summary to
 //! stdout as `name: value` lines.
 
-use super::area::{parse_bbox, Area, AreaFileError};
-use super::{apply, ExpireAction, ExpirePlan, ExpireSet, ExpireSummary, PlanError, TileLines};
+use super::ExpireArgs;
+use crate::area::{Area, AreaFileError, MetatileSet, TileLines};
 use crate::cache::DiskCache;
-use crate::cli::ExpireArgs;
 use crate::config::Settings;
-use crate::tile::{StyleName, StyleNameError};
+use crate::expire::{apply, ExpireMode, ExpirePlan, ExpireProgress, ExpireSummary, PlanError};
+use crate::tile::StyleName;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,12 +22,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Error)]
 pub enum ExpireCliError {
-    #[error("bad --style: {0}")]
-    Style(#[from] StyleNameError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("bad --bbox: {0}")]
-    Bbox(String),
     #[error("bad --polygon: {}", crate::cache::error_chain(.0))]
     Polygon(#[source] AreaFileError),
     #[error("cannot read the tile list")]
@@ -40,7 +36,7 @@ pub enum ExpireCliError {
 
 /// A validated `metatiled expire` invocation.
 #[derive(Debug, Clone)]
-pub struct ExpireCommand {
+pub(super) struct ExpireCommand {
     pub style: StyleName,
     pub plan: ExpirePlan,
     /// `--bbox` or `--polygon`; `None` reads tile lines.
@@ -57,9 +53,9 @@ pub struct ExpireReport {
 
 impl ExpireCommand {
     /// Checks the arguments; errors here are usage errors (exit 2).
-    pub fn from_args(args: &ExpireArgs) -> Result<Self, ExpireCliError> {
+    pub(super) fn from_args(args: &ExpireArgs) -> Result<Self, ExpireCliError> {
         let area = match (&args.bbox, &args.polygon) {
-            (Some(b), _) => Some(Area::Bbox(parse_bbox(b).map_err(ExpireCliError::Bbox)?)),
+            (Some(b), _) => Some(Area::Bbox(*b)),
             (None, Some(file)) => {
                 Some(Area::from_geojson_file(file).map_err(ExpireCliError::Polygon)?)
             }
@@ -67,7 +63,7 @@ impl ExpireCommand {
         };
         Ok(Self {
             area,
-            style: StyleName::parse(&args.style)?,
+            style: args.style.clone(),
             plan: ExpirePlan::new(
                 args.min_zoom,
                 args.max_zoom,
@@ -125,7 +121,7 @@ impl ExpireCommand {
         };
 
         let mut last_progress = Instant::now();
-        let mut progress = |p: super::ExpireProgress| {
+        let mut progress = |p: ExpireProgress| {
             if last_progress.elapsed() >= PROGRESS_EVERY && p.total > 0 {
                 let _ = writeln!(
                     err,
@@ -153,14 +149,14 @@ impl ExpireCommand {
             format!("metatiles: {}", total.matched),
         ];
         for (action, label) in [
-            (ExpireAction::Delete, "deleted"),
-            (ExpireAction::MarkDirty, "marked dirty"),
-            (ExpireAction::Render, "marked dirty for re-render"),
+            (ExpireMode::Delete, "deleted"),
+            (ExpireMode::Dirty, "marked dirty"),
+            (ExpireMode::Render, "marked dirty for re-render"),
         ] {
             let c = match action {
-                ExpireAction::Delete => summary.delete,
-                ExpireAction::MarkDirty => summary.mark_dirty,
-                ExpireAction::Render => summary.render,
+                ExpireMode::Delete => summary.delete,
+                ExpireMode::Dirty => summary.mark_dirty,
+                ExpireMode::Render => summary.render,
             };
             lines_out.push(format!("{label}: {}", c.changed));
         }
@@ -185,8 +181,8 @@ fn read_lines(
     max_zoom: u8,
     input: impl BufRead,
     err: &mut dyn Write,
-) -> Result<(ExpireSet, u64, u64), ExpireCliError> {
-    let mut set = ExpireSet::new(max_zoom);
+) -> Result<(MetatileSet, u64, u64), ExpireCliError> {
+    let mut set = MetatileSet::new(max_zoom);
     let mut lines = TileLines::new(input);
     let mut bad_lines = 0u64;
     let mut last_progress = Instant::now();

@@ -1,6 +1,7 @@
 //! The admin API's domain, free of HTTP: requests to expire and seed tile ranges become
-//! [`ExpireSet`]s, plans and [`ServiceTarget`]s; small ones run at once on a blocking
-//! thread, large ones become [`jobs`](crate::jobs) with progress and cancellation.
+//! [`MetatileSet`](crate::area::MetatileSet)s, plans and [`ServiceTarget`]s; small ones
+//! run at once on a blocking thread, large ones become [`jobs`](super::jobs) with
+//! progress and cancellation.
 //!
 //! - [`request`]: the JSON bodies and query parameters, and their validation.
 //! - [`lines`]: streaming a text tile list from a body into a set, in bounded memory.
@@ -15,11 +16,12 @@
 pub mod lines;
 pub mod request;
 
-use crate::expire::{apply, ActionCounts, ExpireAction, ExpireSummary};
-use crate::expiry::ServiceTarget;
-use crate::jobs::{Job, JobState, Jobs, TooManyJobs};
-use crate::seed::{self, SeedObserver, SeedPlan, SeedSummary};
-use crate::service::TileService;
+use super::expiry::ServiceTarget;
+use super::jobs::{Job, JobReport, JobState, Jobs, TooManyJobs};
+use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
+use super::TileService;
+use crate::area::MetatileSet;
+use crate::expire::{apply, ActionCounts, ExpireMode, ExpireProgress, ExpireSummary};
 use crate::tile::StyleName;
 use bytes::Bytes;
 use lines::{BuiltInput, ChunkReader, CHANNEL_CHUNKS};
@@ -117,6 +119,7 @@ pub struct BadLineReport {
 pub struct ExpireReport {
     pub kind: &'static str,
     pub styles: Vec<String>,
+    /// `dirty`, `delete`, `render`, or `bands` (delete_from / touch_from).
     pub mode: &'static str,
     pub minzoom: u8,
     pub maxzoom: u8,
@@ -162,7 +165,7 @@ impl ExpireReport {
         Self {
             kind: spec.kind,
             styles: spec.styles.iter().map(|s| s.to_string()).collect(),
-            mode: spec.mode,
+            mode: spec.mode.map_or("bands", ExpireMode::as_str),
             minzoom: spec.plan.min_zoom,
             maxzoom: spec.plan.max_zoom,
             dry_run: spec.dry_run,
@@ -265,7 +268,7 @@ impl Admin {
     ) -> Result<BuiltInput, AdminError> {
         tokio::task::spawn_blocking(move || match input {
             JsonInput::Tiles(list) => {
-                let mut set = crate::expire::ExpireSet::new(max_zoom);
+                let mut set = MetatileSet::new(max_zoom);
                 for tile in &list.tiles {
                     set.insert(*tile);
                 }
@@ -302,6 +305,9 @@ impl Admin {
         });
         let built = async move {
             match parser.await {
+                Ok(Ok(built)) if built.lines == Some(0) => Err(AdminError::BadRequest(
+                    "the body is empty: send z/x/y lines, one per line".into(),
+                )),
                 Ok(Ok(built)) => Ok(built),
                 Ok(Err(e)) => Err(AdminError::BadRequest(format!("cannot read the body: {e}"))),
                 Err(e) => Err(internal("reading the tile list", &e)),
@@ -336,7 +342,7 @@ impl Admin {
         let description = format!(
             "{} {}{} {} z{}-{}",
             spec.kind,
-            spec.mode,
+            spec.mode.map_or("bands", ExpireMode::as_str),
             if spec.dry_run { " (dry run)" } else { "" },
             spec.styles
                 .iter()
@@ -382,11 +388,10 @@ impl Admin {
         let SeedSpec {
             styles,
             area,
-            min_zoom,
-            max_zoom,
+            zooms,
             force,
         } = spec;
-        let set = tokio::task::spawn_blocking(move || area.to_set(max_zoom))
+        let set = tokio::task::spawn_blocking(move || area.to_set(zooms.max()))
             .await
             .map_err(|e| internal("building the seed area", &e))?;
         let plans: Vec<SeedPlan> = styles
@@ -394,19 +399,20 @@ impl Admin {
             .map(|style| SeedPlan {
                 style: style.clone(),
                 area: set.clone(),
-                min_zoom,
-                max_zoom,
+                zooms,
                 force,
             })
             .collect();
         let mut total = 0u64;
         for plan in &plans {
-            let (_, _, n) = seed::plan_total(&self.service, plan)
-                .map_err(|e| AdminError::UnknownStyle(e.to_string()))?;
+            let (_, n) = seed::plan_total(&self.service, plan).map_err(|e| match e {
+                SeedError::Style(_) => AdminError::UnknownStyle(plan.style.to_string()),
+                SeedError::PoolStopped => AdminError::Internal("the render pool stopped".into()),
+            })?;
             total = total.saturating_add(n);
         }
         let description = format!(
-            "{}{} z{min_zoom}-{max_zoom}",
+            "{}{} z{zooms}",
             styles
                 .iter()
                 .map(|s| s.as_str())
@@ -430,13 +436,13 @@ impl Admin {
     }
 
     /// Asks a job to stop; its report.
-    pub fn cancel_job(&self, id: u64) -> Result<crate::jobs::JobReport, AdminError> {
+    pub fn cancel_job(&self, id: u64) -> Result<JobReport, AdminError> {
         let job = self.jobs.get(id).ok_or(AdminError::UnknownJob(id))?;
         job.cancel();
         Ok(job.report())
     }
 
-    pub fn job_report(&self, id: u64) -> Result<crate::jobs::JobReport, AdminError> {
+    pub fn job_report(&self, id: u64) -> Result<JobReport, AdminError> {
         self.jobs
             .get(id)
             .map(|j| j.report())
@@ -450,7 +456,7 @@ fn candidates(spec: &ExpireSpec, input: &BuiltInput) -> (u64, u64) {
     let (mut total, mut renders) = (0u64, 0u64);
     for block in input.set.blocks(spec.plan.min_zoom) {
         total = total.saturating_add(block.len());
-        if !spec.dry_run && spec.plan.action_at(block.z) == ExpireAction::Render {
+        if !spec.dry_run && spec.plan.action_at(block.z) == ExpireMode::Render {
             renders = renders.saturating_add(block.len());
         }
     }
@@ -480,10 +486,10 @@ fn run_expiry(
             if job.is_cancelled() {
                 break;
             }
-            target = target.cancelled_by(job.cancel_flag());
+            target = target.cancelled_by(job.cancel_token());
         }
         let offset = per_style.saturating_mul(i as u64);
-        let mut progress = |p: crate::expire::ExpireProgress| {
+        let mut progress = |p: ExpireProgress| {
             if let Some(job) = job {
                 job.set_progress(offset + p.done, total);
             }
@@ -538,10 +544,6 @@ impl SeedObserver for JobObserver<'_> {
             self.job.set_result(to_json(&self.combined(s)));
         }
     }
-
-    fn cancelled(&self) -> bool {
-        self.job.is_cancelled()
-    }
 }
 
 async fn run_seed_job(
@@ -564,7 +566,7 @@ async fn run_seed_job(
         if job.is_cancelled() {
             break;
         }
-        let summary = seed::run(service, plan, in_flight, &mut observer)
+        let summary = seed::run(service, plan, in_flight, &mut observer, &job.cancel_token())
             .await
             .map_err(|e| e.to_string())?;
         observer.before = observer.combined(&summary);

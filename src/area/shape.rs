@@ -1,9 +1,9 @@
 //! Areas in longitude/latitude (EPSG:4326): a bbox, or GeoJSON polygons, turned into an
-//! [`ExpireSet`] that holds the tiles they touch as quadtree squares. `metatiled expire`,
+//! [`MetatileSet`] that holds the tiles they touch as quadtree squares. `metatiled expire`,
 //! `metatiled seed` and the admin API all go through here, so the three agree on which
 //! metatiles an area names.
 //!
-//! A bbox becomes a tile range ([`ExpireSet::insert_range`]). Polygons are decomposed
+//! A bbox becomes a tile range ([`MetatileSet::insert_range`]). Polygons are decomposed
 //! down the quadtree: a square with no polygon edge inside it is wholly inside (one
 //! coarse square, standing for all its descendants) or wholly outside (dropped); a
 //! square that an edge crosses is split, down to the tile level of a metatile of the
@@ -11,7 +11,7 @@
 //! named, and the work grows with the outline, not the area. Edges are straight lines
 //! in lon/lat, as GeoJSON draws them; rings use the even-odd rule (holes are holes).
 
-use super::{ExpireSet, InputTile};
+use super::{InputTile, LonLatBbox, MetatileSet};
 use crate::tile::{Bbox, LonLat};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -61,8 +61,7 @@ pub enum AreaFileError {
 /// An area of the map in lon/lat degrees.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Area {
-    /// `[minlon, minlat, maxlon, maxlat]`, checked.
-    Bbox([f64; 4]),
+    Bbox(LonLatBbox),
     Polygons(Polygons),
 }
 
@@ -72,47 +71,12 @@ pub struct Polygons {
     rings: Vec<Vec<(f64, f64)>>,
 }
 
-/// Parses `MINLON,MINLAT,MAXLON,MAXLAT` (degrees).
-pub fn parse_bbox(text: &str) -> Result<[f64; 4], String> {
-    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-    if parts.len() != 4 {
-        return Err(format!("bbox {text:?} must be MINLON,MINLAT,MAXLON,MAXLAT"));
-    }
-    let mut v = [0.0; 4];
-    for (slot, part) in v.iter_mut().zip(&parts) {
-        *slot = part
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| format!("bbox value {part:?} is not a number"))?;
-    }
-    check_bbox(v)?;
-    Ok(v)
-}
-
-/// A lon/lat bbox must be ordered and inside the world.
-pub fn check_bbox(v: [f64; 4]) -> Result<(), String> {
-    let [minlon, minlat, maxlon, maxlat] = v;
-    if v.iter().any(|f| !f.is_finite()) {
-        return Err("bbox values must be numbers".into());
-    }
-    if !(-180.0..=180.0).contains(&minlon) || !(-180.0..=180.0).contains(&maxlon) {
-        return Err("bbox longitudes must be within -180..180".into());
-    }
-    if !(-90.0..=90.0).contains(&minlat) || !(-90.0..=90.0).contains(&maxlat) {
-        return Err("bbox latitudes must be within -90..90".into());
-    }
-    if minlon > maxlon || minlat > maxlat {
-        return Err("bbox minimum must not exceed maximum (MINLON,MINLAT,MAXLON,MAXLAT)".into());
-    }
-    Ok(())
-}
-
 impl Area {
-    /// A checked bbox.
+    /// A bbox checked from its four numbers.
     pub fn bbox(v: [f64; 4]) -> Result<Area, AreaError> {
-        check_bbox(v).map_err(AreaError::Bbox)?;
-        Ok(Area::Bbox(v))
+        Ok(Area::Bbox(
+            LonLatBbox::new(v).map_err(|e| AreaError::Bbox(e.to_string()))?,
+        ))
     }
 
     /// A GeoJSON Polygon or MultiPolygon, or a Feature or FeatureCollection of them.
@@ -150,24 +114,25 @@ impl Area {
     }
 
     /// The squares of the tiles this area touches, for metatiles up to `max_zoom`.
-    pub fn to_set(&self, max_zoom: u8) -> ExpireSet {
-        let mut set = ExpireSet::new(max_zoom);
+    pub fn to_set(&self, max_zoom: u8) -> MetatileSet {
+        let mut set = MetatileSet::new(max_zoom);
         self.insert_into(&mut set);
         set
     }
 
     /// Adds the tiles this area touches to `set`.
-    pub fn insert_into(&self, set: &mut ExpireSet) {
+    pub fn insert_into(&self, set: &mut MetatileSet) {
         match self {
-            Area::Bbox([minlon, minlat, maxlon, maxlat]) => {
+            Area::Bbox(b) => {
+                let [minlon, minlat, maxlon, maxlat] = b.to_array();
                 let bbox = Bbox::from_lonlat(
                     LonLat {
-                        lon: *minlon,
-                        lat: *minlat,
+                        lon: minlon,
+                        lat: minlat,
                     },
                     LonLat {
-                        lon: *maxlon,
-                        lat: *maxlat,
+                        lon: maxlon,
+                        lat: maxlat,
                     },
                 );
                 set.insert_range(&bbox.tile_range(set.max_zoom()));
@@ -396,7 +361,7 @@ impl Polygons {
     }
 
     /// Adds the squares of the tiles that intersect the polygons (see the module docs).
-    pub fn insert_into(&self, set: &mut ExpireSet) {
+    pub fn insert_into(&self, set: &mut MetatileSet) {
         let edges = self.edges();
         if edges.is_empty() {
             return;
@@ -416,7 +381,7 @@ struct Decompose<'a> {
     edges: &'a [Edge],
     index: InsideIndex,
     finest: u8,
-    set: &'a mut ExpireSet,
+    set: &'a mut MetatileSet,
 }
 
 impl Decompose<'_> {
@@ -461,7 +426,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// (mx, my) of the metatiles of `set` at its max zoom.
-    fn metatiles_at_max(set: &ExpireSet) -> BTreeSet<(u32, u32)> {
+    fn metatiles_at_max(set: &MetatileSet) -> BTreeSet<(u32, u32)> {
         let z = set.max_zoom();
         set.blocks(z)
             .flat_map(|b| b.metatiles())
@@ -553,14 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn bboxes_parse_or_say_why_not() {
-        assert_eq!(
-            parse_bbox("24.93,60.16,24.96,60.18").unwrap(),
-            [24.93, 60.16, 24.96, 60.18]
-        );
-        assert!(parse_bbox("24.96,60.16,24.93,60.18")
-            .unwrap_err()
-            .contains("minimum"));
+    fn bad_bboxes_are_refused_as_areas() {
         assert!(Area::bbox([1.0, 2.0, 0.0, 3.0]).is_err());
         assert!(Area::bbox([f64::NAN, 2.0, 0.0, 3.0]).is_err());
     }
@@ -576,7 +534,7 @@ mod tests {
         ]]);
         for z in [10, 14, 17] {
             assert_eq!(
-                metatiles_at_max(&Area::Bbox(b).to_set(z)),
+                metatiles_at_max(&Area::bbox(b).unwrap().to_set(z)),
                 metatiles_at_max(&rect.to_set(z)),
                 "zoom {z}"
             );
@@ -590,7 +548,7 @@ mod tests {
         let set = polygons(vec![tri.clone()]).to_set(16);
         let got = metatiles_at_max(&set);
         assert_eq!(got, brute_force(&[tri], 16));
-        let bbox = metatiles_at_max(&Area::Bbox([24.90, 60.15, 25.00, 60.16]).to_set(16));
+        let bbox = metatiles_at_max(&Area::bbox([24.90, 60.15, 25.00, 60.16]).unwrap().to_set(16));
         assert!(got.len() < bbox.len(), "{} vs {}", got.len(), bbox.len());
     }
 

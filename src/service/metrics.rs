@@ -1,7 +1,8 @@
 //! Prometheus metrics: one registry per app, the series DESIGN.md promises under their
-//! contract names, plus a few more. Recording is cheap (atomic increments on handles
+//! contract names, plus a few more (the watcher registers its own in the same registry). Recording is cheap (atomic increments on handles
 //! resolved per label set); `/metrics` renders the text format.
 
+use crate::expire::ExpireMode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -14,12 +15,6 @@ const RENDER_BUCKETS: &[f64] = &[
 /// Layer queries are usually milliseconds; the statement timeout bounds them.
 const QUERY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
-];
-
-/// Change-to-expiry lag of the database watcher: sub-second normally, minutes or hours
-/// for changes made while the server was down.
-const LAG_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
 
 /// How a tile lookup was answered.
@@ -63,12 +58,6 @@ pub struct Metrics {
     pub memory_cache_entries: IntGauge,
     pub render_threads_busy: IntGauge,
     pub jobs_running: IntGauge,
-    pub watch_changes: IntCounterVec,
-    pub watch_changed_rows: IntCounterVec,
-    pub watch_expired_metatiles: IntCounterVec,
-    pub watch_lag_seconds: Histogram,
-    pub watch_connected: IntGauge,
-    pub watch_reconnects: IntCounter,
 }
 
 impl Metrics {
@@ -153,42 +142,6 @@ impl Metrics {
                 "metatiled_render_jobs_running",
                 "Render jobs between fetch start and stored",
             )?,
-            watch_changes: IntCounterVec::new(
-                Opts::new(
-                    "metatiled_watch_changes_total",
-                    "Change-log rows (merged changed boxes) consumed by the database watcher",
-                ),
-                &["table"],
-            )?,
-            watch_changed_rows: IntCounterVec::new(
-                Opts::new(
-                    "metatiled_watch_changed_rows_total",
-                    "Changed geometries behind the consumed change-log rows (old and new for updates)",
-                ),
-                &["table"],
-            )?,
-            watch_expired_metatiles: IntCounterVec::new(
-                Opts::new(
-                    "metatiled_watch_expired_metatiles_total",
-                    "Metatiles expired by the database watcher, by style and mode",
-                ),
-                &["style", "mode"],
-            )?,
-            watch_lag_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "metatiled_watch_lag_seconds",
-                    "Time from a row change (its trigger) to its metatiles being expired",
-                )
-                .buckets(LAG_BUCKETS.to_vec()),
-            )?,
-            watch_connected: IntGauge::new(
-                "metatiled_watch_connected",
-                "1 while the database watcher is connected and listening",
-            )?,
-            watch_reconnects: IntCounter::new(
-                "metatiled_watch_reconnects_total",
-                "Times the database watcher lost its connection and connected again",
-            )?,
             registry,
             common_statuses: Vec::new(),
         };
@@ -215,23 +168,20 @@ impl Metrics {
         m.registry
             .register(Box::new(m.render_threads_busy.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;
-        m.registry.register(Box::new(m.watch_changes.clone()))?;
-        m.registry
-            .register(Box::new(m.watch_changed_rows.clone()))?;
-        m.registry
-            .register(Box::new(m.watch_expired_metatiles.clone()))?;
-        m.registry.register(Box::new(m.watch_lag_seconds.clone()))?;
-        m.registry.register(Box::new(m.watch_connected.clone()))?;
-        m.registry.register(Box::new(m.watch_reconnects.clone()))?;
         // Every priority and expiry mode shows from the start, at 0.
         for p in ["interactive", "stale", "bulk"] {
             m.queue_depth.with_label_values(&[p]).set(0);
             m.render_rejected.with_label_values(&[p]);
         }
-        for mode in ["dirty", "delete", "render"] {
-            m.expired_metatiles.with_label_values(&[mode]);
+        for mode in ExpireMode::ALL {
+            m.expired_metatiles.with_label_values(&[mode.as_str()]);
         }
         Ok(m)
+    }
+
+    /// The registry, for series owned by other modules (the watcher's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Counts one HTTP response by status.

@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use thiserror::Error;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// How many finished jobs `GET /jobs` remembers.
 const MAX_KEPT_JOBS: usize = 100;
@@ -59,7 +60,7 @@ pub struct Job {
     total: AtomicU64,
     error_count: AtomicU64,
     errors: Mutex<Vec<String>>,
-    cancel: Arc<AtomicBool>,
+    cancel: CancellationToken,
     /// Kind-specific counts while running, the final report once finished.
     result: Mutex<Option<Value>>,
     created: SystemTime,
@@ -119,19 +120,19 @@ impl Job {
         self.error_count.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The flag the worker polls; set by [`Job::cancel`].
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+    /// The token the worker watches; cancelled by [`Job::cancel`].
+    pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.is_cancelled()
     }
 
     /// Asks the job to stop: a queued job is cancelled at once, a running one when its
     /// worker next looks.
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
         let mut state = lock(&self.state);
         if *state == JobState::Queued {
             *state = JobState::Cancelled;
@@ -154,14 +155,17 @@ impl Job {
         true
     }
 
-    /// Ends the job: done, failed (with a reason) or cancelled if it was asked to stop.
+    /// Ends the job: failed (with a reason), cancelled if it was asked to stop before
+    /// it got through its work, else done (a cancel that came after the last metatile
+    /// changes nothing).
     pub fn finish(&self, result: Result<(), String>) {
+        let finished_work = self.done.load(Ordering::Relaxed) >= self.total.load(Ordering::Relaxed);
         let end = match result {
             Err(e) => {
                 self.error(e);
                 JobState::Failed
             }
-            Ok(()) if self.is_cancelled() => JobState::Cancelled,
+            Ok(()) if self.is_cancelled() && !finished_work => JobState::Cancelled,
             Ok(()) => JobState::Done,
         };
         *lock(&self.finished) = Some(Instant::now());
@@ -241,7 +245,7 @@ impl Jobs {
             total: AtomicU64::new(0),
             error_count: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel: CancellationToken::new(),
             result: Mutex::new(None),
             created: SystemTime::now(),
             started: Mutex::new(None),
@@ -315,7 +319,6 @@ impl Jobs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_job_reports_progress_and_ends_in_the_state_it_reached() {
@@ -333,12 +336,24 @@ mod tests {
 
         let cancelled = jobs.create("seed", String::new()).unwrap();
         assert!(cancelled.start());
+        cancelled.set_progress(3, 8);
         cancelled.cancel();
         assert!(cancelled.is_cancelled());
-        assert!(cancelled.cancel_flag().load(Ordering::Relaxed));
+        assert!(cancelled.cancel_token().is_cancelled());
         cancelled.finish(Ok(()));
         assert_eq!(cancelled.state(), JobState::Cancelled);
         assert_eq!(jobs.list()[0].id, cancelled.id);
+
+        let late = jobs.create("seed", String::new()).unwrap();
+        assert!(late.start());
+        late.set_progress(8, 8);
+        late.cancel();
+        late.finish(Ok(()));
+        assert_eq!(
+            late.state(),
+            JobState::Done,
+            "cancelled after its last metatile"
+        );
 
         let queued = jobs.create("seed", String::new()).unwrap();
         jobs.cancel_all();
@@ -381,26 +396,35 @@ mod tests {
         );
     }
 
+    /// Lets the spawned job tasks run until `done` holds (single-threaded runtime:
+    /// they make progress whenever this task yields).
+    async fn until(mut done: impl FnMut() -> bool) {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn at_most_two_jobs_run_at_once_and_the_rest_wait_queued() {
         let jobs = Jobs::new();
-        let gate = Arc::new(tokio::sync::Notify::new());
+        let (open, gate) = tokio::sync::watch::channel(false);
         let mut all = Vec::new();
         for _ in 0..MAX_RUNNING_JOBS + 1 {
             let job = jobs.create("seed", String::new()).unwrap();
-            let gate = gate.clone();
+            let mut gate = gate.clone();
             jobs.spawn(job.clone(), move |_| async move {
-                gate.notified().await;
+                let _ = gate.wait_for(|open| *open).await;
                 Ok(())
             });
             all.push(job);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(jobs.active(), (1, MAX_RUNNING_JOBS));
-        for _ in 0..10 {
-            gate.notify_waiters();
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        until(|| jobs.active().1 == MAX_RUNNING_JOBS).await;
+        // Everything that can start has started; the last one still waits its turn.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
         }
-        assert!(all.iter().all(|j| j.state() == JobState::Done));
+        assert_eq!(jobs.active(), (1, MAX_RUNNING_JOBS));
+        open.send_replace(true);
+        until(|| all.iter().all(|j| j.state() == JobState::Done)).await;
     }
 }

@@ -4,10 +4,12 @@
 //! left to the caller (on a blocking thread).
 
 use super::AdminError;
-use crate::expire::area::Area;
-use crate::expire::{parse_tile_line, BadLine, ExpirePlan, InputTile, LineError};
+use crate::area::{
+    parse_tile_line, Area, BadLine, InputTile, LineError, LonLatBbox, MAX_LINE_BYTES,
+};
+use crate::expire::{ExpireMode, ExpirePlan};
 use crate::style::StyleSet;
-use crate::tile::{StyleName, MAX_ZOOM};
+use crate::tile::{StyleName, ZoomRange, MAX_ZOOM};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -23,7 +25,7 @@ pub struct ExpireOptions {
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     /// `dirty` (default), `delete` or `render`.
-    pub mode: Option<String>,
+    pub mode: Option<ExpireMode>,
     /// render_expired bands; either one overrides `mode`.
     pub delete_from: Option<u8>,
     pub touch_from: Option<u8>,
@@ -38,12 +40,12 @@ pub struct ExpireRequest {
     /// `["z/x/y", ...]`.
     pub tiles: Option<TileList>,
     /// `[minlon, minlat, maxlon, maxlat]` in degrees.
-    pub bbox: Option<Vec<f64>>,
+    pub bbox: Option<LonLatBbox>,
     /// GeoJSON Polygon or MultiPolygon (or a Feature / FeatureCollection of them).
     pub geometry: Option<Value>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
-    pub mode: Option<String>,
+    pub mode: Option<ExpireMode>,
     pub delete_from: Option<u8>,
     pub touch_from: Option<u8>,
     pub dry_run: Option<bool>,
@@ -55,7 +57,7 @@ pub struct ExpireRequest {
 pub struct SeedRequest {
     /// One style; absent = every style.
     pub style: Option<String>,
-    pub bbox: Option<Vec<f64>>,
+    pub bbox: Option<LonLatBbox>,
     pub geometry: Option<Value>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
@@ -113,7 +115,7 @@ impl<'de> Deserialize<'de> for TileList {
 }
 
 fn bad_line(line_no: u64, text: &str, error: LineError) -> BadLine {
-    let mut shown: String = text.chars().take(crate::expire::MAX_LINE_BYTES).collect();
+    let mut shown: String = text.chars().take(MAX_LINE_BYTES).collect();
     shown.truncate(shown.trim_end().len());
     BadLine {
         line_no,
@@ -122,34 +124,14 @@ fn bad_line(line_no: u64, text: &str, error: LineError) -> BadLine {
     }
 }
 
-/// What to expire with: `dirty` marks stale, `delete` removes, `render` re-renders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Dirty,
-    Delete,
-    Render,
-}
-
-impl Mode {
-    pub fn parse(text: &str) -> Result<Mode, AdminError> {
-        match text {
-            "dirty" => Ok(Mode::Dirty),
-            "delete" => Ok(Mode::Delete),
-            "render" => Ok(Mode::Render),
-            other => Err(AdminError::BadRequest(format!(
-                "unknown mode {other:?}: use dirty, delete or render"
-            ))),
-        }
-    }
-}
-
 /// A validated expiry, without its input.
 #[derive(Debug, Clone)]
 pub struct ExpireSpec {
     pub styles: Vec<StyleName>,
     pub plan: ExpirePlan,
-    /// `dirty`, `delete`, `render`, or `bands` (delete_from / touch_from).
-    pub mode: &'static str,
+    /// The mode at every zoom, or `None` for render_expired's bands (delete_from /
+    /// touch_from).
+    pub mode: Option<ExpireMode>,
     pub dry_run: bool,
     /// `tiles`, `text`, `bbox` or `polygon`.
     pub kind: &'static str,
@@ -233,19 +215,13 @@ pub fn expire_spec(
     let (min, max) = zoom_range(styles, &selected, options.minzoom, options.maxzoom)?;
     check_zoom("delete_from", options.delete_from)?;
     check_zoom("touch_from", options.touch_from)?;
-    let parsed_mode = options.mode.as_deref().map(Mode::parse).transpose()?;
-    let (mode, delete_from, touch_from) =
-        if options.delete_from.is_some() || options.touch_from.is_some() {
-            ("bands", options.delete_from, options.touch_from)
-        } else {
-            match parsed_mode.unwrap_or(Mode::Dirty) {
-                Mode::Dirty => ("dirty", None, Some(0)),
-                Mode::Delete => ("delete", Some(0), None),
-                Mode::Render => ("render", None, None),
-            }
-        };
-    let plan = ExpirePlan::new(min, max, delete_from, touch_from)
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let bands = options.delete_from.is_some() || options.touch_from.is_some();
+    let mode = (!bands).then(|| options.mode.unwrap_or(ExpireMode::Dirty));
+    let plan = match mode {
+        Some(mode) => ExpirePlan::for_mode(min, max, mode),
+        None => ExpirePlan::new(min, max, options.delete_from, options.touch_from),
+    }
+    .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     Ok(ExpireSpec {
         styles: selected,
         plan,
@@ -256,19 +232,15 @@ pub fn expire_spec(
 }
 
 /// The one area of a request: `bbox` or `geometry`.
-fn area(bbox: Option<Vec<f64>>, geometry: Option<&Value>) -> Result<Option<Area>, AdminError> {
-    let bad = |e: crate::expire::area::AreaError| AdminError::BadRequest(e.to_string());
+fn area(bbox: Option<LonLatBbox>, geometry: Option<&Value>) -> Result<Option<Area>, AdminError> {
     match (bbox, geometry) {
         (Some(_), Some(_)) => Err(AdminError::BadRequest(
             "give either bbox or geometry, not both".into(),
         )),
-        (Some(b), None) => {
-            let v: [f64; 4] = b.try_into().map_err(|_| {
-                AdminError::BadRequest("bbox must be [minlon, minlat, maxlon, maxlat]".into())
-            })?;
-            Ok(Some(Area::bbox(v).map_err(bad)?))
-        }
-        (None, Some(g)) => Ok(Some(Area::from_geojson(g).map_err(bad)?)),
+        (Some(b), None) => Ok(Some(Area::Bbox(b))),
+        (None, Some(g)) => Ok(Some(
+            Area::from_geojson(g).map_err(|e| AdminError::BadRequest(e.to_string()))?,
+        )),
         (None, None) => Ok(None),
     }
 }
@@ -330,8 +302,7 @@ pub fn parse_expire_query(query: &str) -> Result<ExpireOptions, AdminError> {
 pub struct SeedSpec {
     pub styles: Vec<StyleName>,
     pub area: Area,
-    pub min_zoom: u8,
-    pub max_zoom: u8,
+    pub zooms: ZoomRange,
     pub force: bool,
 }
 
@@ -350,11 +321,11 @@ pub fn parse_seed_json(styles: &StyleSet, body: &[u8]) -> Result<SeedSpec, Admin
         ));
     }
     let (min, max) = zoom_range(styles, &selected, req.minzoom, req.maxzoom)?;
+    let zooms = ZoomRange::new(min, max).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     Ok(SeedSpec {
         styles: selected,
         area,
-        min_zoom: min,
-        max_zoom: max,
+        zooms,
         force: req.force.unwrap_or(false),
     })
 }
@@ -373,7 +344,7 @@ fn serde_urlencoded_like(query: &str) -> Result<ExpireOptions, AdminError> {
         };
         match key {
             "style" => o.style = Some(value),
-            "mode" => o.mode = Some(value),
+            "mode" => o.mode = Some(value.parse().map_err(|e| bad(format!("query mode: {e}")))?),
             "minzoom" => o.minzoom = Some(zoom(&value)?),
             "maxzoom" => o.maxzoom = Some(zoom(&value)?),
             "delete_from" => o.delete_from = Some(zoom(&value)?),
@@ -425,7 +396,7 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expire::ExpireAction;
+    use crate::expire::ExpireMode;
     use rstest::rstest;
 
     fn styles() -> StyleSet {
@@ -449,7 +420,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (spec.kind, spec.mode, spec.dry_run),
-            ("tiles", "dirty", false)
+            ("tiles", Some(ExpireMode::Dirty), false)
         );
         assert_eq!(spec.styles, vec![StyleName::parse("osm").unwrap()]);
         let JsonInput::Tiles(list) = input else {
@@ -467,37 +438,25 @@ mod tests {
         let names: Vec<&str> = spec.styles.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, vec!["osm", "osm@2x"]);
         assert_eq!((spec.plan.min_zoom, spec.plan.max_zoom), (0, 19));
-        assert_eq!(spec.plan.action_at(0), ExpireAction::MarkDirty);
+        assert_eq!(spec.plan.action_at(0), ExpireMode::Dirty);
     }
 
     #[rstest]
-    #[case(
-        r#"{"tiles":["1/0/0"],"mode":"delete"}"#,
-        "delete",
-        ExpireAction::Delete
-    )]
-    #[case(
-        r#"{"tiles":["1/0/0"],"mode":"render"}"#,
-        "render",
-        ExpireAction::Render
-    )]
+    #[case(r#"{"tiles":["1/0/0"],"mode":"delete"}"#, "delete", ExpireMode::Delete)]
+    #[case(r#"{"tiles":["1/0/0"],"mode":"render"}"#, "render", ExpireMode::Render)]
     #[case(
         r#"{"tiles":["1/0/0"],"mode":"render","delete_from":0}"#,
         "bands",
-        ExpireAction::Delete
+        ExpireMode::Delete
     )]
-    #[case(
-        r#"{"tiles":["1/0/0"],"touch_from":0}"#,
-        "bands",
-        ExpireAction::MarkDirty
-    )]
+    #[case(r#"{"tiles":["1/0/0"],"touch_from":0}"#, "bands", ExpireMode::Dirty)]
     fn modes_and_bands_become_the_plan(
         #[case] body: &str,
         #[case] mode: &str,
-        #[case] at_zero: ExpireAction,
+        #[case] at_zero: ExpireMode,
     ) {
         let (spec, _) = parse_expire_json(&styles(), body.as_bytes()).unwrap();
-        assert_eq!(spec.mode, mode);
+        assert_eq!(spec.mode.map_or("bands", ExpireMode::as_str), mode);
         assert_eq!(spec.plan.action_at(0), at_zero);
     }
 
@@ -558,7 +517,7 @@ mod tests {
             br#"{"style":"osm","bbox":[24.93,60.16,24.96,60.18],"minzoom":10,"maxzoom":14}"#,
         )
         .unwrap();
-        assert_eq!((s.min_zoom, s.max_zoom, s.force), (10, 14, false));
+        assert_eq!((s.zooms.min(), s.zooms.max(), s.force), (10, 14, false));
         assert_eq!(s.area.kind(), "bbox");
         for (body, why) in [
             (r#"{"maxzoom":14}"#, "nothing to seed"),

@@ -1,11 +1,11 @@
 //! Streaming a text tile list (osm2pgsql's expire output) from a request body: the
 //! body's chunks go through a small bounded channel to a blocking thread that parses
-//! lines into an [`ExpireSet`] as they arrive. The body is never held whole; memory is
+//! lines into an [`MetatileSet`] as they arrive. The body is never held whole; memory is
 //! the channel (a few chunks) plus the set, which grows with the distinct metatiles
 //! named, not with the lines.
 
 use super::request::BadLines;
-use crate::expire::{ExpireSet, TileLines};
+use crate::area::{MetatileSet, TileLines};
 use bytes::Bytes;
 use std::io::{self, BufRead, Read};
 use tokio::sync::mpsc;
@@ -16,7 +16,7 @@ pub const CHANNEL_CHUNKS: usize = 8;
 /// What an input came to before anything is touched.
 #[derive(Debug, Clone)]
 pub struct BuiltInput {
-    pub set: ExpireSet,
+    pub set: MetatileSet,
     /// Tiles accepted (tile lists; 0 for areas).
     pub tiles: u64,
     /// Lines read (text lists only).
@@ -74,7 +74,7 @@ impl BufRead for ChunkReader {
 
 /// Reads `z/x/y` lines into a set for metatiles up to `max_zoom`.
 pub fn read_tile_text(reader: impl BufRead, max_zoom: u8) -> io::Result<BuiltInput> {
-    let mut set = ExpireSet::new(max_zoom);
+    let mut set = MetatileSet::new(max_zoom);
     let mut bad = BadLines::default();
     let mut tiles = 0u64;
     let mut lines = TileLines::new(reader);

@@ -1,35 +1,38 @@
 //! Expiry inside the running server: the [`ExpireTarget`] that the admin API and the
-//! database change listener hand to [`crate::expire::apply`]. Deleting and marking dirty
-//! go through the [`TileCache`] (so the memory layer forgets the tiles); re-rendering
-//! queues the metatile at `bulk` priority, waiting for room when the bulk queue is full
-//! (never crowding out interactive misses); a dry run only looks. Every change is
-//! counted in `metatiled_expired_metatiles_total{mode}`.
+//! database watcher hand to [`crate::expire::apply`]. Deleting and marking dirty go
+//! through the [`TileCache`](crate::cache::TileCache) (so the memory layer forgets the
+//! tiles); re-rendering queues the metatile at `bulk` priority, waiting for room when
+//! the bulk queue is full (woken when a job leaves it, never crowding out interactive
+//! misses); a dry run only looks. Every change is counted in
+//! `metatiled_expired_metatiles_total{mode}`.
 
+use super::TileService;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome};
-use crate::expire::ExpireTarget;
-use crate::queue::{JobKey, Priority, SubmitError};
-use crate::service::TileService;
+use crate::expire::{ExpireMode, ExpireTarget};
+use crate::queue::{JobKey, Priority};
 use crate::tile::{MetatileCoord, StyleName};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::watch::BatchTargets;
 use std::sync::Arc;
-use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
-/// How long a bulk re-render waits between tries when the bulk queue is full.
-const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(20);
-
-/// The server's expiry target. Blocking: run it on a blocking thread.
+/// The server's expiry target. Blocking: run it on a blocking thread of the runtime
+/// (`spawn_blocking`), whose handle it keeps to wait for room in the bulk queue.
 pub struct ServiceTarget {
     service: Arc<TileService>,
+    runtime: Handle,
     dry_run: bool,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: CancellationToken,
 }
 
 impl ServiceTarget {
+    /// Must be called inside the tokio runtime.
     pub fn new(service: Arc<TileService>) -> Self {
         Self {
             service,
+            runtime: Handle::current(),
             dry_run: false,
-            cancel: None,
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -39,9 +42,9 @@ impl ServiceTarget {
         self
     }
 
-    /// Once the flag is set, the remaining metatiles are skipped (counted absent).
-    pub fn cancelled_by(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.cancel = Some(flag);
+    /// Once `cancel` is cancelled, the remaining metatiles are skipped (counted absent).
+    pub fn cancelled_by(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
         self
     }
 
@@ -57,12 +60,12 @@ impl ServiceTarget {
         })
     }
 
-    fn count(&self, mode: &str, outcome: &Result<ExpireOutcome, CacheError>) {
+    fn count(&self, mode: ExpireMode, outcome: &Result<ExpireOutcome, CacheError>) {
         if let Ok(ExpireOutcome::Changed) = outcome {
             self.service
                 .metrics()
                 .expired_metatiles
-                .with_label_values(&[mode])
+                .with_label_values(&[mode.as_str()])
                 .inc();
         }
     }
@@ -74,9 +77,7 @@ impl ExpireTarget for ServiceTarget {
     }
 
     fn stopped(&self) -> bool {
-        self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
+        self.cancel.is_cancelled()
     }
 
     fn delete(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {
@@ -87,7 +88,7 @@ impl ExpireTarget for ServiceTarget {
             return self.would_change(style, meta);
         }
         let outcome = self.service.cache().delete(style, meta);
-        self.count("delete", &outcome);
+        self.count(ExpireMode::Delete, &outcome);
         outcome
     }
 
@@ -103,7 +104,7 @@ impl ExpireTarget for ServiceTarget {
             return self.would_change(style, meta);
         }
         let outcome = self.service.cache().mark_dirty(style, meta);
-        self.count("dirty", &outcome);
+        self.count(ExpireMode::Dirty, &outcome);
         outcome
     }
 
@@ -119,17 +120,25 @@ impl ExpireTarget for ServiceTarget {
             style: style.clone(),
             meta,
         };
-        loop {
-            match self.service.pool().submit(key.clone(), Priority::Bulk) {
-                Ok(_) => break,
-                Err(SubmitError::QueueFull(_)) if !self.stopped() => {
-                    std::thread::sleep(FULL_QUEUE_BACKOFF);
-                }
-                Err(_) => return Ok(ExpireOutcome::Absent),
-            }
+        let pool = self.service.pool();
+        let queued =
+            self.runtime
+                .block_on(pool.submit_when_room(key, Priority::Bulk, &self.cancel));
+        if queued.is_err() {
+            // Cancelled or shutting down: not re-rendered.
+            return Ok(ExpireOutcome::Absent);
         }
         let outcome = Ok(ExpireOutcome::Changed);
-        self.count("render", &outcome);
+        self.count(ExpireMode::Render, &outcome);
         outcome
+    }
+}
+
+/// The watcher's batches expire through the server's target.
+pub struct ServiceBatchTargets(pub Arc<TileService>);
+
+impl BatchTargets for ServiceBatchTargets {
+    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
+        Box::new(ServiceTarget::new(self.0.clone()).cancelled_by(cancel))
     }
 }

@@ -1,24 +1,24 @@
 //! [`TileService`]: the request flow behind every tile URL — memory, disk, then a
-//! single-flight render — plus the [`MetatileBackend`] the render pool drives.
-//! HTTP-free, so the admin API, `seed` and tests use the same paths as web maps.
+//! single-flight render. HTTP-free, so the admin API, `seed` and tests use the same
+//! paths as web maps; generic over the [`RenderBackend`], so the flow is unit-tested
+//! with a backend that counts and holds renders.
 
+use super::backend::MetatileBackend;
+use super::metrics::{LookupResult, Metrics};
 use crate::cache::{CachedTile, Lookup, TileCache};
-use crate::metrics::{LookupResult, Metrics};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
 };
-use crate::render::{render_metatile, PngMode};
-use crate::source::{MetatileData, PostgisSource};
 use crate::style::{Style, StyleSet};
-use crate::text::FontSet;
 use crate::tile::{StyleName, TileCoord};
-use futures_util::future::BoxFuture;
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 
+/// Why a tile could not be served. Says what happened, keeps the cause; the status
+/// code is decided by the HTTP layer alone.
 #[derive(Debug, Error)]
 pub enum ServiceError {
     #[error("unknown style {0}")]
@@ -31,8 +31,12 @@ pub enum ServiceError {
     MissTimeout,
     #[error("shutting down")]
     ShuttingDown,
-    #[error("render failed: {0}")]
-    RenderFailed(String),
+    /// Logged once by the backend where it failed; not again here.
+    #[error("the render failed")]
+    RenderFailed(#[source] RenderFailure),
+    /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
+    #[error("tile {0} missing after its metatile was rendered")]
+    MissingAfterRender(TileCoord),
 }
 
 /// A tile ready to send, with the caching policy that applies to it.
@@ -53,16 +57,26 @@ pub struct ServiceOptions {
     pub stale_max_age_secs: u64,
 }
 
+/// The render pool the server runs.
 pub type Pool = RenderPool<MetatileBackend>;
 
-pub struct TileService {
+pub struct TileService<B: RenderBackend = MetatileBackend> {
     styles: Arc<StyleSet>,
     cache: Arc<TileCache>,
-    pool: Arc<Pool>,
+    pool: Arc<RenderPool<B>>,
     metrics: Arc<Metrics>,
     options: ServiceOptions,
     /// Every served style with what a hit needs, found by one (fast) hash of the name.
     served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
+}
+
+/// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
+/// once: a hit costs one increment) and its Cache-Control values (formatted once).
+struct ServedStyle {
+    style: Arc<Style>,
+    lookups: [IntCounter; 4],
+    fresh_cache_control: String,
+    stale_cache_control: String,
 }
 
 impl ServedStyle {
@@ -77,20 +91,11 @@ impl ServedStyle {
     }
 }
 
-/// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
-/// once: a hit costs one increment) and its Cache-Control values (formatted once).
-struct ServedStyle {
-    style: Arc<Style>,
-    lookups: [IntCounter; 4],
-    fresh_cache_control: String,
-    stale_cache_control: String,
-}
-
-impl TileService {
+impl<B: RenderBackend> TileService<B> {
     pub fn new(
         styles: Arc<StyleSet>,
         cache: Arc<TileCache>,
-        pool: Arc<Pool>,
+        pool: Arc<RenderPool<B>>,
         metrics: Arc<Metrics>,
         options: ServiceOptions,
     ) -> Self {
@@ -140,7 +145,7 @@ impl TileService {
         &self.cache
     }
 
-    pub fn pool(&self) -> &Arc<Pool> {
+    pub fn pool(&self) -> &Arc<RenderPool<B>> {
         &self.pool
     }
 
@@ -160,7 +165,8 @@ impl TileService {
     }
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
-    /// background re-render; a miss waits (up to the miss timeout) for its metatile.
+    /// background re-render; a miss waits (up to the miss timeout) for its metatile,
+    /// whose render goes on after a timeout and lands in the cache.
     /// `name` needs no validation: only names of loaded styles are found.
     pub async fn get_tile(
         &self,
@@ -197,19 +203,19 @@ impl TileService {
                     .inc();
                 return Err(ServiceError::QueueFull);
             }
-            Err(SubmitError::ShuttingDown) => return Err(ServiceError::ShuttingDown),
+            Err(SubmitError::ShuttingDown | SubmitError::Cancelled) => {
+                return Err(ServiceError::ShuttingDown)
+            }
         };
         match tokio::time::timeout(self.options.miss_timeout, waiter.wait()).await {
             Err(_) => {
                 self.metrics.miss_timeouts.inc();
                 Err(ServiceError::MissTimeout)
             }
-            Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure.to_string())),
-            Ok(Ok(())) => self.lookup(served, tile, false).ok_or_else(|| {
-                ServiceError::RenderFailed(format!(
-                    "tile {tile} missing after its metatile was rendered"
-                ))
-            }),
+            Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure)),
+            Ok(Ok(())) => self
+                .lookup(served, tile, false)
+                .ok_or(ServiceError::MissingAfterRender(tile)),
         }
     }
 
@@ -228,7 +234,7 @@ impl TileService {
             Ok(Lookup::Stale(t)) => (t, LookupResult::Stale),
             Ok(Lookup::Miss) => return None,
             Err(e) => {
-                tracing::warn!(style = %name, tile = %tile, error = %e, "cache read failed; rendering");
+                tracing::warn!(style = %name, tile = %tile, error = %crate::cache::error_chain(&e), "cache read failed; rendering");
                 return None;
             }
         };
@@ -281,131 +287,5 @@ impl TileService {
     }
 }
 
-/// Fetches from PostGIS, paints with tiny-skia, writes the metatile: what one render job
-/// does in the pool.
-pub struct MetatileBackend {
-    styles: Arc<StyleSet>,
-    source: PostgisSource,
-    cache: Arc<TileCache>,
-    png: PngMode,
-    metrics: Arc<Metrics>,
-    /// The process's fonts, shared by every render thread.
-    fonts: Arc<FontSet>,
-}
-
-/// What the fetch stage hands to a render thread.
-pub struct Fetched {
-    style: Arc<Style>,
-    data: MetatileData,
-    started: Instant,
-}
-
-impl MetatileBackend {
-    pub fn new(
-        styles: Arc<StyleSet>,
-        source: PostgisSource,
-        cache: Arc<TileCache>,
-        png: PngMode,
-        metrics: Arc<Metrics>,
-        fonts: Arc<FontSet>,
-    ) -> Self {
-        Self {
-            styles,
-            source,
-            cache,
-            png,
-            metrics,
-            fonts,
-        }
-    }
-
-    fn count(&self, key: &JobKey, priority: Priority, outcome: &str) {
-        self.metrics
-            .renders
-            .with_label_values(&[key.style.as_str(), priority.as_str(), outcome])
-            .inc();
-    }
-}
-
-impl RenderBackend for MetatileBackend {
-    type Fetched = Fetched;
-
-    fn fetch(
-        self: Arc<Self>,
-        key: JobKey,
-        priority: Priority,
-    ) -> BoxFuture<'static, Result<Fetched, RenderFailure>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let Some(style) = self.styles.get(&key.style).cloned() else {
-                self.count(&key, priority, "error");
-                return Err(RenderFailure::new(format!("unknown style {}", key.style)));
-            };
-            match self.source.fetch_metatile(&style, key.meta).await {
-                Ok(data) => {
-                    self.metrics
-                        .db_query_seconds
-                        .observe(data.timings.query.as_secs_f64());
-                    Ok(Fetched {
-                        style,
-                        data,
-                        started,
-                    })
-                }
-                Err(e) => {
-                    tracing::error!(style = %key.style, meta = %key.meta, error = %e, "metatile fetch failed");
-                    self.count(&key, priority, "error");
-                    Err(RenderFailure::new(e.to_string()))
-                }
-            }
-        })
-    }
-
-    fn paint_and_store(
-        &self,
-        key: &JobKey,
-        priority: Priority,
-        fetched: Fetched,
-    ) -> Result<(), RenderFailure> {
-        let result = render_metatile(
-            &fetched.style,
-            key.meta,
-            &fetched.data,
-            &self.fonts,
-            self.png,
-        )
-        .map_err(|e| RenderFailure::new(e.to_string()))
-        .and_then(|rendered| {
-            self.cache
-                .store_metatile(&key.style, key.meta, &rendered.tiles)
-                .map_err(|e| RenderFailure::new(format!("cannot store metatile: {e}")))
-                .map(|()| rendered)
-        });
-        match result {
-            Ok(rendered) => {
-                let secs = fetched.started.elapsed().as_secs_f64();
-                self.metrics
-                    .render_seconds
-                    .with_label_values(&[key.style.as_str(), &key.meta.z.to_string()])
-                    .observe(secs);
-                self.count(key, priority, "ok");
-                tracing::info!(
-                    style = %key.style,
-                    meta.z = key.meta.z,
-                    meta.x = key.meta.x,
-                    meta.y = key.meta.y,
-                    priority = priority.as_str(),
-                    render.ms = (secs * 1000.0) as u64,
-                    bytes = rendered.tiles.iter().map(Vec::len).sum::<usize>(),
-                    "rendered metatile"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(style = %key.style, meta = %key.meta, error = %e, "render failed");
-                self.count(key, priority, "error");
-                Err(e)
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

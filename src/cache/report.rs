@@ -1,6 +1,7 @@
-//! `metatiled cache inspect FILE` and `metatiled cache stats [--style S]`: what an
-//! operator asks of a cache. Output goes to the given writer (stdout in `main`),
-//! progress of long walks to stderr.
+//! Reports an operator asks of a cache (`metatiled cache inspect FILE` and
+//! `metatiled cache stats [--style S]`): a metatile's header and index, and counts per
+//! style and zoom. Written as text to the given writer; progress of long walks and
+//! problems met on the way go to the caller's `note`.
 
 use super::disk::{io_err, DiskCache, WalkItem};
 use super::format::{MetatileHeader, HEADER_LEN};
@@ -18,7 +19,7 @@ use thiserror::Error;
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Error)]
-pub enum CacheCliError {
+pub enum ReportError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("cannot write the output")]
@@ -26,20 +27,20 @@ pub enum CacheCliError {
 }
 
 /// A closed output (`| head`) ends the command quietly, as for any Unix tool.
-fn quiet_broken_pipe(result: Result<(), CacheCliError>) -> Result<(), CacheCliError> {
+fn quiet_broken_pipe(result: Result<(), ReportError>) -> Result<(), ReportError> {
     match result {
-        Err(CacheCliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(ReportError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
 }
 
 /// Prints a `.meta` file's header and index; fails (after printing what it could) when
 /// the file is not a valid metatile.
-pub fn inspect(file: &Path, out: &mut dyn Write) -> Result<(), CacheCliError> {
+pub fn inspect(file: &Path, out: &mut dyn Write) -> Result<(), ReportError> {
     quiet_broken_pipe(inspect_to(file, out))
 }
 
-fn inspect_to(file: &Path, out: &mut dyn Write) -> Result<(), CacheCliError> {
+fn inspect_to(file: &Path, out: &mut dyn Write) -> Result<(), ReportError> {
     let mut f = std::fs::File::open(file).map_err(|e| io_err("open", file, e))?;
     let md = f.metadata().map_err(|e| io_err("stat", file, e))?;
     let mut head = Vec::with_capacity(HEADER_LEN);
@@ -160,15 +161,17 @@ pub fn stats(
     cache_dir: &Path,
     style: Option<&StyleName>,
     out: &mut dyn Write,
-) -> Result<(), CacheCliError> {
-    quiet_broken_pipe(stats_to(cache_dir, style, out))
+    note: &mut dyn FnMut(&str),
+) -> Result<(), ReportError> {
+    quiet_broken_pipe(stats_to(cache_dir, style, out, note))
 }
 
 fn stats_to(
     cache_dir: &Path,
     style: Option<&StyleName>,
     out: &mut dyn Write,
-) -> Result<(), CacheCliError> {
+    note: &mut dyn FnMut(&str),
+) -> Result<(), ReportError> {
     let disk = DiskCache::new(cache_dir, false);
     if !cache_dir.is_dir() {
         writeln!(out, "cache {}: no such directory", cache_dir.display())?;
@@ -183,7 +186,7 @@ fn stats_to(
     for item in disk.walk(style) {
         seen += 1;
         if last_progress.elapsed() >= PROGRESS_EVERY {
-            eprintln!("cache stats: {seen} files so far...");
+            note(&format!("{seen} files so far..."));
             last_progress = Instant::now();
         }
         let (style, meta, path) = match item {
@@ -198,7 +201,7 @@ fn stats_to(
             }
             Err(e) => {
                 errors += 1;
-                eprintln!("cache stats: {}", super::error_chain(&e));
+                note(&super::error_chain(&e));
                 continue;
             }
         };
@@ -206,7 +209,7 @@ fn stats_to(
             Ok(md) => md,
             Err(e) => {
                 errors += 1;
-                eprintln!("cache stats: cannot stat {}: {e}", path.display());
+                note(&format!("cannot stat {}: {e}", path.display()));
                 continue;
             }
         };
@@ -352,7 +355,7 @@ mod tests {
         let err = inspect(&path, &mut out).unwrap_err();
         assert!(matches!(
             err,
-            CacheCliError::Cache(CacheError::Corrupt {
+            ReportError::Cache(CacheError::Corrupt {
                 source: format::FormatError::Truncated { .. },
                 ..
             })
@@ -385,7 +388,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        stats(dir.path(), None, &mut out).unwrap();
+        stats(dir.path(), None, &mut out, &mut |_| {}).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = |z: &str| {
             text.lines()

@@ -1,0 +1,39 @@
+//! `GET /health`, `GET /ready` and `GET /metrics`: what orchestrators and monitoring
+//! poll.
+
+use super::error::HttpError;
+use super::PublicState;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+/// `GET /health`: 200 while the process runs.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain")
+        .body("ok\n")
+}
+
+/// `GET /ready`: 200 only when the database answers.
+pub async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
+    let ok = match state.db.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    if !ok {
+        return Err(HttpError::NotReady);
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain")
+        .body("ready\n"))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<PublicState>) -> HttpResponse {
+    state.service.update_gauges();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain; version=0.0.4")
+        .body(state.service.metrics().render_text())
+}

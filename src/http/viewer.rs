@@ -1,0 +1,59 @@
+//! `GET /`: a slippy map of every style for a person to look at, and the embedded
+//! Leaflet it runs on (`/assets/leaflet/...`).
+
+use super::error::HttpError;
+use super::tilejson::center;
+use super::PublicState;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+const VIEWER_HTML: &str = include_str!("../../assets/viewer.html");
+const LEAFLET_JS: &[u8] = include_bytes!("../../assets/vendor/leaflet/leaflet.js");
+const LEAFLET_CSS: &[u8] = include_bytes!("../../assets/vendor/leaflet/leaflet.css");
+const LEAFLET_LAYERS_PNG: &[u8] = include_bytes!("../../assets/vendor/leaflet/images/layers.png");
+const LEAFLET_LAYERS_2X_PNG: &[u8] =
+    include_bytes!("../../assets/vendor/leaflet/images/layers-2x.png");
+
+/// `GET /`: a slippy map of every style.
+pub async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
+    let styles: Vec<_> = state
+        .service
+        .styles()
+        .iter()
+        .filter(|s| s.scale == 1.0)
+        .map(|s| {
+            let retina = state.service.styles().has_hidpi(&s.name);
+            json!({
+                "name": s.name.as_str(),
+                "minzoom": s.minzoom,
+                "maxzoom": s.maxzoom,
+                "attribution": s.attribution,
+                "center": center(&state, s),
+                "retina": retina,
+            })
+        })
+        .collect();
+    let config = json!({ "styles": styles }).to_string();
+    // JSON inside a <script>: escape '<' so no string can close the tag.
+    let html = VIEWER_HTML.replace("/*CONFIG*/null", &config.replace('<', "\\u003c"));
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("text/html; charset=utf-8")
+        .body(html)
+}
+
+/// `GET /assets/leaflet/...`: the viewer's embedded Leaflet.
+pub fn asset(path: &str) -> Result<HttpResponse, HttpError> {
+    let (bytes, mime) = match path {
+        "leaflet.js" => (LEAFLET_JS, "text/javascript; charset=utf-8"),
+        "leaflet.css" => (LEAFLET_CSS, "text/css; charset=utf-8"),
+        "images/layers.png" => (LEAFLET_LAYERS_PNG, "image/png"),
+        "images/layers-2x.png" => (LEAFLET_LAYERS_2X_PNG, "image/png"),
+        _ => return Err(HttpError::NotFound("no such asset".into())),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .content_type(mime)
+        .body(bytes))
+}

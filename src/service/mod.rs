@@ -1,0 +1,24 @@
+//! HTTP-free use cases: everything the server does, behind the HTTP layer and beside
+//! the command line.
+//!
+//! - [`TileService`]: the request flow behind every tile URL (memory -> disk ->
+//!   single-flight render), generic over its render backend.
+//! - `backend`: [`MetatileBackend`], what one render job does (query, decode, paint,
+//!   encode, store).
+//! - [`expiry`]: the server's expiry target (cache, memory layer, bulk re-renders).
+//! - [`seed`]: pre-rendering an area and zoom range through the render pool.
+//! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
+//! - [`admin`]: the admin API's requests, answered now or as jobs.
+//! - [`metrics`]: the Prometheus series.
+
+pub mod admin;
+mod backend;
+pub mod expiry;
+pub mod jobs;
+pub mod metrics;
+pub mod seed;
+mod tiles;
+
+pub use backend::MetatileBackend;
+pub use metrics::Metrics;
+pub use tiles::{Pool, ServedTile, ServiceError, ServiceOptions, TileService};

@@ -1,0 +1,314 @@
+//! The request flow alone: a real cache in a temporary directory, the real render pool,
+//! and a backend whose fetch waits at a gate the test opens, so timeouts, coalescing,
+//! promotion and shutdown are checked in paused time, without a database.
+
+use super::*;
+use crate::cache::CacheSettings;
+use crate::queue::PoolConfig;
+use crate::render::{encode_png, PngMode};
+use crate::style::parse_style;
+use crate::tile::MetatileCoord;
+use futures_util::future::BoxFuture;
+use std::path::Path;
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+const STYLE: &str = r##"
+name = "osm"
+background = "#f2efe9"
+minzoom = 0
+maxzoom = 19
+[[layer]]
+name = "roads"
+sql = "SELECT ST_AsBinary(way) AS geom FROM planet_osm_line WHERE way && !bbox!"
+[[layer.rule]]
+stroke = { color = "#fff", width = 1 }
+"##;
+
+const MISS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Stores a metatile of plain tiles once its fetch passes the gate.
+struct GatedBackend {
+    cache: Arc<TileCache>,
+    gate: watch::Receiver<bool>,
+    renders: Mutex<Vec<(JobKey, Priority)>>,
+}
+
+impl RenderBackend for GatedBackend {
+    type Fetched = ();
+
+    fn fetch(
+        self: Arc<Self>,
+        _key: JobKey,
+        _priority: Priority,
+    ) -> BoxFuture<'static, Result<(), RenderFailure>> {
+        let mut gate = self.gate.clone();
+        Box::pin(async move {
+            gate.wait_for(|open| *open)
+                .await
+                .map_err(|_| RenderFailure::new("the test ended"))?;
+            Ok(())
+        })
+    }
+
+    fn paint_and_store(&self, key: &JobKey, p: Priority, (): ()) -> Result<(), RenderFailure> {
+        self.renders.lock().unwrap().push((key.clone(), p));
+        let png = encode_png(&vec![0xff33_6699; 256 * 256], 256, 256, PngMode::Palette)
+            .map_err(|e| RenderFailure::caused_by("encoding", e))?;
+        let tiles = vec![png; 64];
+        self.cache
+            .store_metatile(&key.style, key.meta, &tiles)
+            .map_err(|e| RenderFailure::caused_by("storing", e))
+    }
+}
+
+struct Fixture {
+    service: TileService<GatedBackend>,
+    open: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A service with `fetch_slots` fetches at once and `queue` places per priority.
+    fn new(fetch_slots: usize, queue: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(
+            TileCache::open(&CacheSettings {
+                dir: dir.path().to_path_buf(),
+                fsync: false,
+                ..CacheSettings::default()
+            })
+            .unwrap(),
+        );
+        let mut styles = StyleSet::default();
+        for style in parse_style(STYLE, Path::new("osm.toml"), "osm").unwrap() {
+            styles.insert(style).unwrap();
+        }
+        let (open, gate) = watch::channel(false);
+        let backend = GatedBackend {
+            cache: cache.clone(),
+            gate,
+            renders: Mutex::default(),
+        };
+        let pool = RenderPool::start(
+            backend,
+            PoolConfig {
+                threads: 1,
+                fetch_slots,
+                capacity: [queue; 3],
+            },
+        )
+        .unwrap();
+        let service = TileService::new(
+            Arc::new(styles),
+            cache,
+            Arc::new(pool),
+            Arc::new(Metrics::new().unwrap()),
+            ServiceOptions {
+                miss_timeout: MISS_TIMEOUT,
+                stale_max_age_secs: 60,
+            },
+        );
+        Fixture {
+            service,
+            open,
+            _dir: dir,
+        }
+    }
+
+    fn open_gate(&self) {
+        self.open.send_replace(true);
+    }
+
+    fn renders(&self) -> Vec<(JobKey, Priority)> {
+        self.service
+            .pool()
+            .backend()
+            .renders
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
+    fn key(&self, meta: MetatileCoord) -> JobKey {
+        JobKey {
+            style: StyleName::parse("osm").unwrap(),
+            meta,
+        }
+    }
+
+    /// A waiter on the job of `meta`, which must be queued or running, joined at
+    /// `priority` (a higher one would promote it).
+    fn join(&self, meta: MetatileCoord, priority: Priority) -> crate::queue::Waiter {
+        match self.service.pool().submit(self.key(meta), priority) {
+            Ok(Submit::Joined(w)) => w,
+            Ok(Submit::Queued(_)) => panic!("no job for {meta} was running"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn tile(z: u32, x: u64, y: u64) -> TileCoord {
+    TileCoord::try_new(z, x, y).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_miss_that_outlasts_the_timeout_is_a_503_and_its_render_lands_in_the_cache() {
+    let f = Fixture::new(2, 8);
+    let t = tile(15, 18654, 9484);
+    let started = tokio::time::Instant::now();
+    let answer = f.service.get_tile("osm", t).await;
+    assert!(
+        matches!(answer, Err(ServiceError::MissTimeout)),
+        "{answer:?}"
+    );
+    assert_eq!(started.elapsed(), MISS_TIMEOUT);
+    assert_eq!(f.service.metrics().miss_timeouts.get(), 1);
+
+    // The render was not cancelled: it finishes and the next request is a hit.
+    let still_running = f.join(t.metatile(), Priority::Interactive);
+    f.open_gate();
+    still_running.wait().await.unwrap();
+    let served = f.service.get_tile("osm", t).await.unwrap();
+    assert!(!served.stale);
+    assert_eq!(f.renders().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_of_one_metatile_render_it_once() {
+    let f = Arc::new(Fixture::new(2, 8));
+    let origin = tile(15, 18648, 9480);
+    let requests: Vec<_> = (0..64u64)
+        .map(|i| {
+            let f = f.clone();
+            let t = tile(15, u64::from(origin.x) + i / 8, u64::from(origin.y) + i % 8);
+            tokio::spawn(async move { f.service.get_tile("osm", t).await.map(|s| s.stale) })
+        })
+        .collect();
+    while f.service.pool().stats().coalesced < 63 {
+        tokio::task::yield_now().await;
+    }
+    f.open_gate();
+    for r in requests {
+        assert_eq!(r.await.unwrap().unwrap(), false);
+    }
+    assert_eq!(f.renders().len(), 1);
+    assert_eq!(f.service.metrics().coalesced_requests.get(), 63);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_tile_is_served_at_once_and_refreshed_in_the_background() {
+    let f = Fixture::new(2, 8);
+    let t = tile(14, 9327, 4742);
+    f.open_gate();
+    f.service.get_tile("osm", t).await.unwrap();
+    let meta = t.metatile();
+    let style = StyleName::parse("osm").unwrap();
+    f.service.cache().mark_dirty(&style, meta).unwrap();
+
+    let served = f.service.get_tile("osm", t).await.unwrap();
+    assert!(served.stale);
+    assert!(
+        served.cache_control.contains("max-age=60,"),
+        "{}",
+        served.cache_control
+    );
+    let refresh = f.join(meta, Priority::Stale);
+    refresh.wait().await.unwrap();
+    assert_eq!(
+        f.renders().iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+        [Priority::Interactive, Priority::Stale]
+    );
+    assert!(!f.service.get_tile("osm", t).await.unwrap().stale);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_waiting_for_a_queued_bulk_render_promotes_it() {
+    // One fetch slot: the first bulk job takes it, the second waits in the queue.
+    let f = Arc::new(Fixture::new(1, 8));
+    let (a, b) = (tile(16, 37312, 18968), tile(16, 37320, 18968));
+    let pool = f.service.pool();
+    let first = pool.submit(f.key(a.metatile()), Priority::Bulk).unwrap();
+    let second = pool.submit(f.key(b.metatile()), Priority::Bulk).unwrap();
+    while pool.stats().running < 1 {
+        tokio::task::yield_now().await;
+    }
+    let client = {
+        let f = f.clone();
+        tokio::spawn(async move { f.service.get_tile("osm", b).await.map(|s| s.stale) })
+    };
+    while pool.job_priority(&f.key(b.metatile())) != Some(Priority::Interactive) {
+        tokio::task::yield_now().await;
+    }
+    f.open_gate();
+    assert_eq!(client.await.unwrap().unwrap(), false);
+    first.into_waiter().wait().await.unwrap();
+    second.into_waiter().wait().await.unwrap();
+    assert_eq!(pool.stats().promoted, 1);
+    assert_eq!(
+        f.renders(),
+        [
+            (f.key(a.metatile()), Priority::Bulk),
+            (f.key(b.metatile()), Priority::Interactive)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_is_refused_at_once() {
+    // One fetch slot and one queue place: the third distinct miss finds no room.
+    let f = Arc::new(Fixture::new(1, 1));
+    let miss = |t: TileCoord| {
+        let f = f.clone();
+        tokio::spawn(async move { f.service.get_tile("osm", t).await.is_ok() })
+    };
+    let fetching = miss(tile(12, 0, 0));
+    while f.service.pool().stats().running < 1 {
+        tokio::task::yield_now().await;
+    }
+    let queued = miss(tile(12, 8, 0));
+    while f.service.pool().stats().queued[0] < 1 {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    let refused = f.service.get_tile("osm", tile(12, 16, 0)).await;
+    assert!(
+        matches!(refused, Err(ServiceError::QueueFull)),
+        "{refused:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    f.open_gate();
+    assert!(fetching.await.unwrap());
+    assert!(queued.await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_shutdown_hits_are_served_and_misses_refused() {
+    let f = Fixture::new(2, 8);
+    f.open_gate();
+    let cached = tile(13, 4663, 2371);
+    f.service.get_tile("osm", cached).await.unwrap();
+    let report = f.service.pool().shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.dropped, report.unfinished), (0, 0));
+    assert!(f.service.get_tile("osm", cached).await.is_ok());
+    let miss = f.service.get_tile("osm", tile(13, 0, 0)).await;
+    assert!(matches!(miss, Err(ServiceError::ShuttingDown)), "{miss:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_styles_and_zooms_outside_the_style_are_told_apart() {
+    let f = Fixture::new(1, 1);
+    assert!(matches!(
+        f.service.get_tile("nope", tile(1, 0, 0)).await,
+        Err(ServiceError::UnknownStyle(name)) if name == "nope"
+    ));
+    assert!(matches!(
+        f.service.get_tile("osm", tile(20, 0, 0)).await,
+        Err(ServiceError::ZoomOutOfRange {
+            z: 20,
+            min: 0,
+            max: 19
+        })
+    ));
+    assert!(f.renders().is_empty());
+}
