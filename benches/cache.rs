@@ -5,6 +5,7 @@
 //! without `--bench` (as `cargo test --all-targets` does) it is a short smoke test.
 //! The cache is 64 metatiles of z14 with random tiles of 2-30 KiB (mean 16 KiB, like OSM
 //! PNGs), 64 MiB in all.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::cache::{Lookup, TileCache};
 use metatiled::config::CacheSettings;

@@ -8,6 +8,7 @@
 //!
 //! `cargo bench --bench expire`. Run without `--bench` (as `cargo test --all-targets`
 //! does) it is a short smoke test on a small cache.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::area::{Area, MetatileSet};
 use metatiled::cache::TileCache;

@@ -11,6 +11,7 @@
 //! and without labels (`Style::without_labels`), and what labels add. `--no-labels`
 //! renders everything without labels; `--layers` adds the median paint time of each
 //! layer.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::config::DatabaseSettings;
 use metatiled::render::{paint_metatile, render_metatile, PngMode};

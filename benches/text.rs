@@ -12,6 +12,7 @@
 //! cargo bench --bench text
 //! DATABASE_URL=postgres://... cargo bench --bench text
 //! ```
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@
 //! ```
 //! Writes the tile (or with `--metatile` the whole painted metatile, buffer included)
 //! and prints the timings.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use anyhow::{bail, Context};
 use metatiled::config::DatabaseSettings;

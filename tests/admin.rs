@@ -2,6 +2,7 @@
 //! through the public port: every input kind in every mode, dry runs, jobs (a world
 //! bbox to zoom 20, seeds, cancellation), the token, the body cap, bad requests, and an
 //! end-to-end refresh after a change in the database.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 mod support;

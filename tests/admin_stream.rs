@@ -1,6 +1,7 @@
 //! A text expire list of 1,000,000 lines streams through `POST /expire` in bounded
 //! memory. Alone in its own test binary, so the resident set size of the process (the
 //! app runs in it) measures this request and nothing else.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 mod support;

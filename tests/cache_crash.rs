@@ -4,6 +4,7 @@
 //!
 //! The writers are this test binary itself, re-run with `--exact crash_child_writer`
 //! and the cache directory in [`CHILD_DIR_ENV`]; without it that test does nothing.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::cache::{format, DiskCache, TileCache, WalkItem};
 use metatiled::config::CacheSettings;

@@ -1,5 +1,6 @@
 //! The command line as a user meets it: exit codes and one-line errors for bad
 //! configuration and unreachable databases, `--print-config`, and `migrate` twice.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! Without a compose tool the validation is skipped locally and fails under
 //! `CI=true` (`scripts/test-db` installs Debian's docker-compose).
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! Needs `DATABASE_URL` (or `METATILED_TEST_DATABASE_URL`) with the Helsinki
 //! sample imported (`scripts/test-db` prints one); skips without one, fails
 //! under `CI=true`.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `metatiled expire` run as a program on a cache of a few thousand metatiles, against
 //! results computed by hand (in the comments) for the delete / touch / zoom boundaries,
 //! z0-2 included.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::cache::DiskCache;
 use metatiled::tile::{tiles_per_axis, MetatileCoord, StyleName};

@@ -9,6 +9,7 @@
 //! north of the admin tests' metatile 37304/18968), every test restores what it
 //! changed, even when it fails, and the tests run one at a time (they share the
 //! triggers and the change log).
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 mod support;

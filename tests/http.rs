@@ -1,6 +1,7 @@
 //! The public HTTP contract against the real app on port 0 and the real PostGIS:
 //! status codes, every cache header, conditional requests, HEAD, and single-flight
 //! rendering under concurrency.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 mod support;

@@ -2,6 +2,7 @@
 //! checked against the layer table below, so an import against the direction fails
 //! here, naming the file and the line, before it becomes a cycle. Only the command-line
 //! layer knows clap and only `http` knows actix-web.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! Tests that need PostGIS read `METATILED_TEST_DATABASE_URL` or `DATABASE_URL`; without
 //! one they print "skipping" and pass, except under `CI=true`, where they fail.
 //! A missing golden image is written (look at it!) and the test passes, except under CI.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::config::DatabaseSettings;
 use metatiled::render::{paint_metatile, render_metatile, PngMode};

@@ -2,6 +2,7 @@
 //! background colour, `render_list -a -z 0 -Z 4`) are in `tests/fixtures/renderd/`.
 //! We must read every tile of them through the one-blob path, and our writer must
 //! produce the same bytes from the same tiles.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use metatiled::cache::{format, DiskCache, WalkItem};
 use std::path::Path;

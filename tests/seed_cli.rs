@@ -1,5 +1,6 @@
 //! `metatiled seed` with a `--polygon` GeoJSON file, as the admin API's `POST /seed`
 //! takes a geometry: the same area code, the same metatiles.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 

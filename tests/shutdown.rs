@@ -1,6 +1,7 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting, finishes the
 //! render a client is waiting for (the client gets its tile, the metatile lands on
 //! disk) and exits 0.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The text engine seen as pictures: a sample sheet written to `target/text-sample.png`
 //! (the reference a person looked at is `docs/text-sample.png`), determinism, and labels
 //! across a tile edge inside one metatile canvas.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! The viewer page in a real headless browser (Debian's chromium): it loads tiles from
 //! the server and shows a map. The screenshot is kept in `target/viewer-test.png` to be
 //! looked at.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
 mod support;

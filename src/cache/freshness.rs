@@ -84,7 +84,7 @@ struct KnownPlanet {
 const NO_PLANET: u64 = u64::MAX;
 
 impl PlanetClock {
-    pub fn new(root: PathBuf, interval: Duration) -> Self {
+    pub(crate) fn new(root: PathBuf, interval: Duration) -> Self {
         Self {
             root,
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
@@ -113,7 +113,7 @@ impl PlanetClock {
     }
 
     /// Forgets every cached planet time, so the next lookup reads the files.
-    pub fn forget(&self) {
+    pub(crate) fn forget(&self) {
         for known in self.known.iter() {
             known.checked.store(0, Ordering::Release);
         }

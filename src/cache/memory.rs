@@ -29,13 +29,13 @@ const ENTRY_OVERHEAD: usize = 160;
 pub(crate) struct MemoryKey(u64);
 
 impl MemoryKey {
-    pub fn new(style: StyleId, tile: TileCoord) -> Self {
+    pub(super) fn new(style: StyleId, tile: TileCoord) -> Self {
         let style = style.index() as u64; // below MAX_STYLES = 256
         Self(style << 56 | u64::from(tile.z) << 48 | u64::from(tile.x) << 24 | u64::from(tile.y))
     }
 
     /// The key of a metatile file (in the file-check table).
-    pub fn file(style: StyleId, meta: MetatileCoord) -> Self {
+    pub(super) fn file(style: StyleId, meta: MetatileCoord) -> Self {
         Self::new(
             style,
             TileCoord {
@@ -89,7 +89,7 @@ pub(crate) struct MemoryLayer {
 }
 
 impl MemoryLayer {
-    pub fn new(capacity_bytes: u64, revalidate: Duration) -> Self {
+    pub(super) fn new(capacity_bytes: u64, revalidate: Duration) -> Self {
         let tiles = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_k: &MemoryKey, v: &Arc<MemoryEntry>| {
@@ -113,25 +113,25 @@ impl MemoryLayer {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub fn get(&self, key: MemoryKey) -> Option<Arc<MemoryEntry>> {
+    pub(super) fn get(&self, key: MemoryKey) -> Option<Arc<MemoryEntry>> {
         self.tiles.get(&key)
     }
 
     /// Whether the entry is due for a comparison with its file.
-    pub fn needs_check(&self, entry: &MemoryEntry) -> bool {
+    pub(super) fn needs_check(&self, entry: &MemoryEntry) -> bool {
         self.now_ms()
             .saturating_sub(entry.checked_ms.load(Ordering::Relaxed))
             >= self.revalidate_ms
     }
 
     /// A `stat` of the file made less than the interval ago, if any.
-    pub fn recent_file_check(&self, file: MemoryKey) -> Option<FileCheck> {
+    pub(super) fn recent_file_check(&self, file: MemoryKey) -> Option<FileCheck> {
         let check = self.files.get(&file)?;
         (self.now_ms().saturating_sub(check.checked_ms) < self.revalidate_ms).then_some(check)
     }
 
     /// Remembers a `stat` made just now; returns it.
-    pub fn record_file_check(&self, file: MemoryKey, stamp: FileStamp) -> FileCheck {
+    pub(super) fn record_file_check(&self, file: MemoryKey, stamp: FileStamp) -> FileCheck {
         let check = FileCheck {
             stamp,
             checked_ms: self.now_ms(),
@@ -141,16 +141,16 @@ impl MemoryLayer {
     }
 
     /// Forgets the last `stat` of a file (after changing it).
-    pub fn forget_file_check(&self, file: MemoryKey) {
+    pub(super) fn forget_file_check(&self, file: MemoryKey) {
         self.files.invalidate(&file);
     }
 
     /// Records that the entry matched its file as of `check`.
-    pub fn mark_checked(&self, entry: &MemoryEntry, check: FileCheck) {
+    pub(super) fn mark_checked(&self, entry: &MemoryEntry, check: FileCheck) {
         entry.checked_ms.store(check.checked_ms, Ordering::Relaxed);
     }
 
-    pub fn insert(&self, key: MemoryKey, tile: Arc<CachedTile>, stamp: FileStamp) {
+    pub(super) fn insert(&self, key: MemoryKey, tile: Arc<CachedTile>, stamp: FileStamp) {
         let entry = MemoryEntry {
             tile,
             stamp,
@@ -160,7 +160,7 @@ impl MemoryLayer {
     }
 
     /// Replaces an entry's tile (a new staleness), keeping its stamp and check time.
-    pub fn replace_tile(&self, key: MemoryKey, old: &MemoryEntry, tile: Arc<CachedTile>) {
+    pub(super) fn replace_tile(&self, key: MemoryKey, old: &MemoryEntry, tile: Arc<CachedTile>) {
         let entry = MemoryEntry {
             tile,
             stamp: old.stamp,
@@ -169,11 +169,11 @@ impl MemoryLayer {
         self.tiles.insert(key, Arc::new(entry));
     }
 
-    pub fn invalidate(&self, key: MemoryKey) {
+    pub(super) fn invalidate(&self, key: MemoryKey) {
         self.tiles.invalidate(&key);
     }
 
-    pub fn stats(&self) -> MemoryStats {
+    pub(super) fn stats(&self) -> MemoryStats {
         self.tiles.run_pending_tasks();
         self.files.run_pending_tasks();
         MemoryStats {

@@ -167,16 +167,6 @@ impl Lookup {
             Lookup::Miss => None,
         }
     }
-
-    /// `memory`, `disk`, `stale` or `miss`: the `result` label of the lookup metric.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Lookup::Memory(_) => "memory",
-            Lookup::Disk(_) => "disk",
-            Lookup::Stale(_) => "stale",
-            Lookup::Miss => "miss",
-        }
-    }
 }
 
 /// Whether a metatile file exists and needs a render.

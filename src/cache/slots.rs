@@ -16,7 +16,7 @@ pub(crate) const MAX_STYLES: usize = 256;
 pub(crate) struct StyleId(u8);
 
 impl StyleId {
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
 }
@@ -28,7 +28,7 @@ pub(crate) struct StyleSlots {
 }
 
 impl StyleSlots {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             names: (0..MAX_STYLES).map(|_| OnceLock::new()).collect(),
         }
@@ -36,7 +36,7 @@ impl StyleSlots {
 
     /// The id of `style`, assigning the next free one on first use; `None` once every
     /// slot is taken by other names.
-    pub fn id(&self, style: &StyleName) -> Option<StyleId> {
+    pub(super) fn id(&self, style: &StyleName) -> Option<StyleId> {
         for (index, slot) in self.names.iter().enumerate() {
             let name = match slot.get() {
                 Some(name) => name,

@@ -6,11 +6,11 @@ use crate::config::Settings;
 use crate::tile::StyleName;
 use std::path::Path;
 
-pub fn inspect(file: &Path) -> anyhow::Result<()> {
+pub(super) fn inspect(file: &Path) -> anyhow::Result<()> {
     Ok(report::inspect(file, &mut std::io::stdout().lock())?)
 }
 
-pub fn stats(settings: &Settings, style: Option<&StyleName>) -> anyhow::Result<()> {
+pub(super) fn stats(settings: &Settings, style: Option<&StyleName>) -> anyhow::Result<()> {
     let out = &mut std::io::stdout().lock();
     let mut note = |line: &str| eprintln!("cache stats: {line}");
     Ok(report::stats(&settings.cache.dir, style, out, &mut note)?)

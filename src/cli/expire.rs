@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Bad lines printed before the rest are only counted.
-pub const MAX_SHOWN_BAD_LINES: u64 = 20;
+pub(super) const MAX_SHOWN_BAD_LINES: u64 = 20;
 /// Time between two progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Error)]
-pub enum ExpireCliError {
+pub(super) enum ExpireCliError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("bad --polygon: {}", crate::cache::error_chain(.0))]
@@ -45,7 +45,7 @@ pub(super) struct ExpireCommand {
 
 /// What a run read and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpireReport {
+pub(super) struct ExpireReport {
     pub lines: u64,
     pub bad_lines: u64,
     pub summary: ExpireSummary,
@@ -75,7 +75,7 @@ impl ExpireCommand {
 
     /// Runs on stdin (unless an area was given) against `cache.dir`, printing to stdout
     /// and stderr.
-    pub fn run(&self, settings: &Settings) -> Result<(), ExpireCliError> {
+    pub(super) fn run(&self, settings: &Settings) -> Result<(), ExpireCliError> {
         let stdin = std::io::stdin();
         let report = match self.run_with(
             &settings.cache.dir,
@@ -95,7 +95,7 @@ impl ExpireCommand {
     }
 
     /// The whole command over any input and outputs.
-    pub fn run_with(
+    pub(super) fn run_with(
         &self,
         cache_dir: &Path,
         input: impl BufRead,

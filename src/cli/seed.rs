@@ -17,7 +17,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Between two progress lines when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-pub async fn run(mut settings: Settings, args: SeedArgs) -> anyhow::Result<()> {
+pub(super) async fn run(mut settings: Settings, args: SeedArgs) -> anyhow::Result<()> {
     let given_area = match (args.bbox, &args.polygon) {
         (Some(b), _) => Some(Area::Bbox(b)),
         (None, Some(file)) => Some(

@@ -4,7 +4,7 @@ use crate::app::Application;
 use crate::config::Settings;
 
 /// `metatiled serve`: run until SIGINT/SIGTERM.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(&settings).await?;
     tracing::info!(
         public = %app.public_addr(),
@@ -16,7 +16,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `metatiled migrate`: apply the migrations and report what was done.
-pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
+pub(super) async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let pool = crate::source::build_pool(&settings.database).await?;
     let report = crate::source::run_migrations(&pool).await?;
     if report.applied.is_empty() {

@@ -43,7 +43,7 @@ async fn named_tables(
 
 /// `metatiled watch [--style S] [--tables a,b]`: installs the triggers on the listed
 /// tables, or on every table the style (default: every style) reads.
-pub async fn watch(settings: Settings, args: &WatchArgs) -> anyhow::Result<()> {
+pub(super) async fn watch(settings: Settings, args: &WatchArgs) -> anyhow::Result<()> {
     let (styles, pool) = prepare(&settings).await?;
     let client = pool.get().await?;
     let chosen = if args.tables.is_empty() {
@@ -69,7 +69,7 @@ pub async fn watch(settings: Settings, args: &WatchArgs) -> anyhow::Result<()> {
 /// `metatiled unwatch [--style S] [--tables a,b]`: removes the triggers from the listed
 /// tables, from the tables the style reads, or (neither given) from every table that
 /// has them.
-pub async fn unwatch(settings: Settings, args: &WatchArgs) -> anyhow::Result<()> {
+pub(super) async fn unwatch(settings: Settings, args: &WatchArgs) -> anyhow::Result<()> {
     let (styles, pool) = prepare(&settings).await?;
     let client = pool.get().await?;
     let chosen: Vec<TableRef> = if !args.tables.is_empty() {

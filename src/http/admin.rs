@@ -30,7 +30,7 @@ use super::error::HttpError;
 use super::{Listener, ServerOptions};
 
 /// What the admin handlers share.
-pub struct AdminState {
+pub(crate) struct AdminState {
     service: Arc<TileService>,
     admin: Arc<Admin>,
     /// SHA-256 of the bearer token, when one is required (hashing first makes the
@@ -41,7 +41,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// `token`: the bearer token every request must carry, if any.
-    pub fn new(admin: Arc<Admin>, token: Option<&str>, max_body_bytes: usize) -> Self {
+    pub(crate) fn new(admin: Arc<Admin>, token: Option<&str>, max_body_bytes: usize) -> Self {
         Self {
             service: admin.service().clone(),
             admin,
@@ -239,6 +239,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "render": {
             "threads": pool.threads,
+            "fetch_slots": pool.fetch_slots,
             "busy": pool.painting,
             "running": pool.running,
             "queued": {
@@ -259,7 +260,7 @@ async fn no_route() -> Result<HttpResponse, HttpError> {
     Err(HttpError::NotFound("not found".into()))
 }
 
-pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/status", web::get().to(status))
         .route("/health", web::get().to(super::health::health))
         .route("/expire", web::post().to(post_expire))
@@ -273,7 +274,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(no_route));
 }
 
-pub fn admin_server(
+pub(crate) fn admin_server(
     listener: TcpListener,
     state: AdminState,
     options: &ServerOptions,

@@ -13,7 +13,7 @@ use thiserror::Error;
 const TOO_MANY_JOBS_RETRY_SECS: u64 = 30;
 
 #[derive(Debug, Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// The path or body is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -50,7 +50,7 @@ pub enum HttpError {
 
 impl HttpError {
     /// A service failure as the client sees it; `retry_after` for the 503s.
-    pub fn from_service(e: ServiceError, retry_after: u64) -> Self {
+    pub(crate) fn from_service(e: ServiceError, retry_after: u64) -> Self {
         match e {
             ServiceError::UnknownStyle(name) => {
                 HttpError::NotFound(format!("unknown style {name}"))

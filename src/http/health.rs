@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 /// `GET /health`: 200 while the process runs.
-pub async fn health() -> HttpResponse {
+pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type("text/plain")
@@ -15,7 +15,7 @@ pub async fn health() -> HttpResponse {
 }
 
 /// `GET /ready`: 200 only when the database answers.
-pub async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
+pub(super) async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
     let ok = match state.db.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
@@ -30,7 +30,7 @@ pub async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpEr
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(state: web::Data<PublicState>) -> HttpResponse {
+pub(super) async fn metrics(state: web::Data<PublicState>) -> HttpResponse {
     state.service.update_gauges();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

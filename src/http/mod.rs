@@ -11,11 +11,11 @@
 //! - [`tiles`]: `/{style}/{z}/{x}/{y}.png`; `tilejson`, `viewer`, `health`: the rest
 //!   of the public API; [`admin`]: the admin listener; [`error`]: the status table.
 
-pub mod admin;
-pub mod error;
+pub(crate) mod admin;
+pub(crate) mod error;
 mod health;
 mod tilejson;
-pub mod tiles;
+pub(crate) mod tiles;
 mod viewer;
 
 use crate::area::LonLatBbox;
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// What the public handlers share.
-pub struct PublicState {
+pub(crate) struct PublicState {
     service: Arc<TileService>,
     db: DbPool,
     /// The data's extent, for TileJSON and the viewer.
@@ -44,14 +44,14 @@ pub struct PublicState {
 
 /// A setting the HTTP layer cannot use.
 #[derive(Debug, Error)]
-pub enum HttpSetupError {
+pub(crate) enum HttpSetupError {
     #[error("server.cors_origin {0:?} is not a valid header value")]
     CorsOrigin(String),
 }
 
 impl PublicState {
     /// `cors_origin` empty: no `Access-Control-Allow-Origin` header.
-    pub fn new(
+    pub(crate) fn new(
         service: Arc<TileService>,
         db: DbPool,
         bounds: LonLatBbox,
@@ -77,33 +77,33 @@ impl PublicState {
 
 /// A bound HTTP server, not yet running: [`Listener::run`] serves until stopped
 /// through its [`StopHandle`].
-pub struct Listener(Server);
+pub(crate) struct Listener(Server);
 
 /// Stops a [`Listener`]: no new connections, in-flight requests finish (up to the
 /// server's shutdown timeout).
 #[derive(Clone)]
-pub struct StopHandle(ServerHandle);
+pub(crate) struct StopHandle(ServerHandle);
 
 impl Listener {
-    pub fn stop_handle(&self) -> StopHandle {
+    pub(crate) fn stop_handle(&self) -> StopHandle {
         StopHandle(self.0.handle())
     }
 
     /// Serves until stopped.
-    pub async fn run(self) -> std::io::Result<()> {
+    pub(crate) async fn run(self) -> std::io::Result<()> {
         self.0.await
     }
 }
 
 impl StopHandle {
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.0.stop(true).await;
     }
 }
 
 /// Listener options common to both servers.
 #[derive(Debug, Clone)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// HTTP worker threads; 0 = two per core.
     pub workers: usize,
     pub shutdown_timeout: Duration,
@@ -114,7 +114,7 @@ impl ServerOptions {
     /// but on a busy machine a worker gets descheduled now and then, and each of its
     /// connections waits for it; more workers means fewer waiting connections each
     /// (p99 of hits went from ~4 ms to ~2.7 ms in `scripts/bench-serve`, same req/s).
-    pub fn http_workers(&self) -> usize {
+    pub(crate) fn http_workers(&self) -> usize {
         if self.workers > 0 {
             return self.workers;
         }
@@ -218,7 +218,7 @@ async fn dispatch(req: HttpRequest) -> Result<HttpResponse, HttpError> {
 
 /// Configures the public routes; used by `public_server` and by tests. The fixed paths
 /// are plain string comparisons for the router; everything else goes to [`dispatch`].
-pub fn public_routes(cfg: &mut web::ServiceConfig) {
+pub(crate) fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(viewer::viewer))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
@@ -227,7 +227,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The public listener on an already bound socket (port 0 in tests).
-pub fn public_server(
+pub(crate) fn public_server(
     listener: TcpListener,
     state: PublicState,
     options: &ServerOptions,

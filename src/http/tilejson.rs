@@ -27,7 +27,7 @@ pub(super) fn center(state: &PublicState, style: &Style) -> [f64; 3] {
 }
 
 /// `GET /{style}/tile.json`: TileJSON 3.0.0 for one style.
-pub fn tilejson(
+pub(super) fn tilejson(
     req: &HttpRequest,
     style: &str,
     state: &PublicState,

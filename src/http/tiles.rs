@@ -17,7 +17,7 @@ const MAX_DIGITS: usize = 10;
 
 /// A tile URL, parsed but not yet checked against the styles.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TilePath<'a> {
+pub(crate) struct TilePath<'a> {
     /// The style as served: `osm`, or `osm@2x` for a high-DPI tile. Borrowed from the
     /// URL for the common 1x case, so a hit allocates nothing here.
     pub style: Cow<'a, str>,
@@ -27,7 +27,7 @@ pub struct TilePath<'a> {
 /// Parses the four path segments. Malformed text is a 400; well-formed numbers that name
 /// no tile (x or y >= 2^z, absurdly long) are a 404. A zoom above the grid's is
 /// [`ZoomBeyondGrid`], told as a 404 that names the style's own zooms.
-pub fn parse_tile_path<'a>(
+pub(crate) fn parse_tile_path<'a>(
     style: &'a str,
     z: &str,
     x: &str,
@@ -70,7 +70,7 @@ pub fn parse_tile_path<'a>(
 
 /// Why a tile path names no tile.
 #[derive(Debug)]
-pub enum ParseError<'a> {
+pub(crate) enum ParseError<'a> {
     Http(HttpError),
     /// A zoom no style serves; the answer names the zooms of `style`.
     ZoomBeyondGrid {
@@ -102,7 +102,7 @@ fn number(text: &str, what: &str) -> Result<u64, HttpError> {
 }
 
 /// `GET|HEAD /{style}/{z}/{x}/{file}`, with the segments split off the raw path.
-pub async fn get_tile(
+pub(crate) async fn get_tile(
     req: &HttpRequest,
     state: &PublicState,
     [style, z, x, file]: [&str; 4],
@@ -178,7 +178,7 @@ fn tile_response(
 }
 
 /// RFC 9110 section 13.1: If-None-Match wins over If-Modified-Since when both are sent.
-pub fn is_not_modified(
+pub(crate) fn is_not_modified(
     headers: &HeaderMap,
     etag: impl AsRef<[u8]>,
     modified: Option<SystemTime>,

@@ -16,7 +16,7 @@ const LEAFLET_LAYERS_2X_PNG: &[u8] =
     include_bytes!("../../assets/vendor/leaflet/images/layers-2x.png");
 
 /// `GET /`: a slippy map of every style.
-pub async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
+pub(super) async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
     let styles: Vec<_> = state
         .service
         .styles()
@@ -44,7 +44,7 @@ pub async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
 }
 
 /// `GET /assets/leaflet/...`: the viewer's embedded Leaflet.
-pub fn asset(path: &str) -> Result<HttpResponse, HttpError> {
+pub(super) fn asset(path: &str) -> Result<HttpResponse, HttpError> {
     let (bytes, mime) = match path {
         "leaflet.js" => (LEAFLET_JS, "text/javascript; charset=utf-8"),
         "leaflet.css" => (LEAFLET_CSS, "text/css; charset=utf-8"),

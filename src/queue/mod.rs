@@ -22,7 +22,7 @@
 
 mod pool;
 
-pub use pool::{
-    JobKey, PoolConfig, PoolStats, Priority, RenderBackend, RenderFailure, RenderPool,
-    ShutdownReport, StartError, Submit, SubmitError, Waiter,
+pub(crate) use pool::{
+    JobKey, PoolConfig, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
+    Waiter,
 };

@@ -375,7 +375,8 @@ impl<B: RenderBackend> RenderPool<B> {
     }
 
     /// The priority of a queued or running job, if there is one.
-    pub fn job_priority(&self, key: &JobKey) -> Option<Priority> {
+    #[cfg(test)]
+    pub(crate) fn job_priority(&self, key: &JobKey) -> Option<Priority> {
         self.shared.lock().jobs.get(key).map(|j| j.priority)
     }
 

@@ -17,7 +17,7 @@ const MAX_PALETTE: usize = 256;
 /// palette entry (about 6 levels per channel). Measured on central Helsinki at z18:
 /// tiles 33% smaller than with an exact palette, flat fills still exact (they are the
 /// most popular colours) and PSNR above 50 dB.
-pub const MIN_ENTRY_DISTANCE_SQ: u32 = 3 * 6 * 6;
+pub(super) const MIN_ENTRY_DISTANCE_SQ: u32 = 3 * 6 * 6;
 
 /// A multiplicative hasher for `u32` colour keys: std's SipHash costs more than the
 /// rest of the quantiser.

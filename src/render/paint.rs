@@ -48,13 +48,13 @@ pub fn pixmap_side(style: &Style, meta: MetatileCoord) -> u32 {
     meta.width_in_tiles() * style.tile_size + 2 * style.buffer_px
 }
 
-pub fn to_color(c: Rgba) -> Color {
+pub(super) fn to_color(c: Rgba) -> Color {
     Color::from_rgba8(c.r, c.g, c.b, c.a)
 }
 
 /// Paints the background and every active layer of `style` onto `pixmap`, which must
 /// be [`pixmap_side`] square.
-pub fn paint(style: &Style, meta: MetatileCoord, data: &MetatileData, pixmap: &mut Pixmap) {
+pub(super) fn paint(style: &Style, meta: MetatileCoord, data: &MetatileData, pixmap: &mut Pixmap) {
     pixmap.fill(to_color(style.background));
     let transform = PixelTransform::new(style, meta);
     let ctx = Ctx {

@@ -143,7 +143,7 @@ impl RenderBackend for MetatileBackend {
             meta.y = key.meta.y,
             priority = priority.as_str(),
             render.ms = (secs * 1000.0) as u64,
-            bytes = rendered.tiles.iter().map(Vec::len).sum::<usize>(),
+            bytes = rendered.bytes(),
             "rendered metatile"
         );
         Ok(())

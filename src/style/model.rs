@@ -290,7 +290,8 @@ impl Style {
     }
 
     /// Whether any layer draws labels.
-    pub fn uses_text(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn uses_text(&self) -> bool {
         self.layers.iter().any(Layer::uses_label)
     }
 

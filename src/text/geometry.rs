@@ -9,7 +9,7 @@ pub(crate) struct Box2 {
 }
 
 impl Box2 {
-    pub fn new(x0: f32, y0: f32, x1: f32, y1: f32) -> Box2 {
+    pub(super) fn new(x0: f32, y0: f32, x1: f32, y1: f32) -> Box2 {
         Box2 {
             min: (x0.min(x1), y0.min(y1)),
             max: (x0.max(x1), y0.max(y1)),
@@ -17,7 +17,7 @@ impl Box2 {
     }
 
     /// The smallest box holding all `points`; None for no points.
-    pub fn around(points: impl IntoIterator<Item = (f32, f32)>) -> Option<Box2> {
+    pub(super) fn around(points: impl IntoIterator<Item = (f32, f32)>) -> Option<Box2> {
         let mut points = points.into_iter();
         let (x, y) = points.next()?;
         let mut b = Box2 {
@@ -31,20 +31,20 @@ impl Box2 {
         Some(b)
     }
 
-    pub fn grow(self, by: f32) -> Box2 {
+    pub(super) fn grow(self, by: f32) -> Box2 {
         Box2 {
             min: (self.min.0 - by, self.min.1 - by),
             max: (self.max.0 + by, self.max.1 + by),
         }
     }
 
-    pub fn is_finite(&self) -> bool {
+    pub(super) fn is_finite(&self) -> bool {
         [self.min.0, self.min.1, self.max.0, self.max.1]
             .iter()
             .all(|v| v.is_finite())
     }
 
-    pub fn inside(&self, outer: &Box2) -> bool {
+    pub(super) fn inside(&self, outer: &Box2) -> bool {
         self.min.0 >= outer.min.0
             && self.min.1 >= outer.min.1
             && self.max.0 <= outer.max.0
@@ -63,7 +63,7 @@ pub(crate) struct MeasuredLine {
 
 impl MeasuredLine {
     /// None when the line has a non-finite coordinate or length, or no length.
-    pub fn new(line: &[(f32, f32)]) -> Option<MeasuredLine> {
+    pub(super) fn new(line: &[(f32, f32)]) -> Option<MeasuredLine> {
         let mut points: Vec<(f32, f32)> = Vec::with_capacity(line.len());
         let mut dist = Vec::with_capacity(line.len());
         for &(x, y) in line {
@@ -94,12 +94,12 @@ impl MeasuredLine {
         Some(MeasuredLine { points, dist })
     }
 
-    pub fn length(&self) -> f32 {
+    pub(super) fn length(&self) -> f32 {
         self.dist.last().copied().unwrap_or(0.0)
     }
 
     /// The same line walked from its other end.
-    pub fn reversed(&self) -> MeasuredLine {
+    pub(super) fn reversed(&self) -> MeasuredLine {
         let total = self.length();
         MeasuredLine {
             points: self.points.iter().rev().copied().collect(),
@@ -108,7 +108,7 @@ impl MeasuredLine {
     }
 
     /// The point at distance `s` along the line (clamped to its ends).
-    pub fn point_at(&self, s: f32) -> (f32, f32) {
+    pub(super) fn point_at(&self, s: f32) -> (f32, f32) {
         let s = s.clamp(0.0, self.length());
         // The segment [i, i+1] with dist[i] <= s <= dist[i+1].
         let i = match self.dist.partition_point(|&d| d <= s) {

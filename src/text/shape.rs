@@ -43,19 +43,19 @@ pub(crate) struct Shaper<'f> {
 }
 
 impl<'f> Shaper<'f> {
-    pub fn new(fonts: &'f FontSet) -> Shaper<'f> {
+    pub(super) fn new(fonts: &'f FontSet) -> Shaper<'f> {
         Shaper {
             fonts,
             faces: HashMap::new(),
         }
     }
 
-    pub fn fonts(&self) -> &'f FontSet {
+    pub(super) fn fonts(&self) -> &'f FontSet {
         self.fonts
     }
 
     /// Shapes `text` (one line) in `primary` at `size_px`.
-    pub fn shape_line(
+    pub(super) fn shape_line(
         &mut self,
         text: &str,
         primary: FaceId,
@@ -147,7 +147,7 @@ impl<'f> Shaper<'f> {
 
     /// Breaks `text` at spaces into lines no wider than `wrap_px` (greedy; a word wider
     /// than that gets a line of its own), each shaped.
-    pub fn wrap(
+    pub(super) fn wrap(
         &mut self,
         text: &str,
         primary: FaceId,

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 /// Longest accepted style name, in bytes.
-pub const MAX_STYLE_NAME_LEN: usize = 64;
+pub(super) const MAX_STYLE_NAME_LEN: usize = 64;
 
 /// Why a style name was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -28,13 +28,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where the watcher's expiries go: for each batch, a target that stops early once
 /// `cancel` is cancelled (the server's own: cache, memory layer and re-renders).
-pub trait BatchTargets: Send + Sync + 'static {
+pub(crate) trait BatchTargets: Send + Sync + 'static {
     fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send>;
 }
 
 /// Follows the change log and expires what changed. Build it with [`Watcher::new`],
 /// run it with [`Watcher::run`].
-pub struct Watcher {
+pub(crate) struct Watcher {
     db: DatabaseSettings,
     styles: Arc<StyleSet>,
     expiry: Arc<dyn BatchTargets>,
@@ -46,7 +46,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(
+    pub(crate) fn new(
         db: &DatabaseSettings,
         settings: &WatchSettings,
         styles: Arc<StyleSet>,
@@ -65,7 +65,7 @@ impl Watcher {
     }
 
     /// Runs until `stop` is cancelled: connect, follow, and reconnect with backoff.
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let metrics = self.metrics.clone();
         let mut backoff = MIN_BACKOFF;
         let mut lost = false;

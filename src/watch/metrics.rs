@@ -10,7 +10,7 @@ const LAG_BUCKETS: &[f64] = &[
 
 /// Handles to the `metatiled_watch_*` series.
 #[derive(Clone)]
-pub struct WatchMetrics {
+pub(crate) struct WatchMetrics {
     pub changes: IntCounterVec,
     pub changed_rows: IntCounterVec,
     pub expired_metatiles: IntCounterVec,
@@ -21,7 +21,7 @@ pub struct WatchMetrics {
 
 impl WatchMetrics {
     /// Creates the series and registers them in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
             changes: IntCounterVec::new(
                 Opts::new(

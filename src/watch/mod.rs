@@ -19,10 +19,10 @@
 
 mod listener;
 mod metrics;
-pub mod plan;
+pub(crate) mod plan;
 
-pub use listener::{BatchTargets, Watcher};
-pub use metrics::WatchMetrics;
+pub(crate) use listener::{BatchTargets, Watcher};
+pub(crate) use metrics::WatchMetrics;
 
 use crate::expire::ExpireMode;
 use crate::source::changes::{self, geometry_tables, ChangeError, GeometryTable};
@@ -33,7 +33,7 @@ use thiserror::Error;
 use tokio_postgres::Client;
 
 #[derive(Debug, Error)]
-pub enum WatchError {
+pub(crate) enum WatchError {
     #[error(transparent)]
     Database(#[from] ChangeError),
     #[error("the connection closed: {0}")]
@@ -47,7 +47,7 @@ pub enum WatchError {
 }
 
 /// The tables among `candidates` that the SQL of any layer of `styles` names.
-pub fn tables_read_by<'a>(
+pub(crate) fn tables_read_by<'a>(
     styles: impl IntoIterator<Item = &'a Style>,
     candidates: &[GeometryTable],
 ) -> Vec<GeometryTable> {
@@ -66,7 +66,7 @@ pub fn tables_read_by<'a>(
 }
 
 /// The styles `--style` selects: that one (and its `@2x` twin), or all.
-pub fn select_styles<'a>(
+pub(crate) fn select_styles<'a>(
     styles: &'a StyleSet,
     only: Option<&StyleName>,
 ) -> Result<Vec<&'a Style>, WatchError> {
@@ -83,7 +83,7 @@ pub fn select_styles<'a>(
 
 /// Installs (or replaces) the triggers on every table the styles read (`only` one
 /// style, or all), returning the tables.
-pub async fn install_for_styles(
+pub(crate) async fn install_for_styles(
     client: &Client,
     styles: &StyleSet,
     only: Option<&StyleName>,

@@ -17,13 +17,13 @@ use std::sync::Arc;
 
 /// A set of zoom levels 0..=[`MAX_ZOOM`], as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct ZoomSet(u32);
+pub(crate) struct ZoomSet(u32);
 
 impl ZoomSet {
-    pub const EMPTY: ZoomSet = ZoomSet(0);
+    pub(crate) const EMPTY: ZoomSet = ZoomSet(0);
 
     /// Zooms `min..=max` (clamped to [`MAX_ZOOM`]).
-    pub fn range(min: u8, max: u8) -> ZoomSet {
+    pub(crate) fn range(min: u8, max: u8) -> ZoomSet {
         let mut s = ZoomSet::EMPTY;
         for z in min..=max.min(MAX_ZOOM) {
             s.insert(z);
@@ -31,26 +31,26 @@ impl ZoomSet {
         s
     }
 
-    pub fn insert(&mut self, z: u8) {
+    pub(crate) fn insert(&mut self, z: u8) {
         if z <= MAX_ZOOM {
             self.0 |= 1 << z;
         }
     }
 
-    pub fn contains(self, z: u8) -> bool {
+    pub(crate) fn contains(self, z: u8) -> bool {
         z <= MAX_ZOOM && self.0 & (1 << z) != 0
     }
 
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
 
-    pub fn union(self, other: ZoomSet) -> ZoomSet {
+    pub(crate) fn union(self, other: ZoomSet) -> ZoomSet {
         ZoomSet(self.0 | other.0)
     }
 
     /// The zooms, ascending.
-    pub fn iter(self) -> impl Iterator<Item = u8> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = u8> {
         (0..=MAX_ZOOM).filter(move |z| self.contains(*z))
     }
 }
@@ -58,7 +58,7 @@ impl ZoomSet {
 /// Whether `sql` names the table `schema.name`: the name as a whole identifier
 /// (case-insensitive, quoted or not), unqualified or qualified by this schema. Reading
 /// more than a parser would (a name in a comment) only expires a little more.
-pub fn sql_reads_table(sql: &str, schema: &str, name: &str) -> bool {
+pub(crate) fn sql_reads_table(sql: &str, schema: &str, name: &str) -> bool {
     if name.is_empty() {
         return false;
     }
@@ -98,7 +98,7 @@ pub fn sql_reads_table(sql: &str, schema: &str, name: &str) -> bool {
 }
 
 /// The zooms at which `style` queries a layer whose SQL reads the table.
-pub fn zooms_reading(style: &Style, schema: &str, name: &str) -> ZoomSet {
+pub(crate) fn zooms_reading(style: &Style, schema: &str, name: &str) -> ZoomSet {
     let mut zooms = ZoomSet::EMPTY;
     for layer in &style.layers {
         if !sql_reads_table(&layer.sql, schema, name) {
@@ -115,7 +115,7 @@ pub fn zooms_reading(style: &Style, schema: &str, name: &str) -> ZoomSet {
 
 /// A style and the zooms of it that a table's changes affect.
 #[derive(Debug, Clone)]
-pub struct StyleZooms {
+pub(crate) struct StyleZooms {
     pub style: Arc<Style>,
     pub zooms: ZoomSet,
 }
@@ -123,7 +123,7 @@ pub struct StyleZooms {
 /// Which styles (and zooms) a change to `schema.name` affects. A watched table that no
 /// style names (read through a view or a function, or watched with `--tables`) affects
 /// every zoom of every style: expiring too much is safe, too little is not.
-pub fn targets_for_table(styles: &StyleSet, schema: &str, name: &str) -> Vec<StyleZooms> {
+pub(crate) fn targets_for_table(styles: &StyleSet, schema: &str, name: &str) -> Vec<StyleZooms> {
     let reading: Vec<StyleZooms> = styles
         .iter()
         .map(|style| StyleZooms {
@@ -151,7 +151,7 @@ pub fn targets_for_table(styles: &StyleSet, schema: &str, name: &str) -> Vec<Sty
 
 /// A box from the log made safe to use: clamped to the world, corners in order; a box
 /// with a non-finite coordinate becomes the whole world (it must expire something).
-pub fn sanitize(b: Bbox) -> Bbox {
+pub(crate) fn sanitize(b: Bbox) -> Bbox {
     let values = [b.min_x, b.min_y, b.max_x, b.max_y];
     if values.iter().any(|v| !v.is_finite()) {
         return Bbox::WORLD;
@@ -182,7 +182,7 @@ const MERGE_PASSES: usize = 4;
 /// Merges boxes that overlap when their union covers no more than the two did
 /// together (duplicates, boxes inside others, heavily overlapping boxes); boxes that
 /// only graze each other stay apart, so merging never expires more than the input.
-pub fn merge_boxes(boxes: Vec<Bbox>) -> Vec<Bbox> {
+pub(crate) fn merge_boxes(boxes: Vec<Bbox>) -> Vec<Bbox> {
     let mut current = boxes;
     for _ in 0..MERGE_PASSES {
         current.sort_by(|a, b| area(b).total_cmp(&area(a)));
@@ -209,7 +209,7 @@ pub fn merge_boxes(boxes: Vec<Bbox>) -> Vec<Bbox> {
 }
 
 /// The metatiles of zoom `z` touched by `boxes` grown by the style's buffer at `z`.
-pub fn expire_set_at(style: &Style, z: u8, boxes: &[Bbox]) -> MetatileSet {
+pub(crate) fn expire_set_at(style: &Style, z: u8, boxes: &[Bbox]) -> MetatileSet {
     let buffer = f64::from(style.buffer_px) * style.pixel_size(z);
     let mut set = MetatileSet::new(z);
     for b in boxes {
@@ -237,13 +237,13 @@ impl WatchPolicy {
 /// The boxes that affect one style, grouped by the zooms they affect (tables read at
 /// different zooms are kept apart).
 #[derive(Debug, Clone)]
-pub struct StyleWork {
+pub(crate) struct StyleWork {
     pub style: Arc<Style>,
     pub groups: Vec<(ZoomSet, Vec<Bbox>)>,
 }
 
 /// Collects a batch's boxes per style: `changes` are (targets of the row's table, box).
-pub fn group_by_style<'a>(
+pub(crate) fn group_by_style<'a>(
     changes: impl IntoIterator<Item = (&'a [StyleZooms], Bbox)>,
 ) -> Vec<StyleWork> {
     let mut by_style: HashMap<StyleName, StyleWork> = HashMap::new();
@@ -269,22 +269,22 @@ pub fn group_by_style<'a>(
 
 /// What expiring a batch did, per style and in total.
 #[derive(Debug, Clone, Default)]
-pub struct BatchSummary {
+pub(crate) struct BatchSummary {
     pub per_style: Vec<(StyleName, ExpireSummary)>,
 }
 
 impl BatchSummary {
     /// Metatiles changed (deleted, marked dirty, or queued) over all styles.
-    pub fn changed(&self) -> u64 {
+    pub(crate) fn changed(&self) -> u64 {
         self.per_style.iter().map(|(_, s)| s.total().changed).sum()
     }
 
     /// Metatiles the boxes touch over all styles (existing or not).
-    pub fn matched(&self) -> u64 {
+    pub(crate) fn matched(&self) -> u64 {
         self.per_style.iter().map(|(_, s)| s.total().matched).sum()
     }
 
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.per_style.iter().map(|(_, s)| s.total().errors).sum()
     }
 }
@@ -293,7 +293,7 @@ impl BatchSummary {
 /// full render queue makes `render` wait). Boxes are merged once per group; at each
 /// zoom the groups that affect it go into one [`MetatileSet`], so a metatile touched by
 /// many boxes is handled once, and big areas are walked on disk, not enumerated.
-pub fn expire_work(
+pub(crate) fn expire_work(
     target: &dyn ExpireTarget,
     policy: WatchPolicy,
     work: Vec<StyleWork>,

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests. Every test file that needs them
 //! says `mod common;`, so each helper is unused in some of them.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 

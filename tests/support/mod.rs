@@ -1,6 +1,6 @@
 //! Runs the real application on port 0 against the real PostGIS, with a temporary
 //! cache directory, for the HTTP tests.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use metatiled::app::Application;
 use metatiled::config::Settings;

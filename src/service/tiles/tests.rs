@@ -190,7 +190,7 @@ async fn concurrent_misses_of_one_metatile_render_it_once() {
     }
     f.open_gate();
     for r in requests {
-        assert_eq!(r.await.unwrap().unwrap(), false);
+        assert!(!r.await.unwrap().unwrap());
     }
     assert_eq!(f.renders().len(), 1);
     assert_eq!(f.service.metrics().coalesced_requests.get(), 63);
@@ -241,7 +241,7 @@ async fn a_client_waiting_for_a_queued_bulk_render_promotes_it() {
         tokio::task::yield_now().await;
     }
     f.open_gate();
-    assert_eq!(client.await.unwrap().unwrap(), false);
+    assert!(!client.await.unwrap().unwrap());
     first.into_waiter().wait().await.unwrap();
     second.into_waiter().wait().await.unwrap();
     assert_eq!(pool.stats().promoted, 1);
