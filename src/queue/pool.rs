@@ -374,8 +374,8 @@ impl<B: RenderBackend> RenderPool<B> {
         }
     }
 
-    /// The priority of a queued or running job, if there is one.
-    #[cfg(test)]
+    /// The priority of a queued or running job, if there is one (whether a submit would
+    /// join rather than start a render).
     pub(crate) fn job_priority(&self, key: &JobKey) -> Option<Priority> {
         self.shared.lock().jobs.get(key).map(|j| j.priority)
     }

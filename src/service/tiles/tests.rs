@@ -107,6 +107,7 @@ impl Fixture {
             ServiceOptions {
                 miss_timeout: MISS_TIMEOUT,
                 stale_max_age_secs: 60,
+                placeholder_max_age_secs: 10,
             },
         );
         Fixture {
