@@ -7,8 +7,8 @@ use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
 use crate::http::admin::{admin_server, AdminState};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
-use crate::service::access::ApiKeys;
 use crate::queue::{PoolConfig, RenderPool};
+use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
 use crate::service::limits::{LimitOptions, Limits};
@@ -218,7 +218,10 @@ impl Application {
         };
         let keys = Arc::new(match &settings.access.keys_file {
             Some(path) => ApiKeys::load(path).map_err(|e| {
-                UsageError(format!("access.keys_file: {}", crate::cache::error_chain(&e)))
+                UsageError(format!(
+                    "access.keys_file: {}",
+                    crate::cache::error_chain(&e)
+                ))
             })?,
             None => ApiKeys::none(),
         });

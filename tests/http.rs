@@ -132,7 +132,7 @@ async fn methods_other_than_get_and_head_are_refused_with_405() {
     for path in [HELSINKI_Z15, "/osm/tile.json", "/assets/leaflet/leaflet.js"] {
         let res = app.client.post(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
-        assert_eq!(res.headers()[header::ALLOW], "GET, HEAD", "{path}");
+        assert_eq!(res.headers()[header::ALLOW], "GET, HEAD, OPTIONS", "{path}");
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{path}");
     }
     // Refusing the method created nothing in the cache.

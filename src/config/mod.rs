@@ -345,8 +345,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.server.tls_cert.is_some() != s.server.tls_key.is_some() {
         return Err(ConfigError::Invalid {
             key: "server.tls_cert",
-            message: "server.tls_cert and server.tls_key go together: set both or neither"
-                .into(),
+            message: "server.tls_cert and server.tls_key go together: set both or neither".into(),
         });
     }
     if let Some(url) = &s.server.public_url {

@@ -79,6 +79,11 @@ impl HttpError {
             },
             ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
             ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
+            // The database did not answer: not the server's fault, try again later.
+            // (Logged once by the render backend.)
+            ServiceError::RenderFailed(f) if f.is_data_unavailable() => {
+                HttpError::Unavailable { retry_after }
+            }
             // Logged once by the render backend.
             ServiceError::RenderFailed(_) => HttpError::Internal,
             e @ ServiceError::MissingAfterRender(_) => {

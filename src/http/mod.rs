@@ -20,9 +20,9 @@ pub(crate) mod admin;
 pub(crate) mod edge;
 pub(crate) mod error;
 mod health;
-mod tls;
 mod tilejson;
 pub(crate) mod tiles;
+mod tls;
 mod viewer;
 
 use crate::area::LonLatBbox;
@@ -288,9 +288,7 @@ pub(crate) fn public_server(
     .shutdown_timeout(options.shutdown_timeout.as_secs())
     .disable_signals();
     let server = match tls {
-        Some((cert, key)) => {
-            server.listen_rustls_0_23(listener, tls::server_config(cert, key)?)
-        }
+        Some((cert, key)) => server.listen_rustls_0_23(listener, tls::server_config(cert, key)?),
         None => server.listen_auto_h2c(listener),
     }
     .map_err(tls::TlsError::Listen)?;

@@ -137,7 +137,6 @@ pub(crate) async fn get_tile(
     Ok(tile_response(req, &served))
 }
 
-
 /// The 404 of a zoom above the grid, in the words of the style asked for.
 fn zoom_beyond_grid(state: &PublicState, style: &str, z: u64) -> HttpError {
     let found = StyleName::parse(style)

@@ -50,6 +50,9 @@ pub struct RenderFailure {
     message: Arc<str>,
     #[source]
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The data could not be fetched (the database): a fault outside the server that
+    /// a retry may not meet.
+    unavailable: bool,
 }
 
 impl RenderFailure {
@@ -58,6 +61,7 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: None,
+            unavailable: false,
         }
     }
 
@@ -69,7 +73,22 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: Some(Arc::new(cause)),
+            unavailable: false,
         }
+    }
+
+    /// The data of the job could not be fetched (`cause`): the database is down, slow
+    /// or refusing.
+    pub fn data_unavailable(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            unavailable: true,
+            ..Self::caused_by("the metatile's data could not be fetched", cause)
+        }
+    }
+
+    /// Whether the data could not be fetched (see [`RenderFailure::data_unavailable`]).
+    pub fn is_data_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// The underlying error, to be told apart by type (e.g. a database fault).

@@ -99,7 +99,10 @@ impl ApiKeys {
             message,
         })?;
         let n = grants.len();
-        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(grants);
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(grants);
         *self
             .read_stamp
             .lock()
@@ -223,11 +226,18 @@ mod tests {
     #[test]
     fn keys_open_the_styles_they_name() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "# partner keys\nallstyles-0001\nosmonly-0002 osm,topo  # two styles").unwrap();
+        writeln!(
+            f,
+            "# partner keys\nallstyles-0001\nosmonly-0002 osm,topo  # two styles"
+        )
+        .unwrap();
         let keys = ApiKeys::load(f.path()).unwrap();
         assert_eq!(keys.check("allstyles-0001", "anything"), Ok(()));
         assert_eq!(keys.check("osmonly-0002", "osm"), Ok(()));
-        assert_eq!(keys.check("osmonly-0002", "other"), Err(Denied::KeyNotForStyle));
+        assert_eq!(
+            keys.check("osmonly-0002", "other"),
+            Err(Denied::KeyNotForStyle)
+        );
         assert_eq!(keys.check("nope-nope-nope", "osm"), Err(Denied::UnknownKey));
     }
 
@@ -250,7 +260,10 @@ mod tests {
     fn origins_match_exactly_or_by_subdomain() {
         let access = StyleAccess {
             key_required: false,
-            referers: vec!["https://maps.example.com".into(), "https://*.example.org".into()],
+            referers: vec![
+                "https://maps.example.com".into(),
+                "https://*.example.org".into(),
+            ],
             allow_missing_referer: false,
         };
         assert!(origin_allowed(&access, Some("https://maps.example.com")));
@@ -258,13 +271,19 @@ mod tests {
         assert!(!origin_allowed(&access, Some("https://example.org")));
         assert!(!origin_allowed(&access, Some("https://evilexample.org")));
         assert!(!origin_allowed(&access, Some("http://maps.example.com")));
-        assert!(!origin_allowed(&access, Some("https://maps.example.com.evil.net")));
+        assert!(!origin_allowed(
+            &access,
+            Some("https://maps.example.com.evil.net")
+        ));
         assert!(!origin_allowed(&access, None));
         assert!(origin_allowed(&StyleAccess::default(), None));
         assert_eq!(
             referer_origin("https://maps.example.com/city/?z=3"),
             Some("https://maps.example.com")
         );
-        assert_eq!(referer_origin("https://a.example:8080"), Some("https://a.example:8080"));
+        assert_eq!(
+            referer_origin("https://a.example:8080"),
+            Some("https://a.example:8080")
+        );
     }
 }

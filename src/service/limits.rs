@@ -472,7 +472,8 @@ mod tests {
         for _ in 0..100 {
             l.check_request(&ip("10.1.2.3")).unwrap();
             l.check_render(Some(&ip("10.1.2.3"))).unwrap();
-            l.check_render(Some(&ClientId::Key("partner".into()))).unwrap();
+            l.check_render(Some(&ClientId::Key("partner".into())))
+                .unwrap();
         }
         assert!(l.top_clients().is_empty());
     }

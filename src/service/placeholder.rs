@@ -117,7 +117,10 @@ fn scale_up(
     // The ancestor's image may not be `size` wide (a 2x style): scale to fit.
     let k = factor * size as f32 / src.width() as f32;
     let part = size as f32 / factor;
-    let (dx, dy) = (tile.x - (ancestor.x << levels), tile.y - (ancestor.y << levels));
+    let (dx, dy) = (
+        tile.x - (ancestor.x << levels),
+        tile.y - (ancestor.y << levels),
+    );
     let (ox, oy) = (dx as f32 * part, dy as f32 * part);
     let mut out = Pixmap::new(size, size).ok_or(ScaleError::Size(size))?;
     let paint = PixmapPaint {
@@ -177,7 +180,14 @@ mod tests {
             (TileCoord { z: 11, x: 8, y: 13 }, [0, 0, 255, 255]),
             (TileCoord { z: 11, x: 9, y: 13 }, [255, 255, 255, 255]),
             // Two levels down: the bottom-right sixteenth is inside the white quarter.
-            (TileCoord { z: 12, x: 19, y: 27 }, [255, 255, 255, 255]),
+            (
+                TileCoord {
+                    z: 12,
+                    x: 19,
+                    y: 27,
+                },
+                [255, 255, 255, 255],
+            ),
         ];
         let png = quarters();
         for (child, want) in cases {

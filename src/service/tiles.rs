@@ -340,8 +340,10 @@ impl<B: RenderBackend> TileService<B> {
         cause: ServiceError,
     ) -> Result<ServedTile<'a>, ServiceError> {
         let style = &served.style;
-        let Some(Placeholder { tile: made, ancestor }) =
-            self.placeholders.make(&self.cache, style, tile).await
+        let Some(Placeholder {
+            tile: made,
+            ancestor,
+        }) = self.placeholders.make(&self.cache, style, tile).await
         else {
             return Err(cause);
         };

@@ -170,12 +170,12 @@ pub async fn data_extent(pool: &DbPool) -> Result<Option<[f64; 4]>, DbError> {
         )
         .await
         .map_err(DbError::Query)?;
-    Ok(row.and_then(|r| {
-        match [r.get(0), r.get(1), r.get(2), r.get(3)] {
+    Ok(
+        row.and_then(|r| match [r.get(0), r.get(1), r.get(2), r.get(3)] {
             [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
             _ => None,
-        }
-    }))
+        }),
+    )
 }
 
 /// The `[database]` section of the configuration.

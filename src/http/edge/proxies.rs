@@ -148,9 +148,9 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 pub(crate) fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
 }
 
 #[cfg(test)]
