@@ -97,6 +97,23 @@ impl RenderFailure {
     }
 }
 
+/// Nice value of the render threads. Renders are throughput work and take every core
+/// they get; hits are latency work on the HTTP workers. At nice 10 a render thread
+/// yields the CPU to a worker that wakes up with a request (CFS weighs nice 10 about a
+/// tenth of nice 0), so a burst of renders does not show in the latency of hits.
+const RENDER_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`RENDER_THREAD_NICE`] (Linux:
+/// per thread). Not being allowed to is no failure: renders just compete as equals.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), RENDER_THREAD_NICE)
+    {
+        tracing::debug!(error = %e, "cannot lower the render thread's priority");
+    }
+}
+
 /// What the pool drives: the async fetch and the CPU-bound paint-and-store of one job.
 /// The backend logs a failure once, where it happens.
 pub trait RenderBackend: Send + Sync + 'static {
@@ -286,6 +303,7 @@ impl<B: RenderBackend> RenderPool<B> {
         let painters = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("render-{i}"))
+            .start_handler(|_| lower_this_threads_priority())
             .build()
             .map_err(StartError)?;
         let painters = Arc::new(painters);
