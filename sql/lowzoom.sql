@@ -3,8 +3,8 @@
 -- every polygon of the country to keep the big ones):
 --
 --   public.lowzoom_areas   landcover and water for z0-z12. Each polygon of
---                          planet_osm_polygon that covers at least half a pixel (the
---                          style's threshold) at some zoom <= 12 gets a size class,
+--                          planet_osm_polygon that covers more than two pixels at some
+--                          zoom <= 12 gets a size class,
 --                          `minzoom`, the lowest such zoom; the polygons of one class,
 --                          landcover kind (the style's classes) and cell (the tile of
 --                          zoom minzoom + 2, 6 to 12, holding them) are dissolved into
@@ -44,20 +44,22 @@ CREATE SCHEMA IF NOT EXISTS metatiled;
 DO $version$
 BEGIN
     IF obj_description(to_regclass('public.lowzoom_areas'), 'pg_class') IS DISTINCT FROM
-           'metatiled lowzoom v2: landcover and water for z0-z12, dissolved per size class, kind and cell (sql/lowzoom.sql)'
+           'metatiled lowzoom v3: landcover and water for z0-z12, dissolved per size class, kind and cell (sql/lowzoom.sql)'
        OR obj_description(to_regclass('public.lowzoom_roads'), 'pg_class') IS DISTINCT FROM
-           'metatiled lowzoom v2: planet_osm_roads merged per kind and z10 cell, for z5-z11 (sql/lowzoom.sql)' THEN
+           'metatiled lowzoom v3: planet_osm_roads merged per kind and z10 cell, for z5-z11 (sql/lowzoom.sql)' THEN
         DROP TABLE IF EXISTS public.lowzoom_areas, public.lowzoom_roads, metatiled.lowzoom_area_parts;
     END IF;
 END
 $version$;
 
--- The lowest zoom (0..) at which an area of `way_area` m2 (EPSG:3857) is more than half
--- a pixel: way_area > 0.5 * (156543.03 / 2^z)^2.
+-- The lowest zoom (0..) at which an area of `way_area` m2 (EPSG:3857) covers more than
+-- two pixels: way_area > 2 * (156543.03 / 2^z)^2. (From z13 the style reads
+-- planet_osm_polygon and draws down to half a pixel; below, the specks between half a
+-- pixel and two are left out: they cost as much to draw as the rest and show little.)
 CREATE OR REPLACE FUNCTION metatiled.lowzoom_minzoom(way_area double precision)
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN way_area IS NULL OR way_area <= 0 THEN 99
-                ELSE greatest(0, floor(ln(0.5 * 156543.03392804097 ^ 2 / way_area) / ln(4))::int + 1)
+                ELSE greatest(0, floor(ln(2 * 156543.03392804097 ^ 2 / way_area) / ln(4))::int + 1)
            END
 $$;
 
@@ -140,7 +142,7 @@ CREATE TABLE IF NOT EXISTS public.lowzoom_areas_z11 PARTITION OF public.lowzoom_
 CREATE TABLE IF NOT EXISTS public.lowzoom_areas_z12 PARTITION OF public.lowzoom_areas FOR VALUES FROM (12) TO (13);
 
 COMMENT ON TABLE public.lowzoom_areas IS
-    'metatiled lowzoom v2: landcover and water for z0-z12, dissolved per size class, kind and cell (sql/lowzoom.sql)';
+    'metatiled lowzoom v3: landcover and water for z0-z12, dissolved per size class, kind and cell (sql/lowzoom.sql)';
 
 -- Replaces the parts of these osm_ids (all parts when NULL) from planet_osm_polygon,
 -- then the dissolved rows of every (minzoom, cell) whose parts changed.
@@ -242,7 +244,7 @@ CREATE TABLE IF NOT EXISTS public.lowzoom_roads (
     way_z8 geometry(Geometry, 3857) NOT NULL
 );
 COMMENT ON TABLE public.lowzoom_roads IS
-    'metatiled lowzoom v2: planet_osm_roads merged per kind and z10 cell, for z5-z11 (sql/lowzoom.sql)';
+    'metatiled lowzoom v3: planet_osm_roads merged per kind and z10 cell, for z5-z11 (sql/lowzoom.sql)';
 
 -- Replaces the rows of these cells (all rows when NULL) from planet_osm_roads.
 CREATE OR REPLACE FUNCTION metatiled.lowzoom_roads_fill(cells bigint[]) RETURNS bigint

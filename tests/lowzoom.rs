@@ -66,18 +66,18 @@ async fn the_low_zoom_tables_hold_the_big_areas_and_main_roads_with_their_trigge
         return;
     };
     let db = common::connect(&url).await;
-    // Kaisaniemi park (57 ha) shows from z8 (half a pixel there).
+    // Kaisaniemi park (57 ha in EPSG:3857) shows from z9 (more than two pixels there).
     let park = count(
         &db,
-        "SELECT count(*) FROM lowzoom_areas WHERE kind = 'park' AND minzoom = 8",
+        "SELECT count(*) FROM lowzoom_areas WHERE kind = 'park' AND minzoom = 9",
     )
     .await;
-    assert_eq!(park, 1, "Kaisaniemi park is not in lowzoom_areas at z8");
-    // Nothing smaller than half a z12 pixel, and no buildings.
+    assert_eq!(park, 1, "Kaisaniemi park is not in lowzoom_areas at z9");
+    // Nothing of two z12 pixels or less.
     let tiny = count(
         &db,
         "SELECT count(*) FROM metatiled.lowzoom_area_parts
-          WHERE way_area <= 0.5 * (156543.03392804097 / 4096) ^ 2",
+          WHERE way_area <= 2 * (156543.03392804097 / 4096) ^ 2",
     )
     .await;
     assert_eq!(tiny, 0, "lowzoom_area_parts has areas too small for z12");
@@ -110,11 +110,11 @@ async fn changed_rows_reach_the_low_zoom_tables_in_the_same_transaction() {
     };
     let mut db = common::connect(&url).await;
     let tx = db.transaction().await.expect("BEGIN");
-    // A 1 km2 forest north of the extract (empty there): size class z7.
+    // A 1 km2 forest north of the extract (empty there): size class z8.
     let forest_at = |x: f64| {
         format!(
             "SELECT count(*) FROM lowzoom_areas
-              WHERE kind = 'wood' AND minzoom = 7 AND ST_Covers(way, ST_SetSRID(ST_MakePoint({x}, 8440500), 3857))"
+              WHERE kind = 'wood' AND minzoom = 8 AND ST_Covers(way, ST_SetSRID(ST_MakePoint({x}, 8440500), 3857))"
         )
     };
     tx.execute(
