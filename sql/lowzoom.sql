@@ -109,9 +109,10 @@ $$;
 -- 1. Areas ------------------------------------------------------------------------
 -- Two steps. metatiled.lowzoom_area_parts: one row per polygon big enough for z12,
 -- classified (the same classes as the style's landcover layer; `is_water` for its
--- water layer), simplified, with its size class `minzoom` and its `cell`. public.lowzoom_areas: the parts of one class, kind
--- and cell dissolved into one row (ST_UnaryUnion), so that a metatile at zoom z reads
--- a few hundred rows per class <= z instead of every polygon.
+-- water layer), simplified, with its size class `minzoom` and its `cell`.
+-- public.lowzoom_areas: the parts of one class, kind and cell dissolved into one row
+-- (ST_UnaryUnion), so that a metatile at zoom z reads a few hundred rows per class
+-- <= z instead of every polygon.
 
 CREATE TABLE IF NOT EXISTS metatiled.lowzoom_area_parts (
     osm_id bigint NOT NULL,
