@@ -7,6 +7,7 @@ use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
 use crate::http::admin::{admin_server, AdminState};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
+use crate::purge::Purger;
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
@@ -76,6 +77,14 @@ impl Core {
                 .context("cannot update planet-import-complete")?;
         }
         let metrics = Arc::new(Metrics::new()?);
+        let purger = Arc::new(
+            Purger::new(
+                &settings.purge,
+                settings.server.public_url.as_deref(),
+                metrics.registry(),
+            )
+            .map_err(|e| UsageError(crate::cache::error_chain(&e)))?,
+        );
         let backend = MetatileBackend::new(
             styles.clone(),
             postgis,
@@ -83,7 +92,8 @@ impl Core {
             settings.render.png,
             metrics.clone(),
             fonts,
-        );
+        )
+        .with_purger(purger.clone());
         let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
@@ -104,7 +114,8 @@ impl Core {
                 stale_max_age_secs: settings.server.stale_max_age_secs,
                 placeholder_max_age_secs: settings.server.placeholder_max_age_secs,
             },
-        );
+        )
+        .with_purger(purger);
         if settings.limits.enabled {
             let l = &settings.limits;
             let options = LimitOptions {
@@ -153,6 +164,9 @@ pub struct Application {
     keys: Arc<ApiKeys>,
     shutdown_timeout: Duration,
 }
+
+/// How long shutdown waits for the purges still queued to go out.
+const PURGE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often client budgets are pruned and the API keys file is checked for changes.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
@@ -293,6 +307,8 @@ impl Application {
         let public = tokio::spawn(self.public.run());
         let admin = tokio::spawn(self.admin.run());
         let stop_watching = CancellationToken::new();
+        let stop_purging = CancellationToken::new();
+        let purging = self.service.purger().run(stop_purging.clone());
         let watcher = self
             .watcher
             .map(|w| tokio::spawn(w.run(stop_watching.clone())));
@@ -333,6 +349,14 @@ impl Application {
             let _ = w.await;
         }
         self.service.pool().shutdown(self.shutdown_timeout).await;
+        // The last renders' changes go out once, within the purge deadline.
+        stop_purging.cancel();
+        if tokio::time::timeout(PURGE_FLUSH_TIMEOUT, purging)
+            .await
+            .is_err()
+        {
+            tracing::warn!("purges still queued at shutdown were not all sent");
+        }
         tracing::info!("stopped");
         Ok(())
     }

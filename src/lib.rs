@@ -23,7 +23,7 @@
 //!
 //! # Layout
 //! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch,
-//! expire, queue, render, source, cache, style, area, text} -> tile` (checked by
+//! expire, purge, queue, render, source, cache, style, area, text} -> tile` (checked by
 //! `tests/layering.rs`).
 //! - [`cli`]: the command line (clap), one file per subcommand, exit codes.
 //! - [`app`]: the composition root that builds everything `serve` runs.
@@ -34,6 +34,7 @@
 //! - [`watch`]: freshness from the database: change triggers and the listener that
 //!   expires the metatiles of changed rows.
 //! - [`expire`]: what to do with existing metatiles (render_expired semantics).
+//! - [`purge`]: telling caches downstream (Varnish, CDNs, webhooks) what changed.
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
 //! - [`source`]: PostgreSQL pool, migrations, layer queries, change log. The only SQL.
@@ -51,6 +52,7 @@ pub mod cli;
 pub mod config;
 pub mod expire;
 pub(crate) mod http;
+pub mod purge;
 pub(crate) mod queue;
 pub mod render;
 pub mod service;

@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("source", &["style", "tile"]),
     ("render", &["source", "style", "text", "tile"]),
     ("expire", &["area", "cache", "tile"]),
+    ("purge", &["tile"]),
     (
         "watch",
         &["expire", "area", "source", "style", "cache", "tile"],
@@ -28,35 +29,35 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "service",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "tile", "purge",
         ],
     ),
     (
         "config",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "tile", "purge",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "tile",
+            "text", "tile", "purge",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "text", "tile", "purge",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "text", "tile", "purge",
         ],
     ),
 ];

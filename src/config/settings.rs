@@ -5,6 +5,7 @@ use crate::render::PngMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cache::CacheSettings;
+pub use crate::purge::PurgeSettings;
 pub use crate::source::DatabaseSettings;
 pub use crate::watch::WatchSettings;
 use ipnet::IpNet;
@@ -23,6 +24,7 @@ pub struct Settings {
     pub watch: WatchSettings,
     pub limits: LimitsSettings,
     pub access: AccessSettings,
+    pub purge: PurgeSettings,
     pub log: LogSettings,
 }
 

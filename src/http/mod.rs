@@ -30,7 +30,7 @@ use crate::service::TileService;
 use crate::source::DbPool;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use edge::Edge;
@@ -49,6 +49,8 @@ pub(crate) struct PublicState {
     bounds: LonLatBbox,
     edge: Edge,
     retry_after_secs: u64,
+    /// The surrogate-key header of tile responses (`purge.key_header`), if any.
+    surrogate_keys: Option<(header::HeaderName, crate::purge::KeyHeader)>,
 }
 
 /// A setting the HTTP layer cannot use.
@@ -58,6 +60,8 @@ pub(crate) enum HttpSetupError {
     CorsOrigin(String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("purge.key_header {0:?} is not a valid header name")]
+    KeyHeader(String),
 }
 
 /// The public listener's settings, as `[server]` gives them.
@@ -98,12 +102,21 @@ impl PublicState {
             options.keys.clone(),
             any_access_rules,
         );
+        let surrogate_keys = match service.purger().key_header() {
+            Some(keys) => Some((
+                header::HeaderName::from_bytes(keys.name.as_bytes())
+                    .map_err(|_| HttpSetupError::KeyHeader(keys.name.clone()))?,
+                keys.clone(),
+            )),
+            None => None,
+        };
         Ok(Self {
             service,
             db,
             bounds,
             edge,
             retry_after_secs: options.retry_after_secs,
+            surrogate_keys,
         })
     }
 }

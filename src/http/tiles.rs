@@ -134,7 +134,14 @@ pub(crate) async fn get_tile(
         .get_tile_for(&parsed.style, parsed.tile, client.as_ref())
         .await
         .map_err(|e| HttpError::from_service(e, state.retry_after_secs))?;
-    Ok(tile_response(req, &served))
+    let mut res = tile_response(req, &served);
+    if let Some((name, keys)) = &state.surrogate_keys {
+        let value = keys.value(&parsed.style, parsed.tile.metatile());
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name.clone(), value);
+        }
+    }
+    Ok(res)
 }
 
 /// The 404 of a zoom above the grid, in the words of the style asked for.

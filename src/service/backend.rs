@@ -5,6 +5,7 @@
 
 use super::metrics::Metrics;
 use crate::cache::TileCache;
+use crate::purge::{Change, Purger};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure};
 use crate::render::{render_metatile, PngMode};
 use crate::source::{PostgisSource, RawMetatile};
@@ -23,6 +24,8 @@ pub struct MetatileBackend {
     metrics: Arc<Metrics>,
     /// The process's fonts, shared by every render thread.
     fonts: Arc<FontSet>,
+    /// Told when a render replaces a metatile file.
+    purger: Arc<Purger>,
 }
 
 /// What the fetch stage hands to a render thread: the rows, not yet decoded.
@@ -48,7 +51,14 @@ impl MetatileBackend {
             png,
             metrics,
             fonts,
+            purger: Arc::new(Purger::disabled()),
         }
+    }
+
+    /// Tells `purger`'s targets when a render replaces a metatile.
+    pub fn with_purger(mut self, purger: Arc<Purger>) -> Self {
+        self.purger = purger;
+        self
     }
 
     fn count(&self, key: &JobKey, priority: Priority, outcome: &str) {
@@ -124,10 +134,20 @@ impl RenderBackend for MetatileBackend {
                     .map_err(|e| RenderFailure::caused_by("painting", e))
             })
             .and_then(|rendered| {
+                // One stat: whether this render replaces a file caches downstream may
+                // hold tiles of (a first render has nothing to purge).
+                let replaces = self.purger.is_enabled()
+                    && matches!(self.cache.disk().stamp(&key.style, key.meta), Ok(Some(_)));
                 self.cache
                     .store_metatile(&key.style, key.meta, &rendered.tiles)
                     .map_err(|e| RenderFailure::caused_by("storing the metatile", e))
-                    .map(|()| rendered)
+                    .map(|()| {
+                        if replaces {
+                            self.purger
+                                .changed(Change::Metatile(key.style.clone(), key.meta));
+                        }
+                        rendered
+                    })
             });
         let rendered = result.map_err(|failure| self.failed(key, priority, failure))?;
         let secs = started.elapsed().as_secs_f64();

@@ -9,6 +9,7 @@
 use super::TileService;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome};
 use crate::expire::{ExpireMode, ExpireTarget};
+use crate::purge::Change;
 use crate::queue::{JobKey, Priority};
 use crate::tile::{MetatileCoord, StyleName};
 use crate::watch::BatchTargets;
@@ -60,8 +61,21 @@ impl ServiceTarget {
         })
     }
 
-    fn count(&self, mode: ExpireMode, outcome: &Result<ExpireOutcome, CacheError>) {
+    /// Counts a change, and tells caches downstream about a deleted or dirty-marked
+    /// metatile (a re-render tells them when it replaces the file).
+    fn count(
+        &self,
+        mode: ExpireMode,
+        style: &StyleName,
+        meta: MetatileCoord,
+        outcome: &Result<ExpireOutcome, CacheError>,
+    ) {
         if let Ok(ExpireOutcome::Changed) = outcome {
+            if mode != ExpireMode::Render {
+                self.service
+                    .purger()
+                    .changed(Change::Metatile(style.clone(), meta));
+            }
             self.service
                 .metrics()
                 .expired_metatiles
@@ -88,7 +102,7 @@ impl ExpireTarget for ServiceTarget {
             return self.would_change(style, meta);
         }
         let outcome = self.service.cache().delete(style, meta);
-        self.count(ExpireMode::Delete, &outcome);
+        self.count(ExpireMode::Delete, style, meta, &outcome);
         outcome
     }
 
@@ -104,7 +118,7 @@ impl ExpireTarget for ServiceTarget {
             return self.would_change(style, meta);
         }
         let outcome = self.service.cache().mark_dirty(style, meta);
-        self.count(ExpireMode::Dirty, &outcome);
+        self.count(ExpireMode::Dirty, style, meta, &outcome);
         outcome
     }
 
@@ -129,7 +143,7 @@ impl ExpireTarget for ServiceTarget {
             return Ok(ExpireOutcome::Absent);
         }
         let outcome = Ok(ExpireOutcome::Changed);
-        self.count(ExpireMode::Render, &outcome);
+        self.count(ExpireMode::Render, style, meta, &outcome);
         outcome
     }
 }

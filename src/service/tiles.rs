@@ -8,6 +8,7 @@ use super::limits::{ClientId, Limits, Refusal};
 use super::metrics::{LookupResult, Metrics};
 use super::placeholder::{Placeholder, Placeholders};
 use crate::cache::{CachedTile, Lookup, TileCache};
+use crate::purge::Purger;
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
 };
@@ -108,6 +109,8 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     placeholders: Placeholders,
     /// `Cache-Control` of a placeholder.
     placeholder_cache_control: String,
+    /// Caches downstream to tell about changed metatiles; disabled by default.
+    purger: Arc<Purger>,
 }
 
 /// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
@@ -179,7 +182,18 @@ impl<B: RenderBackend> TileService<B> {
             options,
             served,
             limits: None,
+            purger: Arc::new(Purger::disabled()),
         }
+    }
+
+    /// Tells `purger`'s targets about every metatile this service changes.
+    pub fn with_purger(mut self, purger: Arc<Purger>) -> Self {
+        self.purger = purger;
+        self
+    }
+
+    pub fn purger(&self) -> &Arc<Purger> {
+        &self.purger
     }
 
     /// Applies client budgets to [`TileService::get_tile_for`].
