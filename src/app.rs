@@ -163,6 +163,8 @@ pub struct Application {
     watcher: Option<Watcher>,
     keys: Arc<ApiKeys>,
     shutdown_timeout: Duration,
+    /// The disk quota, swept in the background while running.
+    quota: Option<crate::service::quota::QuotaOptions>,
 }
 
 /// How long shutdown waits for the purges still queued to go out.
@@ -280,6 +282,7 @@ impl Application {
             watcher,
             keys,
             shutdown_timeout: options.shutdown_timeout,
+            quota: crate::service::quota::QuotaOptions::from_settings(&settings.cache),
         })
     }
 
@@ -309,6 +312,9 @@ impl Application {
         let stop_watching = CancellationToken::new();
         let stop_purging = CancellationToken::new();
         let purging = self.service.purger().run(stop_purging.clone());
+        let sweeping = self.quota.map(|q| {
+            crate::service::quota::Sweeper::new(self.service.clone(), q).run(stop_purging.clone())
+        });
         let watcher = self
             .watcher
             .map(|w| tokio::spawn(w.run(stop_watching.clone())));
@@ -351,6 +357,9 @@ impl Application {
         self.service.pool().shutdown(self.shutdown_timeout).await;
         // The last renders' changes go out once, within the purge deadline.
         stop_purging.cancel();
+        if let Some(sweeping) = sweeping {
+            let _ = sweeping.await;
+        }
         if tokio::time::timeout(PURGE_FLUSH_TIMEOUT, purging)
             .await
             .is_err()

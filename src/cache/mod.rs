@@ -20,6 +20,7 @@ pub mod format;
 pub mod freshness;
 mod memory;
 pub mod path;
+pub mod quota;
 pub mod report;
 mod slots;
 
@@ -199,6 +200,9 @@ pub struct TileCache {
     /// Bumped after every change made through this cache; a disk read that overlapped
     /// one does not leave its (possibly old) tile in memory.
     changes: AtomicU64,
+    /// When metatiles were last served and the bytes on disk, for the disk quota (off
+    /// without one).
+    served: quota::ServedClock,
 }
 
 impl TileCache {
@@ -223,6 +227,7 @@ impl TileCache {
             disk,
             styles: StyleSlots::new(),
             changes: AtomicU64::new(0),
+            served: quota::ServedClock::new(settings.has_quota()),
         })
     }
 
@@ -294,7 +299,11 @@ impl TileCache {
             return Some(check);
         }
         match self.disk.stamp(style, meta) {
-            Ok(Some(stamp)) => Some(self.memory.record_file_check(file, stamp)),
+            Ok(Some(stamp)) => {
+                // A tile held in memory is served: its metatile is recently used.
+                self.served.record(Some(id), meta, SystemTime::now());
+                Some(self.memory.record_file_check(file, stamp))
+            }
             _ => {
                 self.memory.forget_file_check(file);
                 None
@@ -321,6 +330,10 @@ impl TileCache {
             }
             Err(e) => return Err(e),
         };
+        if self.served.is_enabled() {
+            self.served
+                .record(self.styles.id(style), tile.metatile(), now);
+        }
         let stale = freshness::is_stale(read.stamp.mtime, planet, now);
         let tile = Arc::new(CachedTile::new(
             Bytes::from(read.bytes),
@@ -348,9 +361,16 @@ impl TileCache {
         meta: MetatileCoord,
         tiles: &[Vec<u8>],
     ) -> Result<(), CacheError> {
-        let result = self.disk.write_metatile(style, meta, tiles).map(|_| ());
+        let old = self.quota_len(style, meta);
+        let result = self.disk.write_metatile(style, meta, tiles);
+        if let Ok(path) = &result {
+            if self.served.is_enabled() {
+                let new = std::fs::metadata(path).map_or(0, |m| m.len());
+                self.served.resized(old, new);
+            }
+        }
         self.forget(style, meta);
-        result
+        result.map(|_| ())
     }
 
     pub fn metatile_state(
@@ -387,9 +407,25 @@ impl TileCache {
         style: &StyleName,
         meta: MetatileCoord,
     ) -> Result<ExpireOutcome, CacheError> {
+        let old = self.quota_len(style, meta);
         let outcome = self.disk.delete(style, meta)?;
+        if outcome == ExpireOutcome::Changed {
+            self.served.resized(old, 0);
+        }
         self.forget_unless_absent(style, meta, outcome);
         Ok(outcome)
+    }
+
+    /// The size of a metatile's file when a quota counts it (0 when absent or no quota).
+    fn quota_len(&self, style: &StyleName, meta: MetatileCoord) -> u64 {
+        if !self.served.is_enabled() {
+            return 0;
+        }
+        self.disk
+            .stamp(style, meta)
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.len)
     }
 
     /// Expiring a metatile that has no file changes nothing here: skipping its 64
@@ -478,6 +514,29 @@ pub struct CacheSettings {
     pub planet_check_secs: u64,
     /// fsync metatiles before renaming them into place (durability across power loss).
     pub fsync: bool,
+    /// Disk quota of the metatile tree, in bytes; 0 = none. A background sweep keeps
+    /// the tree under `high_watermark` of it, evicting the least recently served
+    /// metatiles down to `low_watermark`.
+    pub max_bytes: u64,
+    /// Quotas of single styles (`osm = 10_000_000_000`), kept the same way, within
+    /// `max_bytes`.
+    pub style_max_bytes: std::collections::BTreeMap<String, u64>,
+    /// Fraction of a quota above which the sweep evicts.
+    pub high_watermark: f64,
+    /// Fraction of a quota the sweep evicts down to.
+    pub low_watermark: f64,
+    /// How often the bytes on disk are compared with the quota (a walk of the tree runs
+    /// only when over it, and every `sweep_walk_secs` to count what other tools wrote).
+    pub sweep_secs: u64,
+    /// How often the tree is walked to recount its bytes even when under the quota.
+    pub sweep_walk_secs: u64,
+}
+
+impl CacheSettings {
+    /// Whether any disk quota applies.
+    pub fn has_quota(&self) -> bool {
+        self.max_bytes > 0 || self.style_max_bytes.values().any(|&b| b > 0)
+    }
 }
 
 impl Default for CacheSettings {
@@ -488,6 +547,12 @@ impl Default for CacheSettings {
             revalidate_secs: 5,
             planet_check_secs: 5,
             fsync: true,
+            max_bytes: 0,
+            style_max_bytes: std::collections::BTreeMap::new(),
+            high_watermark: 0.95,
+            low_watermark: 0.85,
+            sweep_secs: 10,
+            sweep_walk_secs: 3600,
         }
     }
 }

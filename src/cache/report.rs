@@ -157,18 +157,21 @@ impl ZoomStats {
 
 /// Counts metatiles, bytes, stale and dirty metatiles per style and zoom by walking the
 /// cache (one `stat` per file; no file is opened).
+/// With `quota` (the `[cache]` settings), also how full the disk quotas are.
 pub fn stats(
     cache_dir: &Path,
     style: Option<&StyleName>,
+    quota: Option<&super::CacheSettings>,
     out: &mut dyn Write,
     note: &mut dyn FnMut(&str),
 ) -> Result<(), ReportError> {
-    quiet_broken_pipe(stats_to(cache_dir, style, out, note))
+    quiet_broken_pipe(stats_to(cache_dir, style, quota, out, note))
 }
 
 fn stats_to(
     cache_dir: &Path,
     style: Option<&StyleName>,
+    quota: Option<&super::CacheSettings>,
     out: &mut dyn Write,
     note: &mut dyn FnMut(&str),
 ) -> Result<(), ReportError> {
@@ -248,6 +251,29 @@ fn stats_to(
     }
     if per_style.len() > 1 {
         writeln!(out, "\nall styles  {}", row(&all))?;
+    }
+    if let Some(q) = quota.filter(|q| q.has_quota()) {
+        let line = |name: &str, used: u64, max: u64| {
+            format!(
+                "disk quota {name}: {} of {} ({:.0}%; evicts above {:.0}% down to {:.0}%)",
+                human_bytes(used),
+                human_bytes(max),
+                used as f64 * 100.0 / max as f64,
+                q.high_watermark * 100.0,
+                q.low_watermark * 100.0
+            )
+        };
+        writeln!(out)?;
+        if q.max_bytes > 0 && style.is_none() {
+            writeln!(out, "{}", line("(cache.max_bytes)", all.bytes, q.max_bytes))?;
+        }
+        for (name, &max) in q.style_max_bytes.iter().filter(|(_, &b)| b > 0) {
+            let used = per_style
+                .iter()
+                .find(|(s, _)| s.as_str() == name)
+                .map_or(0, |(_, zooms)| zooms.iter().map(|z| z.bytes).sum());
+            writeln!(out, "{}", line(&format!("of style {name}"), used, max))?;
+        }
     }
     writeln!(
         out,
@@ -388,7 +414,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        stats(dir.path(), None, &mut out, &mut |_| {}).unwrap();
+        stats(dir.path(), None, None, &mut out, &mut |_| {}).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = |z: &str| {
             text.lines()

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub(crate) const MAX_STYLES: usize = 256;
 
 /// The slot of one style name in a [`StyleSlots`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct StyleId(u8);
 
 impl StyleId {

@@ -13,5 +13,11 @@ pub(super) fn inspect(file: &Path) -> anyhow::Result<()> {
 pub(super) fn stats(settings: &Settings, style: Option<&StyleName>) -> anyhow::Result<()> {
     let out = &mut std::io::stdout().lock();
     let mut note = |line: &str| eprintln!("cache stats: {line}");
-    Ok(report::stats(&settings.cache.dir, style, out, &mut note)?)
+    Ok(report::stats(
+        &settings.cache.dir,
+        style,
+        Some(&settings.cache),
+        out,
+        &mut note,
+    )?)
 }

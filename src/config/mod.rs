@@ -329,6 +329,26 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             ),
         });
     }
+    let (high, low) = (s.cache.high_watermark, s.cache.low_watermark);
+    if !(low > 0.0 && low < high && high <= 1.0) {
+        return Err(ConfigError::Invalid {
+            key: "cache.low_watermark",
+            message: format!(
+                "expected 0 < cache.low_watermark ({low}) < cache.high_watermark ({high}) <= 1"
+            ),
+        });
+    }
+    if let Some(name) = s
+        .cache
+        .style_max_bytes
+        .keys()
+        .find(|name| crate::tile::StyleName::parse(name).is_err())
+    {
+        return Err(ConfigError::Invalid {
+            key: "cache.style_max_bytes",
+            message: format!("{name:?} is not a style name"),
+        });
+    }
     if s.server.listen == s.admin.listen {
         return Err(ConfigError::Invalid {
             key: "admin.listen",

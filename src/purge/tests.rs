@@ -40,7 +40,9 @@ fn value(registry: &prometheus::Registry, name: &str, outcome: &str) -> f64 {
         .filter(|f| f.get_name() == name)
         .flat_map(|f| f.get_metric().to_vec())
         .find(|m| m.get_label().iter().any(|l| l.get_value() == outcome))
-        .map_or(0.0, |m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .map_or(0.0, |m| {
+            m.get_counter().get_value() + m.get_gauge().get_value()
+        })
 }
 
 #[test]

@@ -68,6 +68,16 @@ pub struct Metrics {
     pub access_denied: IntCounterVec,
     /// Placeholders served instead of a 503, by why the tile could not be rendered.
     pub placeholders: IntCounterVec,
+    /// Bytes of metatiles on disk (counted by the quota's walks, kept up between them).
+    pub cache_disk_bytes: IntGauge,
+    /// `cache.max_bytes` (0 = none).
+    pub cache_quota_bytes: IntGauge,
+    pub cache_evicted_metatiles: IntCounter,
+    pub cache_evicted_bytes: IntCounter,
+    pub cache_sweeps: IntCounter,
+    pub cache_sweep_seconds: Histogram,
+    /// Style reloads per style: `outcome="changed|unchanged|refused|added|removed"`.
+    pub style_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -181,6 +191,40 @@ impl Metrics {
                 ),
                 &["style", "reason"],
             )?,
+            cache_disk_bytes: IntGauge::new(
+                "metatiled_cache_disk_bytes",
+                "Bytes of metatiles on disk (with a disk quota)",
+            )?,
+            cache_quota_bytes: IntGauge::new(
+                "metatiled_cache_quota_bytes",
+                "The disk quota of the metatile tree (cache.max_bytes; 0 = none)",
+            )?,
+            cache_evicted_metatiles: IntCounter::new(
+                "metatiled_cache_evicted_metatiles_total",
+                "Metatiles evicted by the disk quota, least recently served first",
+            )?,
+            cache_evicted_bytes: IntCounter::new(
+                "metatiled_cache_evicted_bytes_total",
+                "Bytes of metatiles evicted by the disk quota",
+            )?,
+            cache_sweeps: IntCounter::new(
+                "metatiled_cache_sweeps_total",
+                "Walks of the metatile tree by the disk quota's sweep",
+            )?,
+            cache_sweep_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "metatiled_cache_sweep_seconds",
+                    "Time of one quota sweep (walk and evictions)",
+                )
+                .buckets(RENDER_BUCKETS.to_vec()),
+            )?,
+            style_reloads: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_style_reloads_total",
+                    "Styles seen by a reload: changed, unchanged, refused (the old one keeps serving), added, removed",
+                ),
+                &["style", "outcome"],
+            )?,
             registry,
             common_statuses: Vec::new(),
         };
@@ -190,6 +234,16 @@ impl Metrics {
             .map(|s| m.http_requests.with_label_values(&[&s.to_string()]))
             .collect();
         m.registry.register(Box::new(m.http_requests.clone()))?;
+        m.registry.register(Box::new(m.cache_disk_bytes.clone()))?;
+        m.registry.register(Box::new(m.cache_quota_bytes.clone()))?;
+        m.registry
+            .register(Box::new(m.cache_evicted_metatiles.clone()))?;
+        m.registry
+            .register(Box::new(m.cache_evicted_bytes.clone()))?;
+        m.registry.register(Box::new(m.cache_sweeps.clone()))?;
+        m.registry
+            .register(Box::new(m.cache_sweep_seconds.clone()))?;
+        m.registry.register(Box::new(m.style_reloads.clone()))?;
         m.registry.register(Box::new(m.tile_lookups.clone()))?;
         m.registry.register(Box::new(m.renders.clone()))?;
         m.registry.register(Box::new(m.render_seconds.clone()))?;

@@ -14,6 +14,7 @@
 //! - [`limits`]: per-client budgets of requests and renders caused, the node's render
 //!   ceiling.
 //! - [`placeholder`]: an ancestor scaled up, for a miss that cannot be rendered now.
+//! - [`quota`]: the disk quota's background sweep (least recently served first).
 
 pub mod access;
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod placeholder;
+pub mod quota;
 pub mod seed;
 mod tiles;
 
