@@ -13,9 +13,10 @@ use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
 use crate::service::limits::{LimitOptions, Limits};
+use crate::service::reload::StyleReloader;
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource};
-use crate::style::StyleSet;
+use crate::style::{LiveStyles, StyleSet};
 use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -29,6 +30,8 @@ pub struct Core {
     pub db: DbPool,
     pub service: Arc<TileService>,
     pub import: Option<ImportInfo>,
+    /// Reads the style files again (SIGHUP, `POST /styles/reload`, `styles.watch`).
+    pub reloader: Arc<StyleReloader>,
 }
 
 impl Core {
@@ -76,6 +79,7 @@ impl Core {
             crate::cache::touch_planet_import_complete(&settings.cache.dir, None, info.imported_at)
                 .context("cannot update planet-import-complete")?;
         }
+        let styles = Arc::new(LiveStyles::new(styles));
         let metrics = Arc::new(Metrics::new()?);
         let purger = Arc::new(
             Purger::new(
@@ -87,11 +91,11 @@ impl Core {
         );
         let backend = MetatileBackend::new(
             styles.clone(),
-            postgis,
+            postgis.clone(),
             cache.clone(),
             settings.render.png,
             metrics.clone(),
-            fonts,
+            fonts.clone(),
         )
         .with_purger(purger.clone());
         let threads = settings.render_threads();
@@ -131,10 +135,17 @@ impl Core {
             service = service.with_limits(Arc::new(Limits::new(&options, &metrics)));
         }
         let service = Arc::new(service);
+        let reloader = Arc::new(StyleReloader::new(
+            settings.styles.dir.clone(),
+            fonts,
+            postgis,
+            service.clone(),
+        ));
         Ok(Self {
             db,
             service,
             import,
+            reloader,
         })
     }
 
@@ -165,6 +176,9 @@ pub struct Application {
     shutdown_timeout: Duration,
     /// The disk quota, swept in the background while running.
     quota: Option<crate::service::quota::QuotaOptions>,
+    reloader: Arc<StyleReloader>,
+    /// Whether the styles folder is watched for changes (`styles.watch`).
+    watch_styles: bool,
 }
 
 /// How long shutdown waits for the purges still queued to go out.
@@ -194,13 +208,14 @@ impl Application {
             db,
             service,
             import,
+            reloader,
         } = Core::build(settings).await?;
         if settings.watch.install_on_start {
             let client = db
                 .get()
                 .await
                 .context("cannot install the change triggers")?;
-            let tables = crate::watch::install_for_styles(&client, service.styles(), None)
+            let tables = crate::watch::install_for_styles(&client, &service.styles(), None)
                 .await
                 .context("cannot install the change triggers (watch.install_on_start)")?;
             let names: Vec<String> = tables.iter().map(|t| t.table.to_string()).collect();
@@ -211,7 +226,7 @@ impl Application {
             Some(Watcher::new(
                 &settings.database,
                 &settings.watch,
-                service.styles().clone(),
+                service.styles(),
                 Arc::new(ServiceBatchTargets(service.clone())),
                 metrics,
             ))
@@ -270,7 +285,8 @@ impl Application {
             admin_api.clone(),
             settings.admin.token.as_deref(),
             settings.admin.max_body_bytes,
-        );
+        )
+        .with_reloader(reloader.clone());
         let admin = admin_server(admin_listener, admin_state, &options)?;
         Ok(Self {
             public_addr,
@@ -283,6 +299,8 @@ impl Application {
             keys,
             shutdown_timeout: options.shutdown_timeout,
             quota: crate::service::quota::QuotaOptions::from_settings(&settings.cache),
+            reloader,
+            watch_styles: settings.styles.watch,
         })
     }
 
@@ -296,6 +314,11 @@ impl Application {
 
     pub fn service(&self) -> &Arc<TileService> {
         &self.service
+    }
+
+    /// Reloads the styles (what SIGHUP does).
+    pub fn reloader(&self) -> &Arc<StyleReloader> {
+        &self.reloader
     }
 
     /// Runs both listeners (and the database watcher, when enabled) until `stop`
@@ -320,11 +343,23 @@ impl Application {
             .map(|w| tokio::spawn(w.run(stop_watching.clone())));
         let housekeeping = {
             let (service, keys) = (self.service.clone(), self.keys.clone());
+            let reloader = self.watch_styles.then(|| self.reloader.clone());
+            let mut folder = reloader
+                .as_ref()
+                .map(|r| crate::service::reload::folder_stamp(r.dir()));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
+                    if let (Some(reloader), Some(before)) = (&reloader, &mut folder) {
+                        let now = crate::service::reload::folder_stamp(reloader.dir());
+                        if now != *before {
+                            *before = now;
+                            tracing::info!("a style file changed; reloading the styles");
+                            reloader.reload().await;
+                        }
+                    }
                     let (service, keys) = (service.clone(), keys.clone());
                     // A walk of the budgets (up to limits.max_clients) and a stat of the
                     // keys file: not on the runtime's threads.

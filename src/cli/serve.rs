@@ -12,6 +12,24 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
         styles = ?app.service().styles().public_names(),
         "serving"
     );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let reloader = app.reloader().clone();
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading the styles");
+                        reloader.reload().await;
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; styles reload only through the admin API")
+            }
+        }
+    }
     app.run_until(shutdown_signal()).await
 }
 

@@ -129,12 +129,16 @@ impl Default for RenderSettings {
 pub struct StylesSettings {
     /// Folder of style files (`*.toml`), one per style.
     pub dir: PathBuf,
+    /// Reload the styles when a file in `dir` changes (checked every 2 s). SIGHUP and
+    /// the admin `POST /styles/reload` reload them whatever this says.
+    pub watch: bool,
 }
 
 impl Default for StylesSettings {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("styles"),
+            watch: false,
         }
     }
 }

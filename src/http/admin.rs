@@ -37,6 +37,8 @@ pub(crate) struct AdminState {
     /// comparison constant-time whatever the lengths).
     token_digest: Option<[u8; 32]>,
     max_body_bytes: usize,
+    /// `POST /styles/reload`; absent in tests that build no reloader.
+    reloader: Option<Arc<crate::service::reload::StyleReloader>>,
 }
 
 impl AdminState {
@@ -47,7 +49,16 @@ impl AdminState {
             admin,
             token_digest: token.map(digest),
             max_body_bytes,
+            reloader: None,
         }
+    }
+
+    pub(crate) fn with_reloader(
+        mut self,
+        reloader: Arc<crate::service::reload::StyleReloader>,
+    ) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Whether the request carries the token (or none is needed).
@@ -136,6 +147,15 @@ fn accepted(job: &JobAccepted) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/jobs/{}", job.id)))
         .json(job)
+}
+
+/// `POST /styles/reload`: reads the style files again; answers what changed and what
+/// was refused (the old version of a refused style keeps serving).
+async fn post_reload(state: web::Data<AdminState>) -> Result<HttpResponse, HttpError> {
+    let Some(reloader) = &state.reloader else {
+        return Err(HttpError::NotFound("no style reloader".into()));
+    };
+    Ok(HttpResponse::Ok().json(reloader.reload().await))
 }
 
 /// `POST /expire`.
@@ -280,6 +300,7 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(super::health::health))
         .route("/expire", web::post().to(post_expire))
         .route("/seed", web::post().to(post_seed))
+        .route("/styles/reload", web::post().to(post_reload))
         .route("/jobs", web::get().to(list_jobs))
         .service(
             web::resource("/jobs/{id}")

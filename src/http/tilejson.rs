@@ -33,12 +33,15 @@ pub(super) fn center(state: &PublicState, style: &Style) -> [f64; 3] {
     [lon, lat, f64::from(initial_zoom(state.bounds, style))]
 }
 
-/// The tile URL template of a style (`osm` or `osm@2x`) under `base`.
-// Hook for versioned URLs (style hot reload): the style's version goes into this
-// template, e.g. `{base}/{name}/{z}/{x}/{y}.png?v={version}`.
+/// The tile URL template of a style (`osm` or `osm@2x`) under `base`, with the style's
+/// version: a changed style gets new URLs, which browsers and CDNs fetch at once; the
+/// tile routes ignore the query, so old-version URLs keep working.
 pub(super) fn tile_template(base: &str, style: &Style) -> String {
     let suffix = if style.scale == 1.0 { "" } else { "@2x" };
-    format!("{base}/{}/{{z}}/{{x}}/{{y}}{suffix}.png", style.base_name)
+    format!(
+        "{base}/{}/{{z}}/{{x}}/{{y}}{suffix}.png?v={}",
+        style.base_name, style.version
+    )
 }
 
 /// `GET /{style}/tile.json`: TileJSON 3.0.0 for one style; `/{style}@2x/tile.json` for
@@ -50,9 +53,8 @@ pub(super) fn tilejson(
 ) -> Result<HttpResponse, HttpError> {
     let name = StyleName::parse(style)
         .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
-    let style = state
-        .service
-        .styles()
+    let all = state.service.styles();
+    let style = all
         .get(&name)
         .ok_or_else(|| HttpError::NotFound(format!("unknown style {name}")))?;
     let BaseUrl { url: base, vary } = state.edge.base_url(req);

@@ -118,7 +118,7 @@ pub(crate) async fn get_tile(
     let service = &state.service;
     let mut client = None;
     if let Some(style) = service.style_named(&parsed.style) {
-        client = state.edge.check_access(style, req).map_err(|denied| {
+        client = state.edge.check_access(&style, req).map_err(|denied| {
             service
                 .metrics()
                 .access_denied
@@ -148,7 +148,7 @@ pub(crate) async fn get_tile(
 fn zoom_beyond_grid(state: &PublicState, style: &str, z: u64) -> HttpError {
     let found = StyleName::parse(style)
         .ok()
-        .and_then(|name| state.service.style(&name).ok().cloned());
+        .and_then(|name| state.service.style(&name).ok());
     let e = match found {
         Some(s) => ServiceError::ZoomOutOfRange {
             z: u8::try_from(z).unwrap_or(u8::MAX),

@@ -20,16 +20,15 @@ const LEAFLET_LAYERS_2X_PNG: &[u8] =
 /// request's origin).
 pub(super) async fn viewer(req: HttpRequest, state: web::Data<PublicState>) -> HttpResponse {
     let BaseUrl { url: base, vary } = state.edge.base_url(&req);
-    let styles: Vec<_> = state
-        .service
-        .styles()
+    let all = state.service.styles();
+    let styles: Vec<_> = all
         .iter()
         .filter(|s| s.scale == 1.0)
         .map(|s| {
-            let retina = state.service.styles().has_hidpi(&s.name);
+            let retina = all.has_hidpi(&s.name);
             let retina_tiles = crate::tile::StyleName::parse(&format!("{}@2x", s.name))
                 .ok()
-                .and_then(|name| state.service.styles().get(&name))
+                .and_then(|name| all.get(&name))
                 .map(|hidpi| tile_template(&base, hidpi));
             json!({
                 "name": s.name.as_str(),

@@ -9,7 +9,7 @@ use crate::purge::{Change, Purger};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure};
 use crate::render::{render_metatile, PngMode};
 use crate::source::{PostgisSource, RawMetatile};
-use crate::style::{Style, StyleSet};
+use crate::style::{LiveStyles, Style};
 use crate::text::FontSet;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use std::time::Instant;
 
 /// Fetches from PostGIS, paints with tiny-skia, writes the metatile.
 pub struct MetatileBackend {
-    styles: Arc<StyleSet>,
+    /// Shared with the tile service; a job takes the style current when it starts.
+    styles: Arc<LiveStyles>,
     source: PostgisSource,
     cache: Arc<TileCache>,
     png: PngMode,
@@ -37,7 +38,7 @@ pub struct Fetched {
 
 impl MetatileBackend {
     pub fn new(
-        styles: Arc<StyleSet>,
+        styles: Arc<LiveStyles>,
         source: PostgisSource,
         cache: Arc<TileCache>,
         png: PngMode,
@@ -92,7 +93,7 @@ impl RenderBackend for MetatileBackend {
     ) -> BoxFuture<'static, Result<Fetched, RenderFailure>> {
         Box::pin(async move {
             let started = Instant::now();
-            let Some(style) = self.styles.get(&key.style).cloned() else {
+            let Some(style) = self.styles.current().get(&key.style).cloned() else {
                 let failure = RenderFailure::new(format!("style {} is not loaded", key.style));
                 return Err(self.failed(&key, priority, failure));
             };

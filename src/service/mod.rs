@@ -15,6 +15,7 @@
 //!   ceiling.
 //! - [`placeholder`]: an ancestor scaled up, for a miss that cannot be rendered now.
 //! - [`quota`]: the disk quota's background sweep (least recently served first).
+//! - [`reload`]: style hot reload: refuse what fails, keep serving, versions.
 
 pub mod access;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod placeholder;
 pub mod quota;
+pub mod reload;
 pub mod seed;
 mod tiles;
 

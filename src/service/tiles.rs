@@ -12,11 +12,12 @@ use crate::purge::Purger;
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
 };
-use crate::style::{Style, StyleSet};
+use crate::style::{LiveStyles, Style, StyleSet};
 use crate::tile::{StyleName, TileCoord};
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -97,13 +98,14 @@ pub struct ServiceOptions {
 }
 
 pub struct TileService<B: RenderBackend = MetatileBackend> {
-    styles: Arc<StyleSet>,
+    styles: Arc<LiveStyles>,
     cache: Arc<TileCache>,
     pool: Arc<RenderPool<B>>,
     metrics: Arc<Metrics>,
     options: ServiceOptions,
-    /// Every served style with what a hit needs, found by one (fast) hash of the name.
-    served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
+    /// Every served style with what a hit needs, found by one (fast) hash of the name;
+    /// replaced whole by a style reload.
+    served: RwLock<ServedMap>,
     /// Client budgets; `None` = unlimited.
     limits: Option<Arc<Limits>>,
     placeholders: Placeholders,
@@ -113,13 +115,67 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     purger: Arc<Purger>,
 }
 
+type ServedMap = HashMap<String, Arc<ServedStyle>, foldhash::fast::RandomState>;
+
 /// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
-/// once: a hit costs one increment) and its Cache-Control values (formatted once).
+/// once: a hit costs one increment) and its Cache-Control values (formatted once, kept
+/// for the process: see [`intern`]).
 struct ServedStyle {
     style: Arc<Style>,
     lookups: [IntCounter; 4],
-    fresh_cache_control: String,
-    stale_cache_control: String,
+    fresh_cache_control: &'static str,
+    stale_cache_control: &'static str,
+}
+
+/// Text kept for the life of the process, once per distinct value: the Cache-Control
+/// values of styles, which responses borrow without counting references while a reload
+/// may replace the style. Bounded by the distinct max-ages ever configured.
+fn intern(text: String) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = seen.iter().find(|s| **s == text) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    seen.push(leaked);
+    leaked
+}
+
+/// What the hit path found without waiting.
+enum Found<'a> {
+    Tile(ServedTile<'a>),
+    Miss(Arc<ServedStyle>),
+}
+
+fn served_map(styles: &StyleSet, metrics: &Metrics, stale_max_age_secs: u64) -> ServedMap {
+    styles
+        .iter()
+        .map(|style| {
+            let counter = |r: LookupResult| {
+                metrics
+                    .tile_lookups
+                    .with_label_values(&[style.name.as_str(), r.as_str()])
+            };
+            let cache_control = |max_age: u64| {
+                intern(format!(
+                    "public, max-age={max_age}, stale-while-revalidate={}",
+                    style.stale_while_revalidate_secs
+                ))
+            };
+            let served = ServedStyle {
+                style: style.clone(),
+                lookups: [
+                    counter(LookupResult::Memory),
+                    counter(LookupResult::Disk),
+                    counter(LookupResult::Stale),
+                    counter(LookupResult::Miss),
+                ],
+                fresh_cache_control: cache_control(style.max_age_secs),
+                stale_cache_control: cache_control(stale_max_age_secs),
+            };
+            (style.name.as_str().to_string(), Arc::new(served))
+        })
+        .collect()
 }
 
 impl ServedStyle {
@@ -135,41 +191,20 @@ impl ServedStyle {
 }
 
 impl<B: RenderBackend> TileService<B> {
+    /// `styles` is shared with the render backend: [`TileService::replace_styles`]
+    /// replaces it for both.
     pub fn new(
-        styles: Arc<StyleSet>,
+        styles: Arc<LiveStyles>,
         cache: Arc<TileCache>,
         pool: Arc<RenderPool<B>>,
         metrics: Arc<Metrics>,
         options: ServiceOptions,
     ) -> Self {
-        let served = styles
-            .iter()
-            .map(|style| {
-                let counter = |r: LookupResult| {
-                    metrics
-                        .tile_lookups
-                        .with_label_values(&[style.name.as_str(), r.as_str()])
-                };
-                let cache_control = |max_age: u64| {
-                    format!(
-                        "public, max-age={max_age}, stale-while-revalidate={}",
-                        style.stale_while_revalidate_secs
-                    )
-                };
-                let served = ServedStyle {
-                    style: style.clone(),
-                    lookups: [
-                        counter(LookupResult::Memory),
-                        counter(LookupResult::Disk),
-                        counter(LookupResult::Stale),
-                        counter(LookupResult::Miss),
-                    ],
-                    fresh_cache_control: cache_control(style.max_age_secs),
-                    stale_cache_control: cache_control(options.stale_max_age_secs),
-                };
-                (style.name.as_str().to_string(), served)
-            })
-            .collect();
+        let served = RwLock::new(served_map(
+            &styles.current(),
+            &metrics,
+            options.stale_max_age_secs,
+        ));
         let placeholder_cache_control =
             format!("public, max-age={}", options.placeholder_max_age_secs);
         Self {
@@ -206,8 +241,16 @@ impl<B: RenderBackend> TileService<B> {
         self.limits.as_ref()
     }
 
-    pub fn styles(&self) -> &Arc<StyleSet> {
-        &self.styles
+    /// The styles served now (a snapshot: a reload does not change it).
+    pub fn styles(&self) -> Arc<StyleSet> {
+        self.styles.current()
+    }
+
+    /// Serves `styles` from now on (renders already started keep their style).
+    pub fn replace_styles(&self, styles: Arc<StyleSet>) {
+        let map = served_map(&styles, &self.metrics, self.options.stale_max_age_secs);
+        self.styles.replace(styles);
+        *self.served.write().unwrap_or_else(PoisonError::into_inner) = map;
     }
 
     pub fn cache(&self) -> &Arc<TileCache> {
@@ -223,19 +266,36 @@ impl<B: RenderBackend> TileService<B> {
     }
 
     /// The style serving `name`, or why there is none.
-    pub fn style(&self, name: &StyleName) -> Result<&Arc<Style>, ServiceError> {
-        self.served_style(name.as_str()).map(|served| &served.style)
+    pub fn style(&self, name: &StyleName) -> Result<Arc<Style>, ServiceError> {
+        self.style_named(name.as_str())
+            .ok_or_else(|| ServiceError::UnknownStyle(name.to_string()))
     }
 
     /// The style serving `name` (as in a URL: `osm`, `osm@2x`), if any.
-    pub fn style_named(&self, name: &str) -> Option<&Arc<Style>> {
-        self.served.get(name).map(|served| &served.style)
+    pub fn style_named(&self, name: &str) -> Option<Arc<Style>> {
+        let served = self.served.read().unwrap_or_else(PoisonError::into_inner);
+        served.get(name).map(|served| served.style.clone())
     }
 
-    fn served_style(&self, name: &str) -> Result<&ServedStyle, ServiceError> {
-        self.served
+    /// The style's zooms checked, then memory and disk: no waiting, no lock held after.
+    fn find(&self, name: &str, tile: TileCoord) -> Result<Found<'static>, ServiceError> {
+        let map = self.served.read().unwrap_or_else(PoisonError::into_inner);
+        let served = map
             .get(name)
-            .ok_or_else(|| ServiceError::UnknownStyle(name.to_string()))
+            .ok_or_else(|| ServiceError::UnknownStyle(name.to_string()))?;
+        let style = &served.style;
+        if tile.z < style.minzoom || tile.z > style.maxzoom {
+            return Err(ServiceError::ZoomOutOfRange {
+                z: tile.z,
+                min: style.minzoom,
+                max: style.maxzoom,
+            });
+        }
+        if let Some(found) = self.lookup(served, tile, true) {
+            return Ok(Found::Tile(found));
+        }
+        served.count_lookup(LookupResult::Miss);
+        Ok(Found::Miss(served.clone()))
     }
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
@@ -266,34 +326,25 @@ impl<B: RenderBackend> TileService<B> {
                 .check_request(client)
                 .map_err(ServiceError::Throttled)?;
         }
-        let served = self.served_style(name)?;
-        let style = &served.style;
-        if tile.z < style.minzoom || tile.z > style.maxzoom {
-            return Err(ServiceError::ZoomOutOfRange {
-                z: tile.z,
-                min: style.minzoom,
-                max: style.maxzoom,
-            });
-        }
-        if let Some(found) = self.lookup(served, tile, true) {
-            return Ok(found);
-        }
-        served.count_lookup(LookupResult::Miss);
-        match self.render(served, tile, client).await {
-            Err(e) if style.placeholder && e.cannot_render_now() => {
-                self.placeholder(served, tile, e).await
+        let served = match self.find(name, tile)? {
+            Found::Tile(found) => return Ok(found),
+            Found::Miss(served) => served,
+        };
+        match self.render(&served, tile, client).await {
+            Err(e) if served.style.placeholder && e.cannot_render_now() => {
+                self.placeholder(&served, tile, e).await
             }
             answer => answer,
         }
     }
 
     /// Renders the metatile of a missing tile (or joins its render) and waits for it.
-    async fn render<'a>(
+    async fn render(
         &self,
-        served: &'a ServedStyle,
+        served: &ServedStyle,
         tile: TileCoord,
         client: Option<&ClientId>,
-    ) -> Result<ServedTile<'a>, ServiceError> {
+    ) -> Result<ServedTile<'static>, ServiceError> {
         let style = &served.style;
         let key = JobKey {
             style: style.name.clone(),
@@ -346,7 +397,7 @@ impl<B: RenderBackend> TileService<B> {
     /// "cannot render now" outcome may use it (the database-down path too).
     async fn placeholder<'a>(
         &'a self,
-        served: &'a ServedStyle,
+        served: &ServedStyle,
         tile: TileCoord,
         cause: ServiceError,
     ) -> Result<ServedTile<'a>, ServiceError> {
@@ -372,12 +423,12 @@ impl<B: RenderBackend> TileService<B> {
     }
 
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
-    fn lookup<'a>(
+    fn lookup(
         &self,
-        served: &'a ServedStyle,
+        served: &ServedStyle,
         tile: TileCoord,
         count: bool,
-    ) -> Option<ServedTile<'a>> {
+    ) -> Option<ServedTile<'static>> {
         let style = &served.style;
         let name = &style.name;
         let (found, result) = match self.cache.lookup(name, tile) {
@@ -398,9 +449,9 @@ impl<B: RenderBackend> TileService<B> {
             self.refresh_in_background(name, tile);
         }
         let cache_control = if stale {
-            &served.stale_cache_control
+            served.stale_cache_control
         } else {
-            &served.fresh_cache_control
+            served.fresh_cache_control
         };
         Some(ServedTile {
             tile: found,

@@ -93,18 +93,7 @@ impl StyleSet {
     /// Loads and validates every `*.toml` file in `dir` (sorted by name). The first
     /// error stops loading.
     pub fn load_dir(dir: &Path) -> Result<StyleSet, StyleError> {
-        let read_dir = |source| StyleError::ReadDir {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(read_dir)? {
-            let path = entry.map_err(read_dir)?.path();
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
+        let files = style_files(dir)?;
         if files.is_empty() {
             return Err(StyleError::NoStyles {
                 dir: dir.to_path_buf(),
@@ -225,7 +214,61 @@ pub fn parse_style(text: &str, file: &Path, default_name: &str) -> Result<Vec<St
         file: file.to_path_buf(),
         message: one_line(&e.to_string()),
     })?;
-    Validator { file }.style(raw, default_name)
+    let mut styles = Validator { file }.style(raw, default_name)?;
+    let version = version_of(text);
+    for style in &mut styles {
+        style.version.clone_from(&version);
+    }
+    Ok(styles)
+}
+
+/// The version of a style file's text: 12 hex digits of its SHA-256.
+pub fn version_of(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+/// The style files of a folder (`*.toml`), sorted by name.
+pub fn style_files(dir: &Path) -> Result<Vec<PathBuf>, StyleError> {
+    let read_dir = |source| StyleError::ReadDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+        let path = entry.map_err(read_dir)?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The style set shared by the request flow, the renderer and the admin API, replaced
+/// whole by a reload. A reader takes a snapshot ([`LiveStyles::current`]) and keeps
+/// it as long as it needs: a render in flight finishes with the style it started with.
+#[derive(Debug)]
+pub struct LiveStyles(std::sync::RwLock<Arc<StyleSet>>);
+
+impl LiveStyles {
+    pub fn new(styles: Arc<StyleSet>) -> Self {
+        Self(std::sync::RwLock::new(styles))
+    }
+
+    pub fn current(&self) -> Arc<StyleSet> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, styles: Arc<StyleSet>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = styles;
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -352,6 +395,7 @@ impl Validator<'_> {
             base_name: name.clone(),
             name: name.clone(),
             file: self.file.to_path_buf(),
+            version: String::new(),
             scale: 1.0,
             tile_size,
             attribution: raw.attribution,

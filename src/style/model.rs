@@ -254,6 +254,9 @@ pub struct Style {
     pub base_name: StyleName,
     /// The file this style came from (for messages).
     pub file: PathBuf,
+    /// The first 12 hex digits of the SHA-256 of the file's text: changes with any
+    /// edit, goes into the TileJSON tile URL (`?v=`).
+    pub version: String,
     pub scale: f32,
     /// Tile edge in device pixels: the file's `tile_size` times `scale`.
     pub tile_size: u32,

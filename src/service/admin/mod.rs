@@ -251,13 +251,13 @@ impl Admin {
 
     /// Parses and checks a JSON expiry.
     pub fn parse_expire_json(&self, body: &[u8]) -> Result<(ExpireSpec, JsonInput), AdminError> {
-        request::parse_expire_json(self.service.styles(), body)
+        request::parse_expire_json(&self.service.styles(), body)
     }
 
     /// Checks the options of a text expiry (from its query string).
     pub fn parse_expire_text_options(&self, query: &str) -> Result<ExpireSpec, AdminError> {
         let options: ExpireOptions = request::parse_expire_query(query)?;
-        request::expire_spec(self.service.styles(), &options, "text")
+        request::expire_spec(&self.service.styles(), &options, "text")
     }
 
     /// Builds the set of a JSON input on a blocking thread (polygons can take a while).
@@ -380,7 +380,7 @@ impl Admin {
 
     /// Parses and checks a seed.
     pub fn parse_seed_json(&self, body: &[u8]) -> Result<SeedSpec, AdminError> {
-        request::parse_seed_json(self.service.styles(), body)
+        request::parse_seed_json(&self.service.styles(), body)
     }
 
     /// Starts a seed job.
