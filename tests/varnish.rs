@@ -112,7 +112,10 @@ async fn tiles_url(varnish: &Varnish, headers: &[(&str, &str)]) -> (String, bool
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split_whitespace().count() == 2);
     let tj: serde_json::Value = res.json().await.unwrap();
-    (tj["tiles"][0].as_str().unwrap().to_string(), hit)
+    // Without the style's version (`?v=`), the same for every client.
+    let url = tj["tiles"][0].as_str().unwrap();
+    let url = url.split_once("?v=").map_or(url, |(base, _)| base);
+    (url.to_string(), hit)
 }
 
 fn have_varnish() -> bool {

@@ -15,6 +15,7 @@ fn settings(dir: &Path, revalidate_secs: u64) -> CacheSettings {
         revalidate_secs,
         planet_check_secs: 0,
         fsync: false,
+        ..CacheSettings::default()
     }
 }
 

@@ -37,9 +37,9 @@ fn value(registry: &prometheus::Registry, name: &str, outcome: &str) -> f64 {
     registry
         .gather()
         .iter()
-        .filter(|f| f.get_name() == name)
+        .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().to_vec())
-        .find(|m| m.get_label().iter().any(|l| l.get_value() == outcome))
+        .find(|m| m.get_label().iter().any(|l| l.value() == outcome))
         .map_or(0.0, |m| {
             m.get_counter().get_value() + m.get_gauge().get_value()
         })

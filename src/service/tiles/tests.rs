@@ -112,7 +112,7 @@ impl Fixture {
         .unwrap();
         let metrics = Arc::new(Metrics::new().unwrap());
         let mut service = TileService::new(
-            Arc::new(styles),
+            Arc::new(crate::style::LiveStyles::new(Arc::new(styles))),
             cache,
             Arc::new(pool),
             metrics.clone(),
