@@ -117,7 +117,13 @@ pub(crate) async fn get_tile(
     };
     let service = &state.service;
     let mut client = None;
-    if let Some(style) = service.style_named(&parsed.style) {
+    // Only styles with access rules need their style looked up here (the hit path).
+    let style = if state.edge.has_access_rules() {
+        service.style_named(&parsed.style)
+    } else {
+        None
+    };
+    if let Some(style) = style {
         client = state.edge.check_access(style, req).map_err(|denied| {
             service
                 .metrics()

@@ -67,6 +67,11 @@ impl Edge {
         }
     }
 
+    /// Whether any style has access rules (else [`Edge::check_access`] passes all).
+    pub(crate) fn has_access_rules(&self) -> bool {
+        self.any_access_rules
+    }
+
     fn peer(req: &HttpRequest) -> IpAddr {
         req.peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
