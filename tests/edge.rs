@@ -354,7 +354,9 @@ async fn styles_with_keys_and_origins_refuse_others_with_403() {
         }
         async move { req.send().await.unwrap() }
     };
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (path, request headers, status, what the body says)
+    type Case = (String, Vec<(&'static str, &'static str)>, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (HELSINKI_Z15.into(), vec![], 403, "needs an API key"),
         (
             format!("{HELSINKI_Z15}?key=wrong-key-999"),

@@ -90,17 +90,12 @@ impl PublicState {
                     .map_err(|_| HttpSetupError::CorsOrigin(origin.to_string()))?,
             ),
         };
-        let any_access_rules = service
-            .styles()
-            .iter()
-            .any(|s| s.access != crate::style::StyleAccess::default());
         let edge = Edge::new(
             edge::proxies::TrustedProxies::new(options.trusted_proxies.clone()),
             edge::cors::Cors::new(cors_origin),
             options.public_url,
             options.tls.is_some(),
             options.keys.clone(),
-            any_access_rules,
         );
         let surrogate_keys = match service.purger().key_header() {
             Some(keys) => Some((

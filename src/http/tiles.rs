@@ -117,7 +117,14 @@ pub(crate) async fn get_tile(
     };
     let service = &state.service;
     let mut client = None;
-    if let Some(style) = service.style_named(&parsed.style) {
+    // Only styles with access rules need their style looked up here (the hit path);
+    // whether any has is known again after every style reload.
+    let style = if service.has_access_rules() {
+        service.style_named(&parsed.style)
+    } else {
+        None
+    };
+    if let Some(style) = style {
         client = state.edge.check_access(&style, req).map_err(|denied| {
             service
                 .metrics()

@@ -113,6 +113,8 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     placeholder_cache_control: String,
     /// Caches downstream to tell about changed metatiles; disabled by default.
     purger: Arc<Purger>,
+    /// Whether any served style has access rules (keys, origins).
+    access_rules: std::sync::atomic::AtomicBool,
 }
 
 type ServedMap = HashMap<String, Arc<ServedStyle>, foldhash::fast::RandomState>;
@@ -207,7 +209,7 @@ impl<B: RenderBackend> TileService<B> {
         ));
         let placeholder_cache_control =
             format!("public, max-age={}", options.placeholder_max_age_secs);
-        Self {
+        let service = Self {
             styles,
             cache,
             pool,
@@ -218,7 +220,23 @@ impl<B: RenderBackend> TileService<B> {
             served,
             limits: None,
             purger: Arc::new(Purger::disabled()),
-        }
+            access_rules: std::sync::atomic::AtomicBool::new(false),
+        };
+        service.note_access_rules(&service.styles());
+        service
+    }
+
+    fn note_access_rules(&self, styles: &StyleSet) {
+        let any = styles
+            .iter()
+            .any(|s| s.access != crate::style::StyleAccess::default());
+        self.access_rules
+            .store(any, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether any served style has access rules (a key, allowed origins).
+    pub fn has_access_rules(&self) -> bool {
+        self.access_rules.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tells `purger`'s targets about every metatile this service changes.
@@ -249,6 +267,7 @@ impl<B: RenderBackend> TileService<B> {
     /// Serves `styles` from now on (renders already started keep their style).
     pub fn replace_styles(&self, styles: Arc<StyleSet>) {
         let map = served_map(&styles, &self.metrics, self.options.stale_max_age_secs);
+        self.note_access_rules(&styles);
         self.styles.replace(styles);
         *self.served.write().unwrap_or_else(PoisonError::into_inner) = map;
     }

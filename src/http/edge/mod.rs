@@ -35,8 +35,6 @@ pub(crate) struct Edge {
     /// The listener speaks TLS (the scheme of URLs built from the request).
     tls: bool,
     keys: Arc<ApiKeys>,
-    /// Whether any style has access rules: if none, a tile request skips the check.
-    any_access_rules: bool,
 }
 
 /// The base of the URLs a response writes, and whether it came from request headers a
@@ -55,7 +53,6 @@ impl Edge {
         public_url: Option<&str>,
         tls: bool,
         keys: Arc<ApiKeys>,
-        any_access_rules: bool,
     ) -> Self {
         Self {
             proxies,
@@ -63,7 +60,6 @@ impl Edge {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             tls,
             keys,
-            any_access_rules,
         }
     }
 
@@ -120,9 +116,6 @@ impl Edge {
         style: &Style,
         req: &HttpRequest,
     ) -> Result<Option<ClientId>, Denied> {
-        if !self.any_access_rules {
-            return Ok(None);
-        }
         let access = &style.access;
         if !access.referers.is_empty() {
             let headers = req.headers();
