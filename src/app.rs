@@ -78,6 +78,23 @@ impl Core {
         if let Some(info) = &import {
             crate::cache::touch_planet_import_complete(&settings.cache.dir, None, info.imported_at)
                 .context("cannot update planet-import-complete")?;
+            // A style's own file (a style reload writes one) wins over the global one:
+            // one older than the import must not hide it.
+            for style in styles.iter() {
+                let own =
+                    crate::cache::freshness::planet_file(&settings.cache.dir, Some(&style.name));
+                let older = std::fs::metadata(&own)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < info.imported_at);
+                if older {
+                    crate::cache::touch_planet_import_complete(
+                        &settings.cache.dir,
+                        Some(&style.name),
+                        info.imported_at,
+                    )
+                    .context("cannot update a style's planet-import-complete")?;
+                }
+            }
         }
         let styles = Arc::new(LiveStyles::new(styles));
         let metrics = Arc::new(Metrics::new()?);

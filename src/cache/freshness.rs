@@ -54,17 +54,10 @@ pub fn planet_file(root: &Path, style: Option<&StyleName>) -> PathBuf {
     }
 }
 
-/// Reads the planet time of a style now: the later of its own file (set by a new
-/// import for it, or a style change) and the global one.
+/// Reads the planet time of a style now: its own file, else the global one.
 pub fn read_planet_time(root: &Path, style: &StyleName) -> Option<SystemTime> {
     let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (
-        mtime(planet_file(root, Some(style))),
-        mtime(planet_file(root, None)),
-    ) {
-        (Some(own), Some(global)) => Some(own.max(global)),
-        (own, global) => own.or(global),
-    }
+    mtime(planet_file(root, Some(style))).or_else(|| mtime(planet_file(root, None)))
 }
 
 /// Per-style planet times, re-read from disk at most every `interval`. Read on every
