@@ -67,9 +67,8 @@ async fn tilejson_has_tile_sizes_and_ignores_forwarded_headers_of_untrusted_peer
         ("Forwarded", "host=evil.example;proto=https"),
     ];
     let (h, tj) = tilejson(&app, "/osm/tile.json", &spoof).await;
-    let tiles = tj["tiles"][0].as_str().unwrap();
     assert_eq!(
-        tiles,
+        unversioned(&tj["tiles"][0]),
         format!("http://{}/osm/{{z}}/{{x}}/{{y}}.png", app.addr)
     );
     assert!(h.get(header::VARY).is_none(), "nothing to vary on: {h:?}");
@@ -155,7 +154,7 @@ async fn public_url_and_trusted_proxies_decide_the_urls_written() {
     )
     .await;
     assert_eq!(
-        tj["tiles"][0],
+        unversioned(&tj["tiles"][0]),
         format!("http://{}/osm/{{z}}/{{x}}/{{y}}.png", app.addr),
         "a forwarded host that is no host name is ignored"
     );
