@@ -2,6 +2,7 @@
 //! API, watcher and both listeners once, for `serve` and for tests that run the real
 //! app on port 0. Nothing below it knows how the parts are put together.
 
+use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
@@ -12,7 +13,8 @@ use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource};
-use crate::style::StyleSet;
+use crate::style::{StyleKind, StyleSet};
+use crate::tile::StyleName;
 use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -82,6 +84,7 @@ impl Core {
             metrics.clone(),
             fonts,
         );
+        let link = backend.pool_link();
         let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
@@ -92,16 +95,24 @@ impl Core {
                 capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
             },
         )?);
-        let service = Arc::new(TileService::new(
-            styles,
-            cache,
-            pool,
-            metrics,
-            ServiceOptions {
-                miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
-                stale_max_age_secs: settings.server.stale_max_age_secs,
-            },
-        ));
+        link.attach(&pool);
+        let archives = open_archives(&styles).await?;
+        let service = Arc::new(
+            TileService::new(
+                styles,
+                cache,
+                pool,
+                metrics,
+                ServiceOptions {
+                    miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
+                    stale_max_age_secs: settings.server.stale_max_age_secs,
+                },
+            )
+            .with_archives(
+                archives,
+                Duration::from_secs(settings.cache.revalidate_secs),
+            ),
+        );
         Ok(Self {
             db,
             service,
@@ -113,6 +124,27 @@ impl Core {
     pub async fn shutdown(&self, timeout: Duration) {
         self.service.pool().shutdown(timeout).await;
     }
+}
+
+/// Opens the archive of every archive-backed style; a missing or unreadable archive
+/// stops the start like a bad style file.
+async fn open_archives(styles: &StyleSet) -> anyhow::Result<Vec<(StyleName, ArchiveReader)>> {
+    let mut out = Vec::new();
+    for style in styles.iter() {
+        if let StyleKind::Archive { path, format } = &style.kind {
+            let reader = ArchiveReader::open(path, *format).await.map_err(|e| {
+                UsageError(format!(
+                    "style {} (file {}): {}",
+                    style.name,
+                    style.file.display(),
+                    crate::cache::error_chain(&e)
+                ))
+            })?;
+            tracing::info!(style = %style.name, archive = %path.display(), format = %format, "serving an archive");
+            out.push((style.name.clone(), reader));
+        }
+    }
+    Ok(out)
 }
 
 /// Fetches in flight: one ahead per render thread keeps the painters busy while queries

@@ -47,9 +47,10 @@ pub(super) fn tilejson(
         .ok_or_else(|| HttpError::NotFound(format!("unknown style {name}")))?;
     let conn = req.connection_info();
     let base = format!("{}://{}", conn.scheme(), conn.host());
-    let body = json!({
+    let mut body = json!({
         "tilejson": "3.0.0",
         "name": style.name.as_str(),
+        "description": style.description,
         "scheme": "xyz",
         "tiles": [format!("{base}/{}/{{z}}/{{x}}/{{y}}.png", style.name)],
         "minzoom": style.minzoom,
@@ -58,6 +59,9 @@ pub(super) fn tilejson(
         "center": center(state, style),
         "attribution": style.attribution,
     });
+    if style.interactivity.is_some() {
+        body["grids"] = json!([format!("{base}/{}/{{z}}/{{x}}/{{y}}.grid.json", style.name)]);
+    }
     let mut res = HttpResponse::Ok();
     if let Some(origin) = &state.cors_origin {
         res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));

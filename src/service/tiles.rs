@@ -5,6 +5,8 @@
 
 use super::backend::MetatileBackend;
 use super::metrics::{LookupResult, Metrics};
+use crate::archive::{ArchiveError, ArchiveReader, ArchiveStamp};
+use crate::cache::FileStamp;
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
@@ -13,8 +15,8 @@ use crate::style::{Style, StyleSet};
 use crate::tile::{StyleName, TileCoord};
 use prometheus::IntCounter;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why a tile could not be served. Says what happened, keeps the cause; the status
@@ -37,6 +39,18 @@ pub enum ServiceError {
     /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
     #[error("tile {0} missing after its metatile was rendered")]
     MissingAfterRender(TileCoord),
+    #[error("style {0} has no UTFGrid (no interactivity section)")]
+    NoGrid(String),
+    /// An archive-backed style does not hold this tile.
+    #[error("the archive of style {style} has no tile {tile}")]
+    NotInArchive { style: String, tile: TileCoord },
+    /// An archive-backed style's file could not be read.
+    #[error("style {style}: reading its archive failed")]
+    Archive {
+        style: String,
+        #[source]
+        source: Arc<ArchiveError>,
+    },
 }
 
 /// A tile ready to send, with the caching policy that applies to it.
@@ -70,16 +84,43 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
 }
 
-/// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
-/// once: a hit costs one increment) and its Cache-Control values (formatted once).
+/// A style as the request flow needs it: the style, its cache trees with their
+/// `tile_lookups` counters (resolved once: a hit costs one increment), its Cache-Control
+/// values (formatted once) and, for an archive-backed style, its archive.
 struct ServedStyle {
     style: Arc<Style>,
-    lookups: [IntCounter; 4],
+    tiles: Tree,
+    /// `<style>@grid`, for styles with interactivity.
+    grid: Option<Tree>,
+    archive: Option<ArchiveTiles>,
     fresh_cache_control: String,
     stale_cache_control: String,
 }
 
-impl ServedStyle {
+/// One cache tree (the tiles, or the UTFGrids) and its lookup counters.
+struct Tree {
+    name: StyleName,
+    lookups: [IntCounter; 4],
+}
+
+impl Tree {
+    fn new(name: StyleName, metrics: &Metrics) -> Self {
+        let counter = |r: LookupResult| {
+            metrics
+                .tile_lookups
+                .with_label_values(&[name.as_str(), r.as_str()])
+        };
+        Self {
+            lookups: [
+                counter(LookupResult::Memory),
+                counter(LookupResult::Disk),
+                counter(LookupResult::Stale),
+                counter(LookupResult::Miss),
+            ],
+            name,
+        }
+    }
+
     fn count_lookup(&self, result: LookupResult) {
         let i = match result {
             LookupResult::Memory => 0,
@@ -88,6 +129,47 @@ impl ServedStyle {
             LookupResult::Miss => 3,
         };
         self.lookups[i].inc();
+    }
+}
+
+/// The archive of an archive-backed style: its open reader, re-opened when the file at
+/// its path is replaced (checked at most every `revalidate`).
+struct ArchiveTiles {
+    current: Mutex<(Arc<ArchiveReader>, Instant)>,
+    revalidate: Duration,
+}
+
+impl ArchiveTiles {
+    /// The reader of the file now at the path.
+    async fn reader(&self) -> Result<Arc<ArchiveReader>, ArchiveError> {
+        let (reader, checked) = {
+            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            (current.0.clone(), current.1)
+        };
+        if checked.elapsed() < self.revalidate {
+            return Ok(reader);
+        }
+        let now = ArchiveStamp::of(reader.path());
+        let reader = match now {
+            Ok(stamp) if stamp != reader.stamp() => {
+                let reopened = Arc::new(ArchiveReader::open(reader.path(), reader.format()).await?);
+                tracing::info!(path = %reader.path().display(), "archive replaced: reopened");
+                reopened
+            }
+            // Gone or unreadable: keep serving the file we hold open.
+            _ => reader,
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (reader.clone(), Instant::now());
+        Ok(reader)
+    }
+}
+
+fn file_stamp(s: ArchiveStamp) -> FileStamp {
+    FileStamp {
+        mtime: s.mtime,
+        dev: s.dev,
+        ino: s.ino,
+        len: s.len,
     }
 }
 
@@ -102,11 +184,6 @@ impl<B: RenderBackend> TileService<B> {
         let served = styles
             .iter()
             .map(|style| {
-                let counter = |r: LookupResult| {
-                    metrics
-                        .tile_lookups
-                        .with_label_values(&[style.name.as_str(), r.as_str()])
-                };
                 let cache_control = |max_age: u64| {
                     format!(
                         "public, max-age={max_age}, stale-while-revalidate={}",
@@ -115,12 +192,9 @@ impl<B: RenderBackend> TileService<B> {
                 };
                 let served = ServedStyle {
                     style: style.clone(),
-                    lookups: [
-                        counter(LookupResult::Memory),
-                        counter(LookupResult::Disk),
-                        counter(LookupResult::Stale),
-                        counter(LookupResult::Miss),
-                    ],
+                    tiles: Tree::new(style.name.clone(), &metrics),
+                    grid: style.grid_name().map(|g| Tree::new(g, &metrics)),
+                    archive: None,
                     fresh_cache_control: cache_control(style.max_age_secs),
                     stale_cache_control: cache_control(options.stale_max_age_secs),
                 };
@@ -135,6 +209,30 @@ impl<B: RenderBackend> TileService<B> {
             options,
             served,
         }
+    }
+
+    /// Serves the archive-backed styles from these open archives (re-opened when their
+    /// file is replaced, checked at most every `revalidate`).
+    pub fn with_archives(
+        mut self,
+        archives: Vec<(StyleName, ArchiveReader)>,
+        revalidate: Duration,
+    ) -> Self {
+        for (name, reader) in archives {
+            if let Some(served) = self.served.get_mut(name.as_str()) {
+                served.archive = Some(ArchiveTiles {
+                    current: Mutex::new((Arc::new(reader), Instant::now())),
+                    revalidate,
+                });
+            }
+        }
+        self
+    }
+
+    /// The archive an archive-backed style serves now.
+    pub async fn archive(&self, name: &StyleName) -> Option<Arc<ArchiveReader>> {
+        let archive = self.served.get(name.as_str())?.archive.as_ref()?;
+        archive.reader().await.ok()
     }
 
     pub fn styles(&self) -> &Arc<StyleSet> {
@@ -166,7 +264,8 @@ impl<B: RenderBackend> TileService<B> {
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
     /// background re-render; a miss waits (up to the miss timeout) for its metatile,
-    /// whose render goes on after a timeout and lands in the cache.
+    /// whose render goes on after a timeout and lands in the cache. An archive-backed
+    /// style's tiles come from memory, else from its archive.
     /// `name` needs no validation: only names of loaded styles are found.
     pub async fn get_tile(
         &self,
@@ -174,18 +273,79 @@ impl<B: RenderBackend> TileService<B> {
         tile: TileCoord,
     ) -> Result<ServedTile<'_>, ServiceError> {
         let served = self.served_style(name)?;
-        let style = &served.style;
-        if tile.z < style.minzoom || tile.z > style.maxzoom {
-            return Err(ServiceError::ZoomOutOfRange {
-                z: tile.z,
-                min: style.minzoom,
-                max: style.maxzoom,
+        check_zoom(&served.style, tile)?;
+        if let Some(archive) = &served.archive {
+            return self.archive_tile(served, archive, tile).await;
+        }
+        self.cached_or_rendered(served, &served.tiles, tile).await
+    }
+
+    /// The UTFGrid of a tile (`/{style}/{z}/{x}/{y}.grid.json`): like a tile, from the
+    /// `<style>@grid` tree, made by the render of the style's metatile.
+    pub async fn get_grid(
+        &self,
+        name: &str,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'_>, ServiceError> {
+        let served = self.served_style(name)?;
+        let Some(grid) = &served.grid else {
+            return Err(ServiceError::NoGrid(name.to_string()));
+        };
+        check_zoom(&served.style, tile)?;
+        self.cached_or_rendered(served, grid, tile).await
+    }
+
+    async fn archive_tile<'a>(
+        &self,
+        served: &'a ServedStyle,
+        archive: &ArchiveTiles,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let name = &served.style.name;
+        let failed = |e: ArchiveError| {
+            tracing::error!(style = %name, tile = %tile, error = %crate::cache::error_chain(&e), "archive read failed");
+            ServiceError::Archive {
+                style: name.to_string(),
+                source: Arc::new(e),
+            }
+        };
+        let reader = archive.reader().await.map_err(failed)?;
+        let stamp = file_stamp(reader.stamp());
+        if let Some(found) = self.cache.memory_get(name, tile, stamp) {
+            served.tiles.count_lookup(LookupResult::Memory);
+            return Ok(ServedTile {
+                tile: found,
+                stale: false,
+                cache_control: &served.fresh_cache_control,
             });
         }
-        if let Some(found) = self.lookup(served, tile, true) {
+        let Some(bytes) = reader.get(tile).await.map_err(failed)? else {
+            served.tiles.count_lookup(LookupResult::Miss);
+            return Err(ServiceError::NotInArchive {
+                style: name.to_string(),
+                tile,
+            });
+        };
+        served.tiles.count_lookup(LookupResult::Disk);
+        Ok(ServedTile {
+            tile: self.cache.memory_put(name, tile, bytes, stamp),
+            stale: false,
+            cache_control: &served.fresh_cache_control,
+        })
+    }
+
+    /// A tile (or grid) of a cache tree, rendering the style's metatile on a miss.
+    async fn cached_or_rendered<'a>(
+        &self,
+        served: &'a ServedStyle,
+        tree: &'a Tree,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let style = &served.style;
+        if let Some(found) = self.lookup(served, tree, tile, true) {
             return Ok(found);
         }
-        served.count_lookup(LookupResult::Miss);
+        tree.count_lookup(LookupResult::Miss);
         let key = JobKey {
             style: style.name.clone(),
             meta: tile.metatile(),
@@ -214,7 +374,7 @@ impl<B: RenderBackend> TileService<B> {
             }
             Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure)),
             Ok(Ok(())) => self
-                .lookup(served, tile, false)
+                .lookup(served, tree, tile, false)
                 .ok_or(ServiceError::MissingAfterRender(tile)),
         }
     }
@@ -223,11 +383,11 @@ impl<B: RenderBackend> TileService<B> {
     fn lookup<'a>(
         &self,
         served: &'a ServedStyle,
+        tree: &Tree,
         tile: TileCoord,
         count: bool,
     ) -> Option<ServedTile<'a>> {
-        let style = &served.style;
-        let name = &style.name;
+        let name = &tree.name;
         let (found, result) = match self.cache.lookup(name, tile) {
             Ok(Lookup::Memory(t)) => (t, LookupResult::Memory),
             Ok(Lookup::Disk(t)) => (t, LookupResult::Disk),
@@ -239,11 +399,11 @@ impl<B: RenderBackend> TileService<B> {
             }
         };
         if count {
-            served.count_lookup(result);
+            tree.count_lookup(result);
         }
         let stale = result == LookupResult::Stale;
         if stale {
-            self.refresh_in_background(name, tile);
+            self.refresh_in_background(&served.style.name, tile);
         }
         let cache_control = if stale {
             &served.stale_cache_control
@@ -285,6 +445,17 @@ impl<B: RenderBackend> TileService<B> {
         self.metrics.memory_cache_bytes.set(mem.bytes as i64);
         self.metrics.memory_cache_entries.set(mem.entries as i64);
     }
+}
+
+fn check_zoom(style: &Style, tile: TileCoord) -> Result<(), ServiceError> {
+    if tile.z < style.minzoom || tile.z > style.maxzoom {
+        return Err(ServiceError::ZoomOutOfRange {
+            z: tile.z,
+            min: style.minzoom,
+            max: style.maxzoom,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,6 @@ mod postgis;
 pub use migrate::{run_migrations, MigrationReport};
 pub use pool::{build_pool, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo};
 pub use postgis::{
-    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
-    SourceError,
+    query_bbox, AttributeValue, Feature, FetchTimings, LayerData, MetatileData, PostgisSource,
+    RawMetatile, SourceError,
 };

@@ -16,7 +16,7 @@
 pub mod lines;
 pub mod request;
 
-use super::expiry::ServiceTarget;
+use super::expiry::{ServiceTarget, WithDependents};
 use super::jobs::{Job, JobReport, JobState, Jobs, TooManyJobs};
 use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
 use super::TileService;
@@ -494,6 +494,7 @@ fn run_expiry(
                 job.set_progress(offset + p.done, total);
             }
         };
+        let target = WithDependents::new(target, service.styles());
         let done = apply(&target, style, &spec.plan, &input.set, &mut progress);
         summary.add(&done);
         if let Some(job) = job {
