@@ -224,6 +224,7 @@ impl Application {
         let admin_api = Arc::new(Admin::new(
             service.clone(),
             AdminOptions {
+                export_dir: settings.export.dir.clone(),
                 sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                 bulk_queue: settings.render.queue_bulk,
             },

@@ -4,6 +4,7 @@
 //! left to the caller (on a blocking thread).
 
 use super::AdminError;
+use crate::archive::ArchiveFormat;
 use crate::area::{
     parse_tile_line, Area, BadLine, InputTile, LineError, LonLatBbox, MAX_LINE_BYTES,
 };
@@ -13,6 +14,7 @@ use crate::tile::{StyleName, ZoomRange, MAX_ZOOM};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use std::path::Path;
 
 /// Bad lines (or bad entries of a JSON list) reported one by one; the rest are counted.
 pub const MAX_SHOWN_BAD_LINES: usize = 20;
@@ -62,6 +64,82 @@ pub struct SeedRequest {
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub force: Option<bool>,
+}
+
+/// `POST /export`: one style, an area, a zoom range, a format and a file name (written
+/// into the export directory).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub style: String,
+    pub bbox: Option<LonLatBbox>,
+    pub geometry: Option<Value>,
+    pub minzoom: Option<u8>,
+    pub maxzoom: Option<u8>,
+    /// `mbtiles` or `pmtiles`; default: from the file's extension.
+    pub format: Option<ArchiveFormat>,
+    /// A plain file name (no directories) in `export.dir`.
+    pub file: String,
+}
+
+/// A checked export request.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    pub style: StyleName,
+    pub area: Area,
+    pub zooms: ZoomRange,
+    pub format: ArchiveFormat,
+    /// The file name, inside the export directory.
+    pub file: String,
+}
+
+/// Parses and checks a `POST /export` body.
+pub fn parse_export_json(styles: &StyleSet, body: &[u8]) -> Result<ExportSpec, AdminError> {
+    let req: ExportRequest = parse_json(body)?;
+    let selected = select_styles(styles, Some(&req.style))?;
+    let Some(area) = area(req.bbox, req.geometry.as_ref())? else {
+        return Err(AdminError::BadRequest(
+            "nothing to export: give bbox or geometry".into(),
+        ));
+    };
+    if req.maxzoom.is_none() {
+        return Err(AdminError::BadRequest(
+            "maxzoom is needed to export".into(),
+        ));
+    }
+    let (min, max) = zoom_range(styles, &selected, req.minzoom, req.maxzoom)?;
+    let zooms = ZoomRange::new(min, max).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let plain = !req.file.is_empty()
+        && !req.file.starts_with('.')
+        && req
+            .file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return Err(AdminError::BadRequest(format!(
+            "file {:?}: a plain file name (letters, digits, '_', '-', '.'; not starting with '.'), written into export.dir",
+            req.file
+        )));
+    }
+    let format = match (req.format, ArchiveFormat::from_path(Path::new(&req.file))) {
+        (Some(f), _) | (None, Some(f)) => f,
+        (None, None) => {
+            return Err(AdminError::BadRequest(
+                "format is needed (\"mbtiles\" or \"pmtiles\"): the file name does not end in .mbtiles or .pmtiles".into(),
+            ))
+        }
+    };
+    let style = selected
+        .into_iter()
+        .next()
+        .ok_or_else(|| AdminError::UnknownStyle(req.style.clone()))?;
+    Ok(ExportSpec {
+        style,
+        area,
+        zooms,
+        format,
+        file: req.file,
+    })
 }
 
 /// The entries of a JSON tile list, parsed as they are read (12 bytes a tile, never the
