@@ -17,8 +17,8 @@ pub mod lines;
 pub mod request;
 
 use super::expiry::{ServiceTarget, WithDependents};
-use super::jobs::{Job, JobReport, JobState, Jobs, TooManyJobs};
 use super::export::{self, ExportError, ExportObserver, ExportPlan, ExportSummary};
+use super::jobs::{Job, JobReport, JobState, Jobs, TooManyJobs};
 use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
 use super::TileService;
 use crate::area::MetatileSet;

@@ -103,9 +103,7 @@ pub fn parse_export_json(styles: &StyleSet, body: &[u8]) -> Result<ExportSpec, A
         ));
     };
     if req.maxzoom.is_none() {
-        return Err(AdminError::BadRequest(
-            "maxzoom is needed to export".into(),
-        ));
+        return Err(AdminError::BadRequest("maxzoom is needed to export".into()));
     }
     let (min, max) = zoom_range(styles, &selected, req.minzoom, req.maxzoom)?;
     let zooms = ZoomRange::new(min, max).map_err(|e| AdminError::BadRequest(e.to_string()))?;
