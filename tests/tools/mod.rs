@@ -67,7 +67,7 @@ pub fn pmtiles_python() -> Option<PathBuf> {
 pub fn npm_packages() -> Option<PathBuf> {
     let dir = data_dir().join("npm");
     let plugin = dir.join("leaflet-utfgrid/L.UTFGrid.js");
-    let corslite = dir.join("corslite/index.js");
+    let corslite = dir.join("corslite/corslite.js");
     if !(plugin.exists() && corslite.exists()) {
         std::fs::create_dir_all(&dir).ok()?;
         for spec in NPM_PACKAGES {
