@@ -238,3 +238,52 @@ impl<T: ExpireTarget> ExpireTarget for WithDependents<T> {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::freshness::is_dirty;
+    use std::time::SystemTime;
+
+    fn name(s: &str) -> StyleName {
+        StyleName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn dependents_follow_what_happens_to_their_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::new(dir.path(), false);
+        let meta = MetatileCoord::try_new(12, 2328, 1184).unwrap();
+        let trees = ["osm", "osm@grid", "mix"];
+        let tiles = vec![b"x".to_vec(); 64];
+        for t in trees {
+            disk.write_metatile(&name(t), meta, &tiles).unwrap();
+        }
+        let target = WithDependents::with(
+            disk.clone(),
+            name("osm"),
+            vec![
+                Dependent::Grid(name("osm@grid")),
+                Dependent::Composite(name("mix")),
+            ],
+        );
+        let dirty = |t: &str| {
+            let stamp = disk.stamp(&name(t), meta).unwrap().unwrap();
+            is_dirty(stamp.mtime, SystemTime::now())
+        };
+        // Offline, a re-render marks the style and its composites dirty; the grids
+        // are rewritten by the style's own render.
+        target.render(&name("osm"), meta).unwrap();
+        assert!(dirty("osm") && dirty("mix") && !dirty("osm@grid"));
+        target.mark_dirty(&name("osm"), meta).unwrap();
+        assert!(trees.iter().all(|t| dirty(t)));
+        target.delete(&name("osm"), meta).unwrap();
+        for t in trees {
+            assert_eq!(disk.stamp(&name(t), meta).unwrap(), None, "{t}");
+        }
+        // Another style's metatile leaves them alone.
+        disk.write_metatile(&name("mix"), meta, &tiles).unwrap();
+        target.delete(&name("other"), meta).unwrap();
+        assert!(disk.stamp(&name("mix"), meta).unwrap().is_some());
+    }
+}
