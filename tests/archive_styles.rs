@@ -54,7 +54,10 @@ async fn archive_styles_serve_the_archives_bytes_with_the_usual_headers() {
     let styles = tempfile::tempdir().unwrap();
     let archives = tempfile::tempdir().unwrap();
     let mut expected = BTreeMap::new();
-    for (name, format) in [("mb", ArchiveFormat::Mbtiles), ("pm", ArchiveFormat::Pmtiles)] {
+    for (name, format) in [
+        ("mb", ArchiveFormat::Mbtiles),
+        ("pm", ArchiveFormat::Pmtiles),
+    ] {
         let file = archives.path().join(format!("tiles.{format}"));
         expected.insert(name, write_archive(&file, format, 0));
         std::fs::write(
@@ -83,13 +86,21 @@ async fn archive_styles_serve_the_archives_bytes_with_the_usual_headers() {
             .modified()
             .unwrap();
         for (t, bytes) in tiles {
-            let res = app.get(&format!("/{name}/{}/{}/{}.png", t.z, t.x, t.y)).await;
+            let res = app
+                .get(&format!("/{name}/{}/{}/{}.png", t.z, t.x, t.y))
+                .await;
             assert_eq!(res.status(), 200, "{name} {t}");
             let h = res.headers().clone();
             assert_eq!(h["content-type"], "image/png");
-            assert_eq!(h["cache-control"], "public, max-age=600, stale-while-revalidate=604800");
+            assert_eq!(
+                h["cache-control"],
+                "public, max-age=600, stale-while-revalidate=604800"
+            );
             assert_eq!(h["etag"].to_str().unwrap(), etag_of(bytes));
-            assert_eq!(h["last-modified"].to_str().unwrap(), httpdate::fmt_http_date(mtime));
+            assert_eq!(
+                h["last-modified"].to_str().unwrap(),
+                httpdate::fmt_http_date(mtime)
+            );
             assert_eq!(h["access-control-allow-origin"], "*");
             assert_eq!(&res.bytes().await.unwrap()[..], &bytes[..], "{name} {t}");
         }
@@ -97,7 +108,9 @@ async fn archive_styles_serve_the_archives_bytes_with_the_usual_headers() {
         let t = TileCoord { z: 2, x: 3, y: 1 };
         let path = format!("/{name}/2/3/1.png");
         let before = app
-            .metric(&format!("metatiled_tile_lookups_total{{result=\"memory\",style=\"{name}\"}}"))
+            .metric(&format!(
+                "metatiled_tile_lookups_total{{result=\"memory\",style=\"{name}\"}}"
+            ))
             .await;
         let res = app
             .client
@@ -117,14 +130,20 @@ async fn archive_styles_serve_the_archives_bytes_with_the_usual_headers() {
             .unwrap();
         assert_eq!(res.status(), 304);
         let after = app
-            .metric(&format!("metatiled_tile_lookups_total{{result=\"memory\",style=\"{name}\"}}"))
+            .metric(&format!(
+                "metatiled_tile_lookups_total{{result=\"memory\",style=\"{name}\"}}"
+            ))
             .await;
         assert_eq!(after - before, 2.0, "both answered from the memory cache");
         // A tile the archive lacks, inside the style's zooms; a zoom outside them.
         assert_eq!(app.get(&format!("/{name}/3/0/0.png")).await.status(), 404);
         assert_eq!(app.get(&format!("/{name}/6/0/0.png")).await.status(), 404);
-        let tilejson: serde_json::Value =
-            app.get(&format!("/{name}/tile.json")).await.json().await.unwrap();
+        let tilejson: serde_json::Value = app
+            .get(&format!("/{name}/tile.json"))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(tilejson["attribution"], "test");
     }
 

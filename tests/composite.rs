@@ -33,7 +33,11 @@ fn rgba(bytes: &[u8]) -> Vec<[u8; 4]> {
 fn blend(base: [u8; 4], over: [u8; 4], opacity: f64) -> [u8; 3] {
     let a = f64::from(over[3]) / 255.0 * opacity;
     let mix = |b: u8, o: u8| (f64::from(b) * (1.0 - a) + f64::from(o) * a).round() as u8;
-    [mix(base[0], over[0]), mix(base[1], over[1]), mix(base[2], over[2])]
+    [
+        mix(base[0], over[0]),
+        mix(base[1], over[1]),
+        mix(base[2], over[2]),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,10 +57,19 @@ async fn a_composite_tile_is_the_blend_of_its_inputs_and_expires_with_them() {
     let composite = rgba(&composite.bytes().await.unwrap());
     let base = rgba(&app.get(&path("osm")).await.bytes().await.unwrap());
     let over = rgba(&app.get(&path("transit")).await.bytes().await.unwrap());
-    assert_eq!((composite.len(), base.len(), over.len()), (65536, 65536, 65536));
+    assert_eq!(
+        (composite.len(), base.len(), over.len()),
+        (65536, 65536, 65536)
+    );
     let drawn = over.iter().filter(|p| p[3] > 0).count();
-    assert!(drawn > 65536 / 50, "the overlay draws only {drawn} pixels here");
-    assert!(over.iter().any(|p| p[3] == 0), "the overlay is transparent elsewhere");
+    assert!(
+        drawn > 65536 / 50,
+        "the overlay draws only {drawn} pixels here"
+    );
+    assert!(
+        over.iter().any(|p| p[3] == 0),
+        "the overlay is transparent elsewhere"
+    );
 
     // The style says: transit at opacity 0.9, normal blend. Palette quantization of
     // the composite moves a few edge pixels by a few levels, never flat colours far.
@@ -84,12 +97,8 @@ async fn a_composite_tile_is_the_blend_of_its_inputs_and_expires_with_them() {
     for s in ["osm", "transit", "osm-transit", "osm@grid"] {
         assert_eq!(state(s), MetatileState::Fresh, "{s}");
     }
-    let expire = |body: serde_json::Value| {
-        app.client
-            .post(app.admin_url("/expire"))
-            .json(&body)
-            .send()
-    };
+    let expire =
+        |body: serde_json::Value| app.client.post(app.admin_url("/expire")).json(&body).send();
     let tile = format!("{}/{}/{}", t.z, t.x, t.y);
     let res = expire(json!({"style": "osm", "tiles": [tile], "mode": "dirty"}))
         .await

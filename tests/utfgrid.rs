@@ -40,7 +40,10 @@ async fn lonely_poi(url: &str) -> (String, f64, f64) {
 /// Global pixel of a point at zoom `Z`.
 fn pixel(x: f64, y: f64) -> (f64, f64) {
     let world = 256.0 * f64::from(1u32 << Z);
-    ((x + HALF) / (2.0 * HALF) * world, (HALF - y) / (2.0 * HALF) * world)
+    (
+        (x + HALF) / (2.0 * HALF) * world,
+        (HALF - y) / (2.0 * HALF) * world,
+    )
 }
 
 /// Checks a UTFGrid document against the spec; returns its rows as key indexes.
@@ -105,7 +108,10 @@ async fn utfgrids_follow_the_spec_name_the_poi_under_a_pixel_and_work_in_leaflet
     let grid: Value = res.json().await.unwrap();
     let rows = validate(&grid);
     let key = grid["keys"][rows[cy][cx]].as_str().unwrap();
-    assert!(!key.is_empty(), "no feature under {name}'s pixel ({cx}, {cy})");
+    assert!(
+        !key.is_empty(),
+        "no feature under {name}'s pixel ({cx}, {cy})"
+    );
     assert_eq!(grid["data"][key]["name"], name.as_str());
     assert_eq!(grid["data"][key]["kind"], "food");
 
@@ -118,12 +124,22 @@ async fn utfgrids_follow_the_spec_name_the_poi_under_a_pixel_and_work_in_leaflet
         .unwrap();
     assert_eq!(res.status(), 304);
     // Styles without interactivity have no grids; TileJSON names the grids of osm.
-    assert_eq!(app.get(&format!("/transit/{Z}/{tx}/{ty}.grid.json")).await.status(), 404);
+    assert_eq!(
+        app.get(&format!("/transit/{Z}/{tx}/{ty}.grid.json"))
+            .await
+            .status(),
+        404
+    );
     let tilejson: Value = app.get("/osm/tile.json").await.json().await.unwrap();
-    assert!(tilejson["grids"][0].as_str().unwrap().ends_with("/osm/{z}/{x}/{y}.grid.json"));
+    assert!(tilejson["grids"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("/osm/{z}/{x}/{y}.grid.json"));
     // The other tiles of the metatile were written by the same render: their grids
     // are valid too.
-    let res = app.get(&format!("/osm/{Z}/{}/{}.grid.json", tx ^ 1, ty)).await;
+    let res = app
+        .get(&format!("/osm/{Z}/{}/{}.grid.json", tx ^ 1, ty))
+        .await;
     validate(&res.json().await.unwrap());
 
     leaflet_finds_the_poi(&app, &name, x, y).await;

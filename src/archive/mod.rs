@@ -161,7 +161,7 @@ pub struct ArchiveReader {
 
 enum Reader {
     Mbtiles(mbtiles::MbtilesReader),
-    Pmtiles(pmtiles::PmtilesReader),
+    Pmtiles(Box<pmtiles::PmtilesReader>),
 }
 
 impl ArchiveReader {
@@ -179,7 +179,7 @@ impl ArchiveReader {
             }
             ArchiveFormat::Pmtiles => {
                 let (reader, metadata) = pmtiles::PmtilesReader::open(path).await?;
-                (Reader::Pmtiles(reader), metadata)
+                (Reader::Pmtiles(Box::new(reader)), metadata)
             }
         };
         Ok(ArchiveReader {
@@ -250,7 +250,7 @@ pub struct ArchiveWriter {
 
 enum Writer {
     Mbtiles(mbtiles::MbtilesWriter),
-    Pmtiles(pmtiles::PmtilesWriter),
+    Pmtiles(Box<pmtiles::PmtilesWriter>),
 }
 
 impl ArchiveWriter {
@@ -267,7 +267,7 @@ impl ArchiveWriter {
                 Writer::Mbtiles(mbtiles::MbtilesWriter::create(&temp, metadata)?)
             }
             ArchiveFormat::Pmtiles => {
-                Writer::Pmtiles(pmtiles::PmtilesWriter::create(&temp, metadata)?)
+                Writer::Pmtiles(Box::new(pmtiles::PmtilesWriter::create(&temp, metadata)?))
             }
         };
         Ok(ArchiveWriter {

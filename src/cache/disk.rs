@@ -55,6 +55,9 @@ impl FileStamp {
     }
 }
 
+/// A whole metatile's tiles (index order, empty = no tile) and its file's stamp.
+pub type MetatileTiles = (Vec<Vec<u8>>, FileStamp);
+
 /// One tile read from disk, with the stamp of the file it came from.
 #[derive(Debug, Clone)]
 pub struct DiskTile {
@@ -145,7 +148,7 @@ impl DiskCache {
         &self,
         style: &StyleName,
         meta: MetatileCoord,
-    ) -> Result<Option<(Vec<Vec<u8>>, FileStamp)>, CacheError> {
+    ) -> Result<Option<MetatileTiles>, CacheError> {
         let path = self.path_of(style, meta);
         let file = match File::open(&path) {
             Ok(f) => f,

@@ -1371,12 +1371,17 @@ text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
         assert_eq!(c.len(), 2);
         let inputs = c[0].inputs();
         assert_eq!(inputs.len(), 2);
-        assert_eq!((inputs[1].opacity, inputs[1].blend), (0.5, BlendMode::Multiply));
+        assert_eq!(
+            (inputs[1].opacity, inputs[1].blend),
+            (0.5, BlendMode::Multiply)
+        );
         assert_eq!(inputs[0].blend, BlendMode::Normal);
         assert_eq!(c[1].inputs()[1].style.as_str(), "over@2x");
         assert!(c[0].layers.is_empty() && c[0].is_rendered());
 
-        let a = parse("archive = \"../x/tiles.PMTiles\"\n").unwrap().remove(0);
+        let a = parse("archive = \"../x/tiles.PMTiles\"\n")
+            .unwrap()
+            .remove(0);
         assert_eq!(
             a.kind,
             StyleKind::Archive {
@@ -1408,7 +1413,10 @@ text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
     #[test]
     fn bad_composites_archives_and_interactivity_are_named() {
         let e = error_of("[[composite]]\nstyle = \"a\"\nblend = \"mix\"\n");
-        assert!(e.contains("composite input #1, field `blend`") && e.contains("\"mix\""), "{e}");
+        assert!(
+            e.contains("composite input #1, field `blend`") && e.contains("\"mix\""),
+            "{e}"
+        );
         let e = error_of("[[composite]]\nstyle = \"a@2x\"\n");
         assert!(e.contains("composite input #1, field `style`"), "{e}");
         let e = error_of("[[composite]]\nstyle = \"a\"\nopacity = 2\n");
@@ -1416,33 +1424,62 @@ text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
         let e = error_of(&format!("archive = \"t.zip\"\n{MINIMAL}"));
         assert!(e.contains("only one of"), "{e}");
         let e = error_of("archive = \"t.zip\"\n");
-        assert!(e.contains("field `archive`") && e.contains("archive_format"), "{e}");
+        assert!(
+            e.contains("field `archive`") && e.contains("archive_format"),
+            "{e}"
+        );
         let e = error_of("archive = \"t.mbtiles\"\nhidpi = true\n");
         assert!(e.contains("field `hidpi`"), "{e}");
         let e = error_of("name = \"t\"\n");
         assert!(e.contains("at least one [[layer]]"), "{e}");
         let with = |section: &str| MINIMAL.replace("[[layer]]", &format!("{section}\n[[layer]]"));
         let e = error_of(&with("[interactivity]\nlayer = \"nope\"\nfields = [\"a\"]"));
-        assert!(e.contains("`interactivity.layer`") && e.contains("nope"), "{e}");
+        assert!(
+            e.contains("`interactivity.layer`") && e.contains("nope"),
+            "{e}"
+        );
         let e = error_of(&with("[interactivity]\nlayer = \"roads\"\nfields = []"));
         assert!(e.contains("`interactivity.fields`"), "{e}");
-        let e = error_of(&with("[interactivity]\nlayer = \"roads\"\nfields = [\"a b\"]"));
+        let e = error_of(&with(
+            "[interactivity]\nlayer = \"roads\"\nfields = [\"a b\"]",
+        ));
         assert!(e.contains("`interactivity.fields`"), "{e}");
-        let e = error_of("[interactivity]\nlayer = \"x\"\nfields = [\"a\"]\n[[composite]]\nstyle = \"a\"\n");
+        let e = error_of(
+            "[interactivity]\nlayer = \"x\"\nfields = [\"a\"]\n[[composite]]\nstyle = \"a\"\n",
+        );
         assert!(e.contains("only rendered styles"), "{e}");
     }
 
     #[test]
     fn composite_inputs_must_be_rendered_styles_of_the_set() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("base.toml"), MINIMAL.replace("\"t\"", "\"base\"")).unwrap();
-        std::fs::write(dir.path().join("c.toml"), "[[composite]]\nstyle = \"base\"\n[[composite]]\nstyle = \"gone\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            MINIMAL.replace("\"t\"", "\"base\""),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[[composite]]\nstyle = \"base\"\n[[composite]]\nstyle = \"gone\"\n",
+        )
+        .unwrap();
         let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("composite input #2") && e.contains("\"gone\""), "{e}");
-        std::fs::write(dir.path().join("c.toml"), "hidpi = true\n[[composite]]\nstyle = \"base\"\n").unwrap();
+        assert!(
+            e.contains("composite input #2") && e.contains("\"gone\""),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "hidpi = true\n[[composite]]\nstyle = \"base\"\n",
+        )
+        .unwrap();
         let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
         assert!(e.contains("base@2x"), "{e}");
-        std::fs::write(dir.path().join("c.toml"), "[[composite]]\nstyle = \"base\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[[composite]]\nstyle = \"base\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("d.toml"), "[[composite]]\nstyle = \"c\"\n").unwrap();
         let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
         assert!(e.contains("not a rendered style"), "{e}");
@@ -1462,10 +1499,18 @@ text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
         let osm = StyleName::parse("osm").unwrap();
         let deps = set.dependents(&osm);
         assert!(deps.contains(&Dependent::Grid(StyleName::parse("osm@grid").unwrap())));
-        assert!(deps.contains(&Dependent::Composite(StyleName::parse("osm-transit").unwrap())));
-        let hidpi = set.get(&StyleName::parse("osm-transit@2x").unwrap()).unwrap();
+        assert!(deps.contains(&Dependent::Composite(
+            StyleName::parse("osm-transit").unwrap()
+        )));
+        let hidpi = set
+            .get(&StyleName::parse("osm-transit@2x").unwrap())
+            .unwrap();
         assert_eq!(hidpi.inputs()[0].style.as_str(), "osm@2x");
-        assert!(set.get(&StyleName::parse("osm@2x").unwrap()).unwrap().interactivity.is_none());
+        assert!(set
+            .get(&StyleName::parse("osm@2x").unwrap())
+            .unwrap()
+            .interactivity
+            .is_none());
     }
 
     #[test]
