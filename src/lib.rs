@@ -21,6 +21,12 @@
 //! 6. Back in `http/tiles.rs`: 200 or 304 with cache headers; `http/error.rs` decides
 //!    every other status.
 //!
+//! A `.grid.json` URL takes the same path through the `<style>@grid` tree (the grids
+//! are written by the style's own render). A composite style's render blends its
+//! inputs' tiles (`render/blend.rs`), rendering inputs that are missing or stale first.
+//! An archive-backed style's tiles come from memory, else from its MBTiles or PMTiles
+//! file ([`archive`]); nothing is rendered.
+//!
 //! # Layout
 //! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch,
 //! expire, queue, render, source, cache, style, area, text} -> {archive, tile}` (checked by
