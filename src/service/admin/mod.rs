@@ -411,6 +411,7 @@ impl Admin {
             let (_, n) = seed::plan_total(&self.service, plan).map_err(|e| match e {
                 SeedError::Style(_) => AdminError::UnknownStyle(plan.style.to_string()),
                 SeedError::PoolStopped => AdminError::Internal("the render pool stopped".into()),
+                e @ SeedError::NotRendered(_) => AdminError::BadRequest(e.to_string()),
             })?;
             total = total.saturating_add(n);
         }

@@ -385,7 +385,11 @@ pub struct SeedSpec {
 /// Parses and checks a `POST /seed` body.
 pub fn parse_seed_json(styles: &StyleSet, body: &[u8]) -> Result<SeedSpec, AdminError> {
     let req: SeedRequest = parse_json(body)?;
-    let selected = select_styles(styles, req.style.as_deref())?;
+    let mut selected = select_styles(styles, req.style.as_deref())?;
+    if req.style.is_none() {
+        // "Every style": those this server renders (archives are only read).
+        selected.retain(|s| styles.get(s).is_some_and(|st| st.is_rendered()));
+    }
     let Some(area) = area(req.bbox, req.geometry.as_ref())? else {
         return Err(AdminError::BadRequest(
             "nothing to seed: give bbox or geometry".into(),
