@@ -1,7 +1,7 @@
 //! `metatiled export` and the admin API's export jobs, checked with other programs'
 //! readers: SQLite's shell and GDAL for the MBTiles file, PyPI's `pmtiles` for the
 //! PMTiles file. The window GDAL cuts out is kept in `target/tmp/export-window.png`
-//! to be looked at.
+//! to be looked at (one such window is docs/export-window.png).
 #![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;

@@ -516,7 +516,17 @@ mod tests {
     fn absent_options_mean_every_style_zooms_from_0_to_the_styles_max_and_dirty() {
         let (spec, _) = parse_expire_json(&styles(), br#"{"tiles":["1/0/0"]}"#).unwrap();
         let names: Vec<&str> = spec.styles.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, vec!["osm", "osm@2x"]);
+        assert_eq!(
+            names,
+            vec![
+                "osm",
+                "osm-transit",
+                "osm-transit@2x",
+                "osm@2x",
+                "transit",
+                "transit@2x"
+            ]
+        );
         assert_eq!((spec.plan.min_zoom, spec.plan.max_zoom), (0, 19));
         assert_eq!(spec.plan.action_at(0), ExpireMode::Dirty);
     }
@@ -612,5 +622,28 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_seed_of_every_style_leaves_archive_styles_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("drawn.toml"),
+            "name = \"drawn\"\n[[layer]]\nname = \"l\"\nsql = \"SELECT geom FROM t WHERE geom && !bbox!\"\n[[layer.rule]]\nfill = \"#000000\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("read.toml"),
+            "name = \"read\"\narchive = \"read.pmtiles\"\n",
+        )
+        .unwrap();
+        let set = StyleSet::load_dir(dir.path()).unwrap();
+        let bbox = r#""bbox":[24.93,60.16,24.96,60.18],"maxzoom":12"#;
+        let every = parse_seed_json(&set, format!("{{{bbox}}}").as_bytes()).unwrap();
+        assert_eq!(every.styles, vec![StyleName::parse("drawn").unwrap()]);
+        // Named, it is kept: seeding it is then refused with its reason.
+        let named =
+            parse_seed_json(&set, format!(r#"{{"style":"read",{bbox}}}"#).as_bytes()).unwrap();
+        assert_eq!(named.styles, vec![StyleName::parse("read").unwrap()]);
     }
 }
