@@ -121,7 +121,7 @@ impl Progress {
         }
         let secs = s.seconds.max(1e-3);
         eprintln!(
-            "export: {} ({}) done in {:.1}s: {} tiles ({} distinct), {} bytes of tiles, file {} bytes; {:.0} tiles/s; metatiles: {} rendered, {} from the cache, {} failed",
+            "export: {} ({}) done in {:.3}s: {} tiles ({} distinct), {} bytes of tiles, file {} bytes; {:.0} tiles/s; metatiles: {} rendered, {} from the cache, {} failed",
             s.path.display(),
             s.format,
             s.seconds,
