@@ -50,6 +50,9 @@ pub struct RenderFailure {
     message: Arc<str>,
     #[source]
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The data could not be fetched (the database): a fault outside the server that
+    /// a retry may not meet.
+    unavailable: bool,
 }
 
 impl RenderFailure {
@@ -58,6 +61,7 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: None,
+            unavailable: false,
         }
     }
 
@@ -69,12 +73,44 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: Some(Arc::new(cause)),
+            unavailable: false,
         }
+    }
+
+    /// The data of the job could not be fetched (`cause`): the database is down, slow
+    /// or refusing.
+    pub fn data_unavailable(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            unavailable: true,
+            ..Self::caused_by("the metatile's data could not be fetched", cause)
+        }
+    }
+
+    /// Whether the data could not be fetched (see [`RenderFailure::data_unavailable`]).
+    pub fn is_data_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// The underlying error, to be told apart by type (e.g. a database fault).
     pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         self.cause.as_deref()
+    }
+}
+
+/// Nice value of the render threads. Renders are throughput work and take every core
+/// they get; hits are latency work on the HTTP workers. At nice 10 a render thread
+/// yields the CPU to a worker that wakes up with a request (CFS weighs nice 10 about a
+/// tenth of nice 0), so a burst of renders does not show in the latency of hits.
+const RENDER_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`RENDER_THREAD_NICE`] (Linux:
+/// per thread). Not being allowed to is no failure: renders just compete as equals.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), RENDER_THREAD_NICE)
+    {
+        tracing::debug!(error = %e, "cannot lower the render thread's priority");
     }
 }
 
@@ -277,6 +313,7 @@ impl<B: RenderBackend> RenderPool<B> {
         let painters = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("render-{i}"))
+            .start_handler(|_| lower_this_threads_priority())
             .build()
             .map_err(StartError)?;
         let painters = Arc::new(painters);
@@ -389,8 +426,8 @@ impl<B: RenderBackend> RenderPool<B> {
         self.shared.lock().jobs.contains_key(key)
     }
 
-    /// The priority of a queued or running job, if there is one.
-    #[cfg(test)]
+    /// The priority of a queued or running job, if there is one (whether a submit would
+    /// join rather than start a render).
     pub(crate) fn job_priority(&self, key: &JobKey) -> Option<Priority> {
         self.shared.lock().jobs.get(key).map(|j| j.priority)
     }

@@ -251,7 +251,7 @@ impl RenderBackend for MetatileBackend {
                         Work::Rows(rows)
                     }
                     Err(e) => {
-                        let failure = RenderFailure::caused_by("the metatile's data", e);
+                        let failure = RenderFailure::data_unavailable(e);
                         return Err(self.failed(&key, priority, failure));
                     }
                 },

@@ -13,7 +13,8 @@ mod model;
 
 pub use model::{
     BlendMode, CompositeInput, Interactivity, Layer, LineCap, LineJoin, LineStyle, Marker,
-    MarkerShape, Rgba, Rule, Style, StyleKind, TextPlacement, TextSymbolizer, ZoomValue,
+    MarkerShape, Rgba, Rule, Style, StyleAccess, StyleKind, TextPlacement, TextSymbolizer,
+    ZoomValue,
 };
 
 use crate::archive::ArchiveFormat;
@@ -378,6 +379,37 @@ impl Validator<'_> {
                 Some([lon, lat, z])
             }
         };
+        let access = match raw.access {
+            None => StyleAccess::default(),
+            Some(a) => {
+                let key_required = match a.key.as_deref() {
+                    None | Some("none") => false,
+                    Some("required") => true,
+                    Some(other) => {
+                        return Err(self.err(
+                            "field `access.key`",
+                            format!("{other:?}: expected \"none\" or \"required\""),
+                        ))
+                    }
+                };
+                for r in &a.referers {
+                    let ok = (r.starts_with("http://") || r.starts_with("https://"))
+                        && !r.ends_with('/')
+                        && !r.contains(['?', '#', ' ']);
+                    if !ok {
+                        return Err(self.err(
+                            "field `access.referers`",
+                            format!("{r:?}: expected an origin such as \"https://example.com\" or \"https://*.example.com\""),
+                        ));
+                    }
+                }
+                StyleAccess {
+                    key_required,
+                    referers: a.referers,
+                    allow_missing_referer: a.allow_missing_referer,
+                }
+            }
+        };
         let given = [
             !raw.layers.is_empty(),
             !raw.composite.is_empty(),
@@ -442,6 +474,8 @@ impl Validator<'_> {
             buffer_px: buffer,
             background,
             center,
+            placeholder: raw.placeholder,
+            access,
             layers,
             kind,
             interactivity,
