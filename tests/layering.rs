@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("tile", &[]),
     ("text", &[]),
+    ("archive", &["tile"]),
     ("area", &["tile"]),
-    ("style", &["tile", "text"]),
+    ("style", &["archive", "tile", "text"]),
     ("cache", &["tile"]),
     ("queue", &["tile"]),
     ("source", &["style", "tile"]),
@@ -29,41 +30,46 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "service",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile", "purge",
+            "archive", "tile", "purge",
         ],
     ),
     (
         "config",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile", "purge",
+            "archive", "tile", "purge",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "tile", "purge",
+            "text", "archive", "tile", "purge",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile", "purge",
+            "area", "watch", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile", "purge",
+            "area", "watch", "text", "archive", "tile", "purge",
         ],
     ),
 ];
 
 /// Outside crates that only one layer may name.
-const CONFINED_CRATES: &[(&str, &[&str])] = &[("clap", &["cli"]), ("actix_web", &["http"])];
+const CONFINED_CRATES: &[(&str, &[&str])] = &[
+    ("clap", &["cli"]),
+    ("actix_web", &["http"]),
+    ("rusqlite", &["archive"]),
+    ("pmtiles", &["archive"]),
+];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
