@@ -5,11 +5,12 @@
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
+use crate::fleet::{Drain, ExpiryFollower, FleetHandle, FleetMetrics, Membership, RenderLocks};
 use crate::http::admin::{admin_server, AdminState};
 use crate::http::{public_server, Listener, PublicState, ServerOptions};
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
-use crate::service::expiry::ServiceBatchTargets;
+use crate::service::expiry::{ServiceBatchTargets, ServiceFleetTargets};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource};
 use crate::style::StyleSet;
@@ -26,6 +27,7 @@ pub struct Core {
     pub db: DbPool,
     pub service: Arc<TileService>,
     pub import: Option<ImportInfo>,
+    pub(crate) fleet_metrics: FleetMetrics,
 }
 
 impl Core {
@@ -74,7 +76,8 @@ impl Core {
                 .context("cannot update planet-import-complete")?;
         }
         let metrics = Arc::new(Metrics::new()?);
-        let backend = MetatileBackend::new(
+        let fleet_metrics = FleetMetrics::register(metrics.registry())?;
+        let mut backend = MetatileBackend::new(
             styles.clone(),
             postgis,
             cache.clone(),
@@ -82,6 +85,10 @@ impl Core {
             metrics.clone(),
             fonts,
         );
+        if settings.cache.shared {
+            let locks = crate::source::fleet::FleetLocks::new(&settings.database);
+            backend = backend.with_render_locks(RenderLocks::new(locks, fleet_metrics.clone()));
+        }
         let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
@@ -106,6 +113,7 @@ impl Core {
             db,
             service,
             import,
+            fleet_metrics,
         })
     }
 
@@ -132,6 +140,10 @@ pub struct Application {
     admin_api: Arc<Admin>,
     service: Arc<TileService>,
     watcher: Option<Watcher>,
+    membership: Membership,
+    follower: ExpiryFollower,
+    fleet: Arc<FleetHandle>,
+    drain_for: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -142,7 +154,34 @@ impl Application {
             db,
             service,
             import,
+            fleet_metrics,
         } = Core::build(settings).await?;
+        let drain = Arc::new(Drain::default());
+        let fleet = Arc::new(FleetHandle::new(
+            &settings.node,
+            settings.cache.shared,
+            &settings.fleet,
+            db.clone(),
+            fleet_metrics,
+            drain.clone(),
+        ));
+        let outdated_cache = service.cache().clone();
+        let membership = Membership::new(
+            fleet.clone(),
+            settings.fleet.clone(),
+            Box::new(move || {
+                if let Err(e) = outdated_cache.set_planet_time(None, std::time::SystemTime::now()) {
+                    tracing::error!(error = %crate::cache::error_chain(&e), "cannot mark the cache stale");
+                }
+            }),
+        );
+        let follower = ExpiryFollower::new(
+            &settings.database,
+            fleet.clone(),
+            service.styles().clone(),
+            Arc::new(ServiceFleetTargets(service.clone())),
+            settings.fleet.poll_secs,
+        );
         if settings.watch.install_on_start {
             let client = db
                 .get()
@@ -158,6 +197,7 @@ impl Application {
             let metrics = WatchMetrics::register(service.metrics().registry())?;
             Some(Watcher::new(
                 &settings.database,
+                (&settings.node.id, settings.cache.shared),
                 &settings.watch,
                 service.styles().clone(),
                 Arc::new(ServiceBatchTargets(service.clone())),
@@ -187,15 +227,19 @@ impl Application {
             &settings.server.cors_origin,
             settings.server.retry_after_secs,
         )
-        .map_err(|e| UsageError(e.to_string()))?;
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_drain(drain);
         let public = public_server(public_listener, public_state, &options)?;
-        let admin_api = Arc::new(Admin::new(
-            service.clone(),
-            AdminOptions {
-                sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
-                bulk_queue: settings.render.queue_bulk,
-            },
-        ));
+        let admin_api = Arc::new(
+            Admin::new(
+                service.clone(),
+                AdminOptions {
+                    sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
+                    bulk_queue: settings.render.queue_bulk,
+                },
+            )
+            .with_fleet(fleet.clone()),
+        );
         let admin_state = AdminState::new(
             admin_api.clone(),
             settings.admin.token.as_deref(),
@@ -210,6 +254,10 @@ impl Application {
             admin_api,
             service,
             watcher,
+            membership,
+            follower,
+            fleet,
+            drain_for: Duration::from_secs(settings.node.drain_secs),
             shutdown_timeout: options.shutdown_timeout,
         })
     }
@@ -226,25 +274,56 @@ impl Application {
         &self.service
     }
 
-    /// Runs both listeners (and the database watcher, when enabled) until `stop`
-    /// resolves, then shuts down gracefully: stop accepting, stop watching (an
-    /// unfinished batch stays in the change log), finish in-flight requests, renders
-    /// and writes, each within the shutdown timeout.
+    /// This node in the fleet.
+    pub fn fleet(&self) -> &Arc<FleetHandle> {
+        &self.fleet
+    }
+
+    /// [`Application::run_until_drained`] with nothing to cut the drain short.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        self.run_until_drained(stop, std::future::pending()).await
+    }
+
+    /// Runs both listeners, the fleet's membership and expiry follower (and the
+    /// database watcher, when enabled) until `stop` resolves. Then drains for
+    /// `node.drain_secs` (`/ready` answers 503 while everything keeps serving; `hurry`
+    /// resolving, e.g. a second signal, cuts it short) and shuts down gracefully: stop
+    /// accepting, finish in-flight requests, renders and writes within the shutdown
+    /// timeout, stop watching and following (an unfinished batch is read again at the
+    /// next start), release the node id.
+    pub async fn run_until_drained(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        hurry: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let handles = [self.public.stop_handle(), self.admin.stop_handle()];
         let public = tokio::spawn(self.public.run());
         let admin = tokio::spawn(self.admin.run());
-        let stop_watching = CancellationToken::new();
+        let stop_background = CancellationToken::new();
         let watcher = self
             .watcher
-            .map(|w| tokio::spawn(w.run(stop_watching.clone())));
+            .map(|w| tokio::spawn(w.run(stop_background.clone())));
+        let follower = tokio::spawn(self.follower.run(stop_background.clone()));
+        let stop_membership = CancellationToken::new();
+        let membership = tokio::spawn(self.membership.run(stop_membership.clone()));
         stop.await;
+        if !self.drain_for.is_zero() {
+            self.fleet.drain().start();
+            tracing::info!(
+                drain.secs = self.drain_for.as_secs(),
+                "draining: /ready answers 503 while serving; a second signal stops at once"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain_for) => {}
+                _ = hurry => tracing::info!("drain cut short"),
+            }
+        }
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
-        stop_watching.cancel();
+        stop_background.cancel();
         for h in &handles {
             h.stop().await;
         }
@@ -256,6 +335,9 @@ impl Application {
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        let _ = follower.await;
+        stop_membership.cancel();
+        let _ = membership.await;
         self.service.pool().shutdown(self.shutdown_timeout).await;
         tracing::info!("stopped");
         Ok(())

@@ -25,38 +25,42 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["expire", "area", "source", "style", "cache", "tile"],
     ),
     (
+        "fleet",
+        &["expire", "area", "source", "style", "cache", "tile"],
+    ),
+    (
         "service",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "tile",
         ],
     ),
     (
         "config",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "tile",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "tile",
+            "fleet", "text", "tile",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "fleet", "text", "tile",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "fleet", "text", "tile",
         ],
     ),
 ];

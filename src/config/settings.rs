@@ -5,6 +5,7 @@ use crate::render::PngMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cache::CacheSettings;
+pub use crate::fleet::{FleetSettings, NodeSettings};
 pub use crate::source::DatabaseSettings;
 pub use crate::watch::WatchSettings;
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ pub struct Settings {
     pub styles: StylesSettings,
     pub admin: AdminSettings,
     pub watch: WatchSettings,
+    pub node: NodeSettings,
+    pub fleet: FleetSettings,
     pub log: LogSettings,
 }
 

@@ -231,12 +231,27 @@ async fn cancel_job(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// `GET /status`: workers, queue depths, memory cache, jobs.
+/// `GET /status`: workers, queue depths, memory cache, jobs, this node and the fleet
+/// as the database sees it.
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let pool = state.service.pool().stats();
     let mem = state.service.cache().memory_stats();
     let (queued, running) = state.admin.jobs().active();
+    let node = state.admin.fleet().map(|f| {
+        json!({
+            "id": f.node_id(),
+            "cache_shared": f.cache_shared(),
+            "draining": f.drain().is_draining(),
+        })
+    });
+    let fleet = match state.admin.fleet_status().await {
+        None => serde_json::Value::Null,
+        Some(Ok(nodes)) => json!(nodes),
+        Some(Err(e)) => json!({ "error": e }),
+    };
     HttpResponse::Ok().json(json!({
+        "node": node,
+        "fleet": fleet,
         "render": {
             "threads": pool.threads,
             "fetch_slots": pool.fetch_slots,

@@ -19,6 +19,7 @@ pub(crate) mod tiles;
 mod viewer;
 
 use crate::area::LonLatBbox;
+use crate::fleet::Drain;
 use crate::service::TileService;
 use crate::source::DbPool;
 use actix_web::body::MessageBody;
@@ -40,6 +41,8 @@ pub(crate) struct PublicState {
     bounds: LonLatBbox,
     cors_origin: Option<HeaderValue>,
     retry_after_secs: u64,
+    /// Set once the node drains before stopping: `/ready` answers 503.
+    drain: Arc<Drain>,
 }
 
 /// A setting the HTTP layer cannot use.
@@ -71,7 +74,14 @@ impl PublicState {
             bounds,
             cors_origin,
             retry_after_secs,
+            drain: Arc::new(Drain::default()),
         })
+    }
+
+    /// `/ready` answers 503 once `drain` has started.
+    pub(crate) fn with_drain(mut self, drain: Arc<Drain>) -> Self {
+        self.drain = drain;
+        self
     }
 }
 

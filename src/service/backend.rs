@@ -2,9 +2,16 @@
 //! PostGIS (I/O on the runtime); the paint stage, on a render thread, decodes the rows,
 //! paints with tiny-skia, encodes the tiles and writes the metatile. A failure is logged
 //! here, once, with its cause; every waiter of the job gets it without logging again.
+//!
+//! With a cache shared by several nodes (`cache.shared`), the fetch stage first takes
+//! the metatile's render lock ([`RenderLocks`]), waiting while another node renders it;
+//! then, if the file has become fresh meanwhile (and the job was not a forced
+//! re-render of a fresh file), the job is done without rendering: the other node's file
+//! is what the waiters are served.
 
 use super::metrics::Metrics;
-use crate::cache::TileCache;
+use crate::cache::{FileStamp, MetatileState, TileCache};
+use crate::fleet::{RenderLockGuard, RenderLocks};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure};
 use crate::render::{render_metatile, PngMode};
 use crate::source::{PostgisSource, RawMetatile};
@@ -23,13 +30,18 @@ pub struct MetatileBackend {
     metrics: Arc<Metrics>,
     /// The process's fonts, shared by every render thread.
     fonts: Arc<FontSet>,
+    /// Render locks across the nodes sharing the cache (`cache.shared`).
+    locks: Option<RenderLocks>,
 }
 
-/// What the fetch stage hands to a render thread: the rows, not yet decoded.
+/// What the fetch stage hands to a render thread: the rows, not yet decoded (or
+/// nothing, when another node has just rendered the metatile).
 pub struct Fetched {
     style: Arc<Style>,
-    rows: RawMetatile,
+    rows: Option<RawMetatile>,
     started: Instant,
+    /// The metatile's render lock, released when the job is done.
+    _lock: Option<RenderLockGuard>,
 }
 
 impl MetatileBackend {
@@ -48,7 +60,30 @@ impl MetatileBackend {
             png,
             metrics,
             fonts,
+            locks: None,
         }
+    }
+
+    /// Serializes renders of one metatile across the nodes that share the cache.
+    pub(crate) fn with_render_locks(mut self, locks: RenderLocks) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// Whether the metatile needs no render after all: its file is fresh now and, for a
+    /// forced re-render (bulk), it changed since the job started.
+    fn rendered_elsewhere(
+        &self,
+        key: &JobKey,
+        priority: Priority,
+        before: Option<FileStamp>,
+    ) -> bool {
+        let fresh = matches!(
+            self.cache.metatile_state(&key.style, key.meta),
+            Ok(MetatileState::Fresh)
+        );
+        let now = self.cache.disk().stamp(&key.style, key.meta).ok().flatten();
+        fresh && (priority != Priority::Bulk || now != before)
     }
 
     fn count(&self, key: &JobKey, priority: Priority, outcome: &str) {
@@ -86,6 +121,21 @@ impl RenderBackend for MetatileBackend {
                 let failure = RenderFailure::new(format!("style {} is not loaded", key.style));
                 return Err(self.failed(&key, priority, failure));
             };
+            let mut lock = None;
+            if let Some(locks) = &self.locks {
+                let before = self.cache.disk().stamp(&key.style, key.meta).ok().flatten();
+                let (guard, waited) = locks.acquire(&key.style, key.meta).await;
+                lock = guard;
+                if self.rendered_elsewhere(&key, priority, before) {
+                    tracing::debug!(style = %key.style, meta = %key.meta, waited, "rendered by another node meanwhile");
+                    return Ok(Fetched {
+                        style,
+                        rows: None,
+                        started,
+                        _lock: lock,
+                    });
+                }
+            }
             match self.source.query_metatile(&style, key.meta).await {
                 Ok(rows) => {
                     self.metrics
@@ -93,8 +143,9 @@ impl RenderBackend for MetatileBackend {
                         .observe(rows.timings().query.as_secs_f64());
                     Ok(Fetched {
                         style,
-                        rows,
+                        rows: Some(rows),
                         started,
+                        _lock: lock,
                     })
                 }
                 Err(e) => {
@@ -115,7 +166,16 @@ impl RenderBackend for MetatileBackend {
             style,
             rows,
             started,
+            _lock,
         } = fetched;
+        let Some(rows) = rows else {
+            // Another node wrote the file: what memory holds of the metatile is old.
+            self.cache.forget(&key.style, key.meta);
+            if let Some(locks) = &self.locks {
+                locks.skipped(&key.style);
+            }
+            return Ok(());
+        };
         let result = rows
             .decode(&style)
             .map_err(|e| RenderFailure::caused_by("the metatile's data", e))

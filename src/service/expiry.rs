@@ -9,6 +9,7 @@
 use super::TileService;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome};
 use crate::expire::{ExpireMode, ExpireTarget};
+use crate::fleet::FleetTargets;
 use crate::queue::{JobKey, Priority};
 use crate::tile::{MetatileCoord, StyleName};
 use crate::watch::BatchTargets;
@@ -140,5 +141,19 @@ pub struct ServiceBatchTargets(pub Arc<TileService>);
 impl BatchTargets for ServiceBatchTargets {
     fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
         Box::new(ServiceTarget::new(self.0.clone()).cancelled_by(cancel))
+    }
+}
+
+/// Expiries published by other nodes of the fleet go to the same target; with a shared
+/// cache, only the memory layer needs to look at the files again.
+pub struct ServiceFleetTargets(pub Arc<TileService>);
+
+impl FleetTargets for ServiceFleetTargets {
+    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
+        Box::new(ServiceTarget::new(self.0.clone()).cancelled_by(cancel))
+    }
+
+    fn revalidate_memory(&self) {
+        self.0.cache().revalidate_all();
     }
 }
