@@ -24,6 +24,8 @@ CREATE INDEX IF NOT EXISTS change_log_changed_at ON metatiled.change_log (change
 CREATE TABLE IF NOT EXISTS metatiled.expiry_log (
     id bigserial PRIMARY KEY,
     xact bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    -- fleet.name: only the nodes of this fleet apply it.
+    fleet text NOT NULL,
     -- node.id of the node that received it (and applied it already).
     origin text NOT NULL,
     styles text[] NOT NULL,
@@ -39,9 +41,11 @@ CREATE TABLE IF NOT EXISTS metatiled.expiry_log (
 CREATE INDEX IF NOT EXISTS expiry_log_xact ON metatiled.expiry_log (xact, id);
 CREATE INDEX IF NOT EXISTS expiry_log_created_at ON metatiled.expiry_log (created_at);
 
--- The nodes, as they registered and last reported.
+-- The nodes, as they registered and last reported. Node ids are unique in the
+-- database; several fleets (fleet.name) may share it.
 CREATE TABLE IF NOT EXISTS metatiled.fleet_node (
     node_id text PRIMARY KEY,
+    fleet text NOT NULL,
     -- Random per process: tells two processes that share a node id apart.
     instance text NOT NULL,
     started_at timestamptz NOT NULL,

@@ -427,7 +427,9 @@ async fn start_nodes(
     env: &[(&str, &str)],
 ) -> Vec<Node> {
     let tag = format!("{:06x}", rand_u32() & 0xff_ffff);
+    let fleet = format!("fleet-{tag}");
     let mut env: Vec<(&str, &str)> = env.to_vec();
+    env.push(("METATILED_FLEET_NAME", &fleet));
     if shared {
         env.push(("METATILED_CACHE_SHARED", "true"));
     }

@@ -78,7 +78,7 @@ pub(super) fn haproxy_config(args: HaproxyArgs) -> anyhow::Result<()> {
 pub(super) async fn status(settings: Settings) -> anyhow::Result<()> {
     let pool = crate::source::build_pool(&settings.database).await?;
     let client = pool.get().await?;
-    let nodes = db::fleet_status(&client).await?;
+    let nodes = db::fleet_status(&client, &settings.fleet.name).await?;
     let lag = |l: &Option<db::LogLag>| match l {
         None => "-".to_string(),
         Some(l) => match l.oldest_pending_secs {

@@ -316,6 +316,10 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         key: "node.id",
         message,
     })?;
+    crate::fleet::check_node_id(&s.fleet.name).map_err(|message| ConfigError::Invalid {
+        key: "fleet.name",
+        message,
+    })?;
     if s.fleet.retention_secs < 2 * s.fleet.heartbeat_secs {
         return Err(ConfigError::Invalid {
             key: "fleet.retention_secs",

@@ -118,13 +118,10 @@ impl ExpiryFollower {
         backoff: &mut Duration,
     ) -> Result<(), FollowError> {
         let node = self.handle.node_id();
-        let (mut cursor, new) = db::load_cursor(
-            feed.client(),
-            node,
-            LogKind::Expiries,
-            self.handle.cache_shared(),
-        )
-        .await?;
+        // A new node applies the expiries published from now on (its cache is new, or
+        // shared and kept current by the others).
+        let (mut cursor, new) =
+            db::load_cursor(feed.client(), node, LogKind::Expiries, db::Start::End).await?;
         if new {
             tracing::info!(
                 node,
@@ -162,7 +159,13 @@ impl ExpiryFollower {
     ) -> Result<bool, FollowError> {
         let node = self.handle.node_id();
         loop {
-            let read = db::read_expiries(feed.client(), cursor, node, BATCH_ROWS).await?;
+            let read = db::read_expiries(
+                feed.client(),
+                cursor,
+                (self.handle.fleet_name(), node),
+                BATCH_ROWS,
+            )
+            .await?;
             for row in &read.rows {
                 let started = Instant::now();
                 if self.apply(row, stop).await? {

@@ -51,6 +51,7 @@ impl Membership {
     fn record(&self) -> db::NodeRecord {
         db::NodeRecord {
             node_id: self.handle.node_id.clone(),
+            fleet: self.settings.name.clone(),
             instance: self.instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             cache_shared: self.handle.cache_shared,

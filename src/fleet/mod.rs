@@ -84,6 +84,10 @@ impl Default for NodeSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FleetSettings {
+    /// The fleet this node belongs to: nodes apply the admin expiries of their own
+    /// fleet and list only it in `/status`, so several fleets (staging and production,
+    /// one per region) can share a database. Row changes reach every watching node.
+    pub name: String,
     /// Seconds between a node's heartbeats (`last_seen` in `/status`).
     pub heartbeat_secs: u64,
     /// How long logged changes and expiries wait for a node that is down (a node away
@@ -96,8 +100,9 @@ pub struct FleetSettings {
 impl Default for FleetSettings {
     fn default() -> Self {
         Self {
+            name: "default".into(),
             heartbeat_secs: 5,
-            retention_secs: 7 * 24 * 3600,
+            retention_secs: 24 * 3600,
             poll_secs: 10,
         }
     }
@@ -113,7 +118,8 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "metatiled".to_string())
 }
 
-/// Why a node id is refused: it must be 1-63 characters of letters, digits, `.`, `_`, `-`.
+/// Why a node id (or fleet name) is refused: it must be 1-63 characters of letters,
+/// digits, `.`, `_`, `-`.
 pub fn check_node_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_NODE_ID_LEN {
         return Err(format!(
@@ -216,6 +222,11 @@ impl FleetHandle {
         &self.node_id
     }
 
+    /// `fleet.name`.
+    pub fn fleet_name(&self) -> &str {
+        &self.settings.name
+    }
+
     pub fn cache_shared(&self) -> bool {
         self.cache_shared
     }
@@ -232,6 +243,7 @@ impl FleetHandle {
         set: &MetatileSet,
     ) -> Result<i64, FleetError> {
         let record = ExpiryRecord {
+            fleet: self.settings.name.clone(),
             origin: self.node_id.clone(),
             styles: styles.iter().map(|s| s.to_string()).collect(),
             min_zoom: plan.min_zoom,
@@ -257,7 +269,7 @@ impl FleetHandle {
     /// The fleet as the database sees it.
     pub async fn status(&self) -> Result<Vec<NodeStatus>, FleetError> {
         let client = self.db.get().await.map_err(FleetError::Pool)?;
-        Ok(db::fleet_status(&client).await?)
+        Ok(db::fleet_status(&client, &self.settings.name).await?)
     }
 }
 

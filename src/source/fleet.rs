@@ -157,6 +157,8 @@ pub struct LogRead<T> {
 /// One admin expiry as stored (the fleet module turns it into a plan and a set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpiryRecord {
+    /// The fleet whose nodes apply it.
+    pub fleet: String,
     /// Node that received it.
     pub origin: String,
     pub styles: Vec<String>,
@@ -192,6 +194,7 @@ pub struct Registration {
 #[derive(Debug, Clone)]
 pub struct NodeRecord {
     pub node_id: String,
+    pub fleet: String,
     /// Random per process.
     pub instance: String,
     pub version: String,
@@ -249,18 +252,19 @@ pub async fn register_node(
                  FROM metatiled.fleet_node WHERE node_id = $1
              )
              INSERT INTO metatiled.fleet_node
-                 (node_id, instance, started_at, last_seen, version, cache_shared, draining)
-             VALUES ($1, $2, now(), now(), $3, $4, false)
+                 (node_id, fleet, instance, started_at, last_seen, version, cache_shared, draining)
+             VALUES ($1, $5, $2, now(), now(), $3, $4, false)
              ON CONFLICT (node_id) DO UPDATE SET
-                 instance = excluded.instance, started_at = now(), last_seen = now(),
-                 version = excluded.version, cache_shared = excluded.cache_shared,
-                 draining = false
+                 fleet = excluded.fleet, instance = excluded.instance, started_at = now(),
+                 last_seen = now(), version = excluded.version,
+                 cache_shared = excluded.cache_shared, draining = false
              RETURNING (SELECT away FROM prev), (SELECT instance FROM prev)",
             &[
                 &node.node_id,
                 &node.instance,
                 &node.version,
                 &node.cache_shared,
+                &node.fleet,
             ],
         )
         .await
@@ -307,14 +311,25 @@ pub async fn release_node(
     Ok(())
 }
 
-/// The node's cursor in a log. A node seen for the first time starts at the beginning
-/// of what the log holds, or with `at_end` at its current end (everything visible now
-/// counts as applied): a node that joins a shared cache has nothing to catch up on.
+/// Where a node seen for the first time starts in a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the beginning of what the log holds.
+    Beginning,
+    /// At its current end: everything visible now counts as applied.
+    End,
+    /// At the end if another node already follows the log (a node joining a shared
+    /// cache that the others keep current), else at the beginning (the first node,
+    /// e.g. a server upgraded from a version that consumed the log).
+    EndIfOthers,
+}
+
+/// The node's cursor in a log (and whether it was just created, see [`Start`]).
 pub async fn load_cursor(
     client: &Client,
     node_id: &str,
     kind: LogKind,
-    at_end: bool,
+    start: Start,
 ) -> Result<(LogCursor, bool), FleetDbError> {
     let row = client
         .query_opt(
@@ -332,6 +347,19 @@ pub async fn load_cursor(
             false,
         ));
     }
+    let at_end = match start {
+        Start::Beginning => false,
+        Start::End => true,
+        Start::EndIfOthers => client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM metatiled.fleet_cursor
+                                WHERE log = $1 AND node_id <> $2)",
+                &[&kind.as_str(), &node_id],
+            )
+            .await
+            .map_err(query("looking for other nodes"))?
+            .get(0),
+    };
     let cursor = if at_end {
         let table = log_table(kind);
         let rows = client
@@ -445,12 +473,12 @@ pub async fn read_changes(
     })
 }
 
-/// The expiries past `cursor` that other nodes published, at most `limit`, like
-/// [`read_changes`].
+/// The expiries past `cursor` that other nodes of `fleet` published, at most `limit`,
+/// like [`read_changes`].
 pub async fn read_expiries(
     client: &Client,
     cursor: &LogCursor,
-    node_id: &str,
+    (fleet, node_id): (&str, &str),
     limit: i64,
 ) -> Result<LogRead<ExpiryRow>, FleetDbError> {
     let rows = client
@@ -463,10 +491,16 @@ pub async fn read_expiries(
                         set_max_zoom, squares,
                         extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
                  FROM metatiled.expiry_log
-                 WHERE xact >= $1 AND NOT (id = ANY($2)) AND origin <> $3
+                 WHERE xact >= $1 AND NOT (id = ANY($2)) AND origin <> $3 AND fleet = $5
                  ORDER BY xact, id LIMIT $4
              ) AS e ON true",
-            &[&cursor.horizon, &cursor.applied_ids(), &node_id, &limit],
+            &[
+                &cursor.horizon,
+                &cursor.applied_ids(),
+                &node_id,
+                &limit,
+                &fleet,
+            ],
         )
         .await
         .map_err(query("reading the expiry log"))?;
@@ -481,6 +515,7 @@ pub async fn read_expiries(
             id,
             xact: r.get(2),
             record: ExpiryRecord {
+                fleet: fleet.to_string(),
                 origin: r.get(3),
                 styles: r.get(4),
                 min_zoom: zoom(r.get(5)),
@@ -506,8 +541,8 @@ pub async fn publish_expiry(client: &Client, e: &ExpiryRecord) -> Result<i64, Fl
         .query_one(
             "WITH e AS (
                  INSERT INTO metatiled.expiry_log (origin, styles, min_zoom, max_zoom,
-                     delete_from, touch_from, set_max_zoom, squares)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+                     delete_from, touch_from, set_max_zoom, squares, fleet)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10) RETURNING id
              )
              SELECT e.id FROM e CROSS JOIN LATERAL (SELECT pg_notify($9::text, $1::text)) AS n",
             &[
@@ -520,6 +555,7 @@ pub async fn publish_expiry(client: &Client, e: &ExpiryRecord) -> Result<i64, Fl
                 &i16::from(e.set_max_zoom),
                 &e.squares,
                 &EXPIRY_CHANNEL,
+                &e.fleet,
             ],
         )
         .await
@@ -608,8 +644,8 @@ pub async fn forget_node(client: &Client, node_id: &str) -> Result<bool, FleetDb
     Ok(n > 0)
 }
 
-/// Every registered node with its heartbeat and how far behind it is in each log.
-pub async fn fleet_status(client: &Client) -> Result<Vec<NodeStatus>, FleetDbError> {
+/// Every node of `fleet` with its heartbeat and how far behind it is in each log.
+pub async fn fleet_status(client: &Client, fleet: &str) -> Result<Vec<NodeStatus>, FleetDbError> {
     let rows = client
         .query(
             "SELECT n.node_id, n.version, n.cache_shared, n.draining,
@@ -633,9 +669,11 @@ pub async fn fleet_status(client: &Client) -> Result<Vec<NodeStatus>, FleetDbErr
                  FROM metatiled.expiry_log l
                  WHERE ex.node_id IS NOT NULL AND l.xact >= ex.horizon
                    AND NOT (l.id = ANY(ex.applied_ids)) AND l.origin <> n.node_id
+                   AND l.fleet = n.fleet
              ) AS exl ON true
+             WHERE n.fleet = $1
              ORDER BY n.node_id",
-            &[],
+            &[&fleet],
         )
         .await
         .map_err(query("reading the fleet"))?;

@@ -42,9 +42,8 @@ pub(crate) struct Watcher {
     db: DatabaseSettings,
     /// This node's id: whose cursor in the change log to follow.
     node_id: String,
-    /// A node seen for the first time starts at the log's end (a shared cache is kept
-    /// by the others) rather than at its beginning.
-    start_at_end: bool,
+    /// The cache is shared with other nodes (see [`fleet::Start::EndIfOthers`]).
+    shared_cache: bool,
     styles: Arc<StyleSet>,
     expiry: Arc<dyn BatchTargets>,
     metrics: WatchMetrics,
@@ -66,7 +65,7 @@ impl Watcher {
         Watcher {
             db: db.clone(),
             node_id: node.0.to_string(),
-            start_at_end: node.1,
+            shared_cache: node.1,
             styles,
             expiry,
             metrics,
@@ -131,15 +130,16 @@ impl Watcher {
             let names: Vec<String> = watched.iter().map(TableRef::to_string).collect();
             tracing::info!(tables = ?names, "watch: listening for changes");
         }
-        let (mut cursor, new) = fleet::load_cursor(
-            feed.client(),
-            &self.node_id,
-            LogKind::Changes,
-            self.start_at_end,
-        )
-        .await?;
+        // A new node with a shared cache that others keep current starts at the end.
+        let start = if self.shared_cache {
+            fleet::Start::EndIfOthers
+        } else {
+            fleet::Start::Beginning
+        };
+        let (mut cursor, new) =
+            fleet::load_cursor(feed.client(), &self.node_id, LogKind::Changes, start).await?;
         if new {
-            tracing::info!(node = %self.node_id, at_end = self.start_at_end, "watch: first start of this node: following the change log");
+            tracing::info!(node = %self.node_id, horizon = cursor.horizon, "watch: first start of this node: following the change log");
         }
         if self.drain(feed, &mut cursor, stop).await? {
             return Ok(());

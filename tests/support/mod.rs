@@ -100,6 +100,9 @@ pub fn next_node_id() -> String {
 pub fn test_settings(database_url: &str, cache_dir: &std::path::Path) -> Settings {
     let mut s = Settings::default();
     s.node.id = next_node_id();
+    // A fleet of its own: apps running side by side in a test binary must not apply
+    // each other's admin expiries (tests/fleet.rs makes real fleets).
+    s.fleet.name = s.node.id.clone();
     s.server.listen = "127.0.0.1:0".parse().expect("addr");
     s.admin.listen = "127.0.0.1:0".parse().expect("addr");
     s.server.workers = 2;
