@@ -267,7 +267,12 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         },
         "memory_cache": { "entries": mem.entries, "bytes": mem.bytes },
         "jobs": { "queued": queued, "running": running },
-        "styles": state.service.styles().public_names(),
+        "styles": state.service.styles().iter().filter(|s| s.scale == 1.0).map(|s| json!({
+            "name": s.name.as_str(),
+            "minzoom": s.minzoom,
+            "maxzoom": s.maxzoom,
+            "hidpi": state.service.styles().has_hidpi(&s.name),
+        })).collect::<Vec<_>>(),
     }))
 }
 
