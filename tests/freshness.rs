@@ -410,17 +410,20 @@ async fn a_transaction_that_commits_after_a_later_one_is_still_applied() {
             )
         };
         // The first transaction logs its change (lower id, older transaction) but
-        // commits only after a second one has committed and been applied.
+        // commits only after a second one has committed and been applied. The parks
+        // are small (16 px at z16, 1,460 m2): below the size of sql/lowzoom.sql's
+        // tables, whose trigger would otherwise rewrite the same low-zoom cell in both
+        // transactions, and the second would wait for the first to commit.
         let tx = early.transaction().await.unwrap();
         let (sql, r, id) = park(
-            rect_in_tile(PARK_TILE, [20.0, 40.0, 110.0, 216.0]),
+            rect_in_tile(PARK_TILE, [56.0, 120.0, 72.0, 136.0]),
             -900000000021,
         );
         tx.execute(sql, &[&TEST_NAME, &r[0], &r[1], &r[2], &r[3], &id])
             .await
             .unwrap();
         let (sql, r, id) = park(
-            rect_in_tile(PARK_TILE, [146.0, 40.0, 236.0, 216.0]),
+            rect_in_tile(PARK_TILE, [184.0, 120.0, 200.0, 136.0]),
             -900000000022,
         );
         late.execute(sql, &[&TEST_NAME, &r[0], &r[1], &r[2], &r[3], &id])

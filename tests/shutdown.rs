@@ -110,10 +110,7 @@ async fn sigterm_drains_first_ready_503_while_serving_and_a_second_signal_stops_
     }
     let pid = child.id().to_string();
     let term = || {
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(ok.success());
     };
     term();
@@ -125,7 +122,10 @@ async fn sigterm_drains_first_ready_503_while_serving_and_a_second_signal_stops_
             assert_eq!(r.text().await.unwrap(), "draining\n");
             break;
         }
-        assert!(since.elapsed() < Duration::from_secs(5), "/ready never said 503");
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "/ready never said 503"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let health = client.get(format!("{base}/health")).send().await.unwrap();
@@ -150,5 +150,8 @@ async fn sigterm_drains_first_ready_503_while_serving_and_a_second_signal_stops_
         second.elapsed() < Duration::from_secs(30),
         "the second signal did not cut the drain short"
     );
-    assert!(log.contains("draining") && log.contains("drain cut short"), "{log}");
+    assert!(
+        log.contains("draining") && log.contains("drain cut short"),
+        "{log}"
+    );
 }
