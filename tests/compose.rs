@@ -122,12 +122,19 @@ fn the_fleet_profile_is_valid_and_adds_a_balancer_and_nodes() {
     assert!(text.contains("image: haproxy:2.6"), "{text}");
 }
 
-/// Per service of `config`'s output: its profiles and the host ports it publishes.
-/// (Debian's docker-compose 1.29 prints every service whatever the profiles; v2 only
-/// the active ones: both are read the same way here.)
-fn services_with_ports() -> Option<BTreeMap<String, (Vec<String>, Vec<String>)>> {
+/// A service of `config`'s output: its profiles and the host ports it publishes.
+#[derive(Debug, Default)]
+struct Service {
+    profiles: Vec<String>,
+    published: Vec<String>,
+}
+
+/// Every service of `config`'s output by name. (Debian's docker-compose 1.29 prints
+/// every service whatever the profiles; v2 only the active ones: both are read the
+/// same way here.)
+fn services_with_ports() -> Option<BTreeMap<String, Service>> {
     let text = fleet_config()?;
-    let mut services: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let mut in_services = false;
     let mut current: Option<String> = None;
     let mut in_profiles = false;
@@ -156,11 +163,15 @@ fn services_with_ports() -> Option<BTreeMap<String, (Vec<String>, Vec<String>)>>
         }
         let item = trimmed.trim_start_matches("- ");
         if in_profiles && trimmed.starts_with("- ") {
-            entry.0.push(item.trim_matches(['"', '\'']).to_string());
+            entry
+                .profiles
+                .push(item.trim_matches(['"', '\'']).to_string());
         }
         // Ports in the long form (`published: 8080`, v2 quotes it).
         if let Some(port) = item.strip_prefix("published:") {
-            entry.1.push(port.trim().trim_matches('"').to_string());
+            entry
+                .published
+                .push(port.trim().trim_matches('"').to_string());
         }
     }
     Some(services)
@@ -174,10 +185,10 @@ fn only_the_public_port_is_published() {
     let published = |profile: Option<&str>| {
         let mut ports: Vec<String> = services
             .values()
-            .filter(|(profiles, _)| {
-                profiles.is_empty() || profile.is_some_and(|p| profiles.iter().any(|x| x == p))
+            .filter(|s| {
+                s.profiles.is_empty() || profile.is_some_and(|p| s.profiles.iter().any(|x| x == p))
             })
-            .flat_map(|(_, ports)| ports.clone())
+            .flat_map(|s| s.published.clone())
             .collect();
         ports.sort();
         ports
@@ -187,7 +198,7 @@ fn only_the_public_port_is_published() {
     assert_eq!(published(Some("fleet")), ["8000", "8080"], "{services:?}");
     for service in ["node", "balancer"] {
         assert_eq!(
-            services[service].0,
+            services[service].profiles,
             ["fleet"],
             "{service} is in the fleet profile only"
         );
