@@ -10,6 +10,8 @@
 //!   ring and a well-mixed hash keep the shares within a few percent of each other
 //!   (+-20% is the bound the fleet test holds them to over 1,000 metatiles).
 //! - Health checks on `/ready` (fall/rise): a draining or stopped node leaves the ring.
+//! - `option forwardfor`: the nodes see the client's address (`X-Forwarded-For`) once
+//!   they trust the balancer (`server.trusted_proxies`), for their per-client limits.
 //! - `retry-on conn-failure empty-response response-timeout` with `option redispatch`:
 //!   a GET that meets a node that just died is retried on the next node of the ring
 //!   instead of failing (tiles are idempotent).
@@ -176,6 +178,8 @@ pub fn render(o: &HaproxyOptions, generated_by: &str) -> String {
         "\ndefaults\n    mode http\n    log global\n    option dontlognull\n\
          \x20   timeout connect 2s\n    timeout client 60s\n    timeout server {}s\n\
          \x20   timeout http-keep-alive 10s\n    timeout check 2s\n\
+         \x20   # The client's address for the nodes' per-client limits (server.trusted_proxies).\n\
+         \x20   option forwardfor\n\
          \x20   # A GET that meets a node that just died is replayed on the next node.\n\
          \x20   retries 3\n    option redispatch 1\n\
          \x20   retry-on conn-failure empty-response response-timeout\n",
@@ -257,6 +261,7 @@ mod tests {
         assert!(cfg.contains("balance hash var(txn.metatile)"), "{cfg}");
         assert!(cfg.contains("hash-type consistent"), "{cfg}");
         assert!(cfg.contains("option httpchk GET /ready"), "{cfg}");
+        assert!(cfg.contains("option forwardfor"), "{cfg}");
         assert!(cfg.contains("server node1 127.0.0.1:9001\n"), "{cfg}");
         assert!(
             cfg.contains("server node2 127.0.0.1:9002 weight 50\n"),

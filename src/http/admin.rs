@@ -231,8 +231,8 @@ async fn cancel_job(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// `GET /status`: workers, queue depths, memory cache, jobs, this node and the fleet
-/// as the database sees it.
+/// `GET /status`: workers, queue depths, memory cache, jobs, client budgets and the top
+/// clients by renders caused, this node and the fleet as the database sees it.
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let pool = state.service.pool().stats();
     let mem = state.service.cache().memory_stats();
@@ -249,9 +249,18 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         Some(Ok(nodes)) => json!(nodes),
         Some(Err(e)) => json!({ "error": e }),
     };
+    let limits = match state.service.limits() {
+        Some(limits) => json!({
+            "enabled": true,
+            "tracked_clients": limits.tracked_clients(),
+            "top_clients": limits.top_clients(),
+        }),
+        None => json!({ "enabled": false }),
+    };
     HttpResponse::Ok().json(json!({
         "node": node,
         "fleet": fleet,
+        "limits": limits,
         "render": {
             "threads": pool.threads,
             "fetch_slots": pool.fetch_slots,

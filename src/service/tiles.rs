@@ -4,7 +4,9 @@
 //! with a backend that counts and holds renders.
 
 use super::backend::MetatileBackend;
+use super::limits::{ClientId, Limits, Refusal};
 use super::metrics::{LookupResult, Metrics};
+use super::placeholder::{Placeholder, Placeholders};
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
@@ -37,6 +39,37 @@ pub enum ServiceError {
     /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
     #[error("tile {0} missing after its metatile was rendered")]
     MissingAfterRender(TileCoord),
+    /// The client spent its budget of requests or renders.
+    #[error("over the client's {} budget", .0.budget.as_str())]
+    Throttled(Refusal),
+    /// The node started as many renders this second as it may.
+    #[error("at the node's render ceiling")]
+    RenderCeiling(Refusal),
+}
+
+impl ServiceError {
+    /// Whether the tile could be served if it could be rendered now: the outcomes a
+    /// placeholder may stand in for.
+    pub fn cannot_render_now(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::QueueFull
+                | ServiceError::MissTimeout
+                | ServiceError::RenderFailed(_)
+                | ServiceError::RenderCeiling(_)
+        )
+    }
+
+    /// The `reason` label of a placeholder served for this error.
+    fn placeholder_reason(&self) -> &'static str {
+        match self {
+            ServiceError::QueueFull => "queue_full",
+            ServiceError::MissTimeout => "miss_timeout",
+            ServiceError::RenderFailed(_) => "render_failed",
+            ServiceError::RenderCeiling(_) => "render_ceiling",
+            _ => "other",
+        }
+    }
 }
 
 /// A tile ready to send, with the caching policy that applies to it.
@@ -48,6 +81,9 @@ pub struct ServedTile<'a> {
     /// `server.stale_max_age_secs` for a stale tile. Formatted once per style and
     /// borrowed from the service (no count shared by all threads to bump).
     pub cache_control: &'a str,
+    /// Set when this is a placeholder cut from this ancestor, not the tile itself: send
+    /// no validators, say so in a header.
+    pub placeholder: Option<TileCoord>,
 }
 
 /// Timing knobs of the request flow.
@@ -55,6 +91,8 @@ pub struct ServedTile<'a> {
 pub struct ServiceOptions {
     pub miss_timeout: Duration,
     pub stale_max_age_secs: u64,
+    /// `max-age` of placeholders (styles with `placeholder = true`).
+    pub placeholder_max_age_secs: u64,
 }
 
 pub struct TileService<B: RenderBackend = MetatileBackend> {
@@ -65,6 +103,11 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     options: ServiceOptions,
     /// Every served style with what a hit needs, found by one (fast) hash of the name.
     served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
+    /// Client budgets; `None` = unlimited.
+    limits: Option<Arc<Limits>>,
+    placeholders: Placeholders,
+    /// `Cache-Control` of a placeholder.
+    placeholder_cache_control: String,
 }
 
 /// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
@@ -124,14 +167,29 @@ impl<B: RenderBackend> TileService<B> {
                 (style.name.as_str().to_string(), served)
             })
             .collect();
+        let placeholder_cache_control =
+            format!("public, max-age={}", options.placeholder_max_age_secs);
         Self {
             styles,
             cache,
             pool,
             metrics,
+            placeholders: Placeholders::new(Duration::from_secs(options.placeholder_max_age_secs)),
+            placeholder_cache_control,
             options,
             served,
+            limits: None,
         }
+    }
+
+    /// Applies client budgets to [`TileService::get_tile_for`].
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        self.limits.as_ref()
     }
 
     pub fn styles(&self) -> &Arc<StyleSet> {
@@ -155,6 +213,11 @@ impl<B: RenderBackend> TileService<B> {
         self.served_style(name.as_str()).map(|served| &served.style)
     }
 
+    /// The style serving `name` (as in a URL: `osm`, `osm@2x`), if any.
+    pub fn style_named(&self, name: &str) -> Option<&Arc<Style>> {
+        self.served.get(name).map(|served| &served.style)
+    }
+
     fn served_style(&self, name: &str) -> Result<&ServedStyle, ServiceError> {
         self.served
             .get(name)
@@ -165,11 +228,30 @@ impl<B: RenderBackend> TileService<B> {
     /// background re-render; a miss waits (up to the miss timeout) for its metatile,
     /// whose render goes on after a timeout and lands in the cache.
     /// `name` needs no validation: only names of loaded styles are found.
+    /// No budget applies (seeding, tests): see [`TileService::get_tile_for`].
     pub async fn get_tile(
         &self,
         name: &str,
         tile: TileCoord,
     ) -> Result<ServedTile<'_>, ServiceError> {
+        self.get_tile_for(name, tile, None).await
+    }
+
+    /// [`TileService::get_tile`] on behalf of `client`: the request spends one of its
+    /// requests, and a miss that starts a render one of its renders and one of the
+    /// node's (a miss joining a render under way spends none). With a style that
+    /// enables placeholders, a miss that cannot be rendered now is answered with one.
+    pub async fn get_tile_for(
+        &self,
+        name: &str,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'_>, ServiceError> {
+        if let (Some(limits), Some(client)) = (&self.limits, client) {
+            limits
+                .check_request(client)
+                .map_err(ServiceError::Throttled)?;
+        }
         let served = self.served_style(name)?;
         let style = &served.style;
         if tile.z < style.minzoom || tile.z > style.maxzoom {
@@ -183,10 +265,39 @@ impl<B: RenderBackend> TileService<B> {
             return Ok(found);
         }
         served.count_lookup(LookupResult::Miss);
+        match self.render(served, tile, client).await {
+            Err(e) if style.placeholder && e.cannot_render_now() => {
+                self.placeholder(served, tile, e).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Renders the metatile of a missing tile (or joins its render) and waits for it.
+    async fn render<'a>(
+        &self,
+        served: &'a ServedStyle,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let style = &served.style;
         let key = JobKey {
             style: style.name.clone(),
             meta: tile.metatile(),
         };
+        // Only a request that starts a render spends a render: joining one under way
+        // costs nothing (a race that turns a start into a join spends one, harmlessly).
+        if let Some(limits) = &self.limits {
+            if self.pool.job_priority(&key).is_none() {
+                limits.check_render(client).map_err(|refusal| {
+                    if refusal.budget == super::limits::Budget::NodeRenders {
+                        ServiceError::RenderCeiling(refusal)
+                    } else {
+                        ServiceError::Throttled(refusal)
+                    }
+                })?;
+            }
+        }
         let waiter = match self.pool.submit(key, Priority::Interactive) {
             Ok(Submit::Queued(w)) => w,
             Ok(Submit::Joined(w)) => {
@@ -214,6 +325,36 @@ impl<B: RenderBackend> TileService<B> {
                 .lookup(served, tile, false)
                 .ok_or(ServiceError::MissingAfterRender(tile)),
         }
+    }
+
+    /// The answer for a miss that cannot be rendered now (`cause`): a placeholder cut
+    /// from the nearest cached ancestor, or `cause` itself when there is none. Any
+    /// "cannot render now" outcome may use it (the database-down path too).
+    async fn placeholder<'a>(
+        &'a self,
+        served: &'a ServedStyle,
+        tile: TileCoord,
+        cause: ServiceError,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let style = &served.style;
+        let Some(Placeholder {
+            tile: made,
+            ancestor,
+        }) = self.placeholders.make(&self.cache, style, tile).await
+        else {
+            return Err(cause);
+        };
+        self.metrics
+            .placeholders
+            .with_label_values(&[style.name.as_str(), cause.placeholder_reason()])
+            .inc();
+        tracing::debug!(style = %style.name, tile = %tile, ancestor = %ancestor, cause = %cause, "served a placeholder");
+        Ok(ServedTile {
+            tile: made,
+            stale: false,
+            cache_control: &self.placeholder_cache_control,
+            placeholder: Some(ancestor),
+        })
     }
 
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
@@ -251,6 +392,7 @@ impl<B: RenderBackend> TileService<B> {
             tile: found,
             stale,
             cache_control,
+            placeholder: None,
         })
     }
 
@@ -281,6 +423,11 @@ impl<B: RenderBackend> TileService<B> {
         let mem = self.cache.memory_stats();
         self.metrics.memory_cache_bytes.set(mem.bytes as i64);
         self.metrics.memory_cache_entries.set(mem.entries as i64);
+        if let Some(limits) = &self.limits {
+            self.metrics
+                .limit_clients
+                .set(limits.tracked_clients() as i64);
+        }
     }
 }
 

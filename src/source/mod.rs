@@ -10,7 +10,9 @@ mod pool;
 mod postgis;
 
 pub use migrate::{run_migrations, MigrationReport};
-pub use pool::{build_pool, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo};
+pub use pool::{
+    build_pool, data_extent, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo,
+};
 pub use postgis::{
     query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
     SourceError,
