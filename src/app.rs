@@ -2,6 +2,7 @@
 //! API, watcher and both listeners once, for `serve` and for tests that run the real
 //! app on port 0. Nothing below it knows how the parts are put together.
 
+use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
@@ -15,7 +16,8 @@ use crate::service::expiry::{ServiceBatchTargets, ServiceFleetTargets};
 use crate::service::limits::{LimitOptions, Limits};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource};
-use crate::style::StyleSet;
+use crate::style::{StyleKind, StyleSet};
+use crate::tile::StyleName;
 use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -91,6 +93,7 @@ impl Core {
             let locks = crate::source::fleet::FleetLocks::new(&settings.database);
             backend = backend.with_render_locks(RenderLocks::new(locks, fleet_metrics.clone()));
         }
+        let link = backend.pool_link();
         let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
@@ -101,6 +104,8 @@ impl Core {
                 capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
             },
         )?);
+        link.attach(&pool);
+        let archives = open_archives(&styles).await?;
         let mut service = TileService::new(
             styles,
             cache,
@@ -111,6 +116,10 @@ impl Core {
                 stale_max_age_secs: settings.server.stale_max_age_secs,
                 placeholder_max_age_secs: settings.server.placeholder_max_age_secs,
             },
+        )
+        .with_archives(
+            archives,
+            Duration::from_secs(settings.cache.revalidate_secs),
         );
         if settings.limits.enabled {
             let l = &settings.limits;
@@ -139,6 +148,27 @@ impl Core {
     pub async fn shutdown(&self, timeout: Duration) {
         self.service.pool().shutdown(timeout).await;
     }
+}
+
+/// Opens the archive of every archive-backed style; a missing or unreadable archive
+/// stops the start like a bad style file.
+async fn open_archives(styles: &StyleSet) -> anyhow::Result<Vec<(StyleName, ArchiveReader)>> {
+    let mut out = Vec::new();
+    for style in styles.iter() {
+        if let StyleKind::Archive { path, format } = &style.kind {
+            let reader = ArchiveReader::open(path, *format).await.map_err(|e| {
+                UsageError(format!(
+                    "style {} (file {}): {}",
+                    style.name,
+                    style.file.display(),
+                    crate::cache::error_chain(&e)
+                ))
+            })?;
+            tracing::info!(style = %style.name, archive = %path.display(), format = %format, "serving an archive");
+            out.push((style.name.clone(), reader));
+        }
+    }
+    Ok(out)
 }
 
 /// Fetches in flight: one ahead per render thread keeps the painters busy while queries
@@ -288,6 +318,7 @@ impl Application {
             Admin::new(
                 service.clone(),
                 AdminOptions {
+                    export_dir: settings.export.dir.clone(),
                     sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                     bulk_queue: settings.render.queue_bulk,
                 },

@@ -564,6 +564,30 @@ async fn three_nodes_behind_haproxy_render_a_metatile_once_and_share_metatiles_e
             "a node got {s} of 1,000 metatiles: {shares:?}"
         );
     }
+
+    // A metatile's UTFGrids and @2x tiles go where its tiles go (the same render).
+    let series = "metatiled_http_requests_total{status=\"405\"}";
+    for path in keys.iter().take(12) {
+        let stem = path.strip_suffix(".png").unwrap();
+        for twin in [format!("{stem}.grid.json"), format!("{stem}@2x.png")] {
+            let mut counts = Vec::new();
+            for p in [path, &twin] {
+                let before =
+                    futures_util::future::join_all(nodes.iter().map(|n| n.metric(&client, series)))
+                        .await;
+                let r = client.delete(lb.url(p)).send().await.unwrap();
+                assert_eq!(r.status(), 405, "{p}");
+                let after =
+                    futures_util::future::join_all(nodes.iter().map(|n| n.metric(&client, series)))
+                        .await;
+                counts.push(after.iter().zip(&before).position(|(a, b)| a > b));
+            }
+            assert_eq!(
+                counts[0], counts[1],
+                "{path} and {twin} went to different nodes"
+            );
+        }
+    }
 }
 
 /// Whether a tile response is the stale one (short max-age).

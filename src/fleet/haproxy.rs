@@ -3,9 +3,9 @@
 //!
 //! - Every tile request is routed by its **metatile key** `style/z/(x>>3)/(y>>3)`
 //!   (computed with sample converters: `field` and `div`), with `balance hash` and
-//!   `hash-type consistent`: all 64 tiles of a metatile (and its @2x twin) go to one
-//!   node, and adding or removing a node moves only that node's share. Any other
-//!   request has no key and goes round robin.
+//!   `hash-type consistent`: all 64 tiles of a metatile (its @2x twin and its UTFGrids
+//!   too) go to one node, and adding or removing a node moves only that node's share.
+//!   Any other request has no key and goes round robin.
 //! - `sdbm avalanche` and a weight of 100 per node: more points per node on the hash
 //!   ring and a well-mixed hash keep the shares within a few percent of each other
 //!   (+-20% is the bound the fleet test holds them to over 1,000 metatiles).
@@ -150,10 +150,11 @@ impl HaproxyOptions {
 }
 
 /// The metatile key of a tile path, as HAProxy computes it (fields 2-5 of the path;
-/// `y` loses its `@2x` and `.png`).
+/// `y` loses its `@2x` and `.png` or `.grid.json`).
 pub const METATILE_KEY_FORMAT: &str = "%[path,field(2,/)]/%[path,field(3,/)]/%[path,field(4,/),div(8)]/%[path,field(5,/),field(1,.),field(1,@),div(8)]";
-/// Paths that are tiles: `/{style}/{z}/{x}/{y}.png` and `...@2x.png`.
-pub const TILE_PATH_REGEX: &str = r"^/[^/]+/[0-9]+/[0-9]+/[0-9]+(@2x)?\.png$";
+/// Paths that are tiles: `/{style}/{z}/{x}/{y}.png`, `...@2x.png` and the UTFGrid
+/// `....grid.json` (written by the same render as the tiles, so it goes to the same node).
+pub const TILE_PATH_REGEX: &str = r"^/[^/]+/[0-9]+/[0-9]+/[0-9]+(@2x)?\.(png|grid\.json)$";
 
 /// The configuration text.
 pub fn render(o: &HaproxyOptions, generated_by: &str) -> String {
@@ -262,6 +263,7 @@ mod tests {
         assert!(cfg.contains("hash-type consistent"), "{cfg}");
         assert!(cfg.contains("option httpchk GET /ready"), "{cfg}");
         assert!(cfg.contains("option forwardfor"), "{cfg}");
+        assert!(cfg.contains(r"(png|grid\.json)$"), "{cfg}");
         assert!(cfg.contains("server node1 127.0.0.1:9001\n"), "{cfg}");
         assert!(
             cfg.contains("server node2 127.0.0.1:9002 weight 50\n"),

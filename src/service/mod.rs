@@ -6,6 +6,7 @@
 //! - `backend`: [`MetatileBackend`], what one render job does (query, decode, paint,
 //!   encode, store).
 //! - [`expiry`]: the server's expiry target (cache, memory layer, bulk re-renders).
+//! - [`export`]: an area's tiles into an MBTiles or PMTiles file (CLI and admin jobs).
 //! - [`seed`]: pre-rendering an area and zoom range through the render pool.
 //! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
 //! - [`admin`]: the admin API's requests, answered now or as jobs.
@@ -19,6 +20,7 @@ pub mod access;
 pub mod admin;
 mod backend;
 pub mod expiry;
+pub mod export;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;

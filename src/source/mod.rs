@@ -14,6 +14,6 @@ pub use pool::{
     build_pool, data_extent, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo,
 };
 pub use postgis::{
-    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
-    SourceError,
+    query_bbox, AttributeValue, Feature, FetchTimings, LayerData, MetatileData, PostgisSource,
+    RawMetatile, SourceError,
 };
