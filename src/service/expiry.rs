@@ -240,6 +240,24 @@ impl<T: ExpireTarget> ExpireTarget for WithDependents<T> {
     }
 }
 
+/// Expiries published by other nodes of the fleet go to the same target, dependents
+/// included; with a shared cache, only the memory layer needs to look at the files again.
+pub struct ServiceFleetTargets(pub Arc<TileService>);
+
+impl FleetTargets for ServiceFleetTargets {
+    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
+        let styles = self.0.styles().clone();
+        Box::new(WithDependents::new(
+            ServiceTarget::new(self.0.clone()).cancelled_by(cancel),
+            &styles,
+        ))
+    }
+
+    fn revalidate_memory(&self) {
+        self.0.cache().revalidate_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,23 +304,5 @@ mod tests {
         disk.write_metatile(&name("mix"), meta, &tiles).unwrap();
         target.delete(&name("other"), meta).unwrap();
         assert!(disk.stamp(&name("mix"), meta).unwrap().is_some());
-    }
-}
-
-/// Expiries published by other nodes of the fleet go to the same target, dependents
-/// included; with a shared cache, only the memory layer needs to look at the files again.
-pub struct ServiceFleetTargets(pub Arc<TileService>);
-
-impl FleetTargets for ServiceFleetTargets {
-    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
-        let styles = self.0.styles().clone();
-        Box::new(WithDependents::new(
-            ServiceTarget::new(self.0.clone()).cancelled_by(cancel),
-            &styles,
-        ))
-    }
-
-    fn revalidate_memory(&self) {
-        self.0.cache().revalidate_all();
     }
 }
