@@ -6,13 +6,14 @@ use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
+use crate::fleet::{Drain, ExpiryFollower, FleetHandle, FleetMetrics, Membership, RenderLocks};
 use crate::http::admin::{admin_server, AdminState};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
 use crate::purge::Purger;
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
-use crate::service::expiry::ServiceBatchTargets;
+use crate::service::expiry::{ServiceBatchTargets, ServiceFleetTargets};
 use crate::service::limits::{LimitOptions, Limits};
 use crate::service::reload::StyleReloader;
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
@@ -34,6 +35,7 @@ pub struct Core {
     pub import: Option<ImportInfo>,
     /// Reads the style files again (SIGHUP, `POST /styles/reload`, `styles.watch`).
     pub reloader: Arc<StyleReloader>,
+    pub(crate) fleet_metrics: FleetMetrics,
 }
 
 impl Core {
@@ -100,6 +102,7 @@ impl Core {
         }
         let styles = Arc::new(LiveStyles::new(styles));
         let metrics = Arc::new(Metrics::new()?);
+        let fleet_metrics = FleetMetrics::register(metrics.registry())?;
         let purger = Arc::new(
             Purger::new(
                 &settings.purge,
@@ -108,7 +111,7 @@ impl Core {
             )
             .map_err(|e| UsageError(crate::cache::error_chain(&e)))?,
         );
-        let backend = MetatileBackend::new(
+        let mut backend = MetatileBackend::new(
             styles.clone(),
             postgis.clone(),
             cache.clone(),
@@ -117,6 +120,10 @@ impl Core {
             fonts.clone(),
         )
         .with_purger(purger.clone());
+        if settings.cache.shared {
+            let locks = crate::source::fleet::FleetLocks::new(&settings.database);
+            backend = backend.with_render_locks(RenderLocks::new(locks, fleet_metrics.clone()));
+        }
         let link = backend.pool_link();
         let threads = settings.render_threads();
         let r = &settings.render;
@@ -172,6 +179,7 @@ impl Core {
             service,
             import,
             reloader,
+            fleet_metrics,
         })
     }
 
@@ -219,6 +227,10 @@ pub struct Application {
     admin_api: Arc<Admin>,
     service: Arc<TileService>,
     watcher: Option<Watcher>,
+    membership: Membership,
+    follower: ExpiryFollower,
+    fleet: Arc<FleetHandle>,
+    drain_for: Duration,
     keys: Arc<ApiKeys>,
     shutdown_timeout: Duration,
     /// The disk quota, swept in the background while running.
@@ -256,7 +268,34 @@ impl Application {
             service,
             import,
             reloader,
+            fleet_metrics,
         } = Core::build(settings).await?;
+        let drain = Arc::new(Drain::default());
+        let fleet = Arc::new(FleetHandle::new(
+            &settings.node,
+            settings.cache.shared,
+            &settings.fleet,
+            db.clone(),
+            fleet_metrics,
+            drain.clone(),
+        ));
+        let outdated_cache = service.cache().clone();
+        let membership = Membership::new(
+            fleet.clone(),
+            settings.fleet.clone(),
+            Box::new(move || {
+                if let Err(e) = outdated_cache.set_planet_time(None, std::time::SystemTime::now()) {
+                    tracing::error!(error = %crate::cache::error_chain(&e), "cannot mark the cache stale");
+                }
+            }),
+        );
+        let follower = ExpiryFollower::new(
+            &settings.database,
+            fleet.clone(),
+            service.styles().clone(),
+            Arc::new(ServiceFleetTargets(service.clone())),
+            settings.fleet.poll_secs,
+        );
         if settings.watch.install_on_start {
             let client = db
                 .get()
@@ -272,6 +311,7 @@ impl Application {
             let metrics = WatchMetrics::register(service.metrics().registry())?;
             Some(Watcher::new(
                 &settings.database,
+                (&settings.node.id, settings.cache.shared),
                 &settings.watch,
                 service.styles(),
                 Arc::new(ServiceBatchTargets(service.clone())),
@@ -318,17 +358,21 @@ impl Application {
                 keys: keys.clone(),
             },
         )
-        .map_err(|e| UsageError(e.to_string()))?;
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_drain(drain);
         let public = public_server(public_listener, public_state, &options, tls.as_ref())
             .map_err(|e| UsageError(crate::cache::error_chain(&e)))?;
-        let admin_api = Arc::new(Admin::new(
-            service.clone(),
-            AdminOptions {
-                export_dir: settings.export.dir.clone(),
-                sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
-                bulk_queue: settings.render.queue_bulk,
-            },
-        ));
+        let admin_api = Arc::new(
+            Admin::new(
+                service.clone(),
+                AdminOptions {
+                    export_dir: settings.export.dir.clone(),
+                    sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
+                    bulk_queue: settings.render.queue_bulk,
+                },
+            )
+            .with_fleet(fleet.clone()),
+        );
         let admin_state = AdminState::new(
             admin_api.clone(),
             settings.admin.token.as_deref(),
@@ -344,6 +388,10 @@ impl Application {
             admin_api,
             service,
             watcher,
+            membership,
+            follower,
+            fleet,
+            drain_for: Duration::from_secs(settings.node.drain_secs),
             keys,
             shutdown_timeout: options.shutdown_timeout,
             quota: crate::service::quota::QuotaOptions::from_settings(&settings.cache),
@@ -369,18 +417,35 @@ impl Application {
         &self.reloader
     }
 
-    /// Runs both listeners (and the database watcher, when enabled) until `stop`
-    /// resolves, then shuts down gracefully: stop accepting, stop watching (an
-    /// unfinished batch stays in the change log), finish in-flight requests, renders
-    /// and writes, each within the shutdown timeout.
+    /// This node in the fleet.
+    pub fn fleet(&self) -> &Arc<FleetHandle> {
+        &self.fleet
+    }
+
+    /// [`Application::run_until_drained`] with nothing to cut the drain short.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        self.run_until_drained(stop, std::future::pending()).await
+    }
+
+    /// Runs both listeners, the fleet's membership and expiry follower (and the
+    /// database watcher, when enabled) until `stop` resolves. Then drains for
+    /// `node.drain_secs` (`/ready` answers 503 while everything keeps serving; `hurry`
+    /// resolving, e.g. a second signal, cuts it short) and shuts down gracefully: stop
+    /// accepting, finish in-flight requests, renders and writes within the shutdown
+    /// timeout, stop watching and following (an unfinished batch is read again at the
+    /// next start), release the node id.
+    pub async fn run_until_drained(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        hurry: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let handles = [self.public.stop_handle(), self.admin.stop_handle()];
         let public = tokio::spawn(self.public.run());
         let admin = tokio::spawn(self.admin.run());
-        let stop_watching = CancellationToken::new();
+        let stop_background = CancellationToken::new();
         let stop_purging = CancellationToken::new();
         let purging = self.service.purger().run(stop_purging.clone());
         let sweeping = self.quota.map(|q| {
@@ -388,7 +453,10 @@ impl Application {
         });
         let watcher = self
             .watcher
-            .map(|w| tokio::spawn(w.run(stop_watching.clone())));
+            .map(|w| tokio::spawn(w.run(stop_background.clone())));
+        let follower = tokio::spawn(self.follower.run(stop_background.clone()));
+        let stop_membership = CancellationToken::new();
+        let membership = tokio::spawn(self.membership.run(stop_membership.clone()));
         let housekeeping = {
             let (service, keys) = (self.service.clone(), self.keys.clone());
             let reloader = self.watch_styles.then(|| self.reloader.clone());
@@ -422,10 +490,21 @@ impl Application {
             })
         };
         stop.await;
+        if !self.drain_for.is_zero() {
+            self.fleet.drain().start();
+            tracing::info!(
+                drain.secs = self.drain_for.as_secs(),
+                "draining: /ready answers 503 while serving; a second signal stops at once"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain_for) => {}
+                _ = hurry => tracing::info!("drain cut short"),
+            }
+        }
         housekeeping.abort();
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
-        stop_watching.cancel();
+        stop_background.cancel();
         for h in &handles {
             h.stop().await;
         }
@@ -437,6 +516,9 @@ impl Application {
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        let _ = follower.await;
+        stop_membership.cancel();
+        let _ = membership.await;
         self.service.pool().shutdown(self.shutdown_timeout).await;
         // The last renders' changes go out once, within the purge deadline.
         stop_purging.cancel();

@@ -27,38 +27,42 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["expire", "area", "source", "style", "cache", "tile"],
     ),
     (
+        "fleet",
+        &["expire", "area", "source", "style", "cache", "tile"],
+    ),
+    (
         "service",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "archive", "tile", "purge",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "archive", "tile", "purge",
         ],
     ),
     (
         "config",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "archive", "tile", "purge",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "archive", "tile", "purge",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "archive", "tile", "purge",
+            "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "archive", "tile", "purge",
+            "area", "watch", "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "archive", "tile", "purge",
+            "area", "watch", "fleet", "text", "archive", "tile", "purge",
         ],
     ),
 ];

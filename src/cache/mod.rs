@@ -211,7 +211,7 @@ impl TileCache {
     pub fn open(settings: &CacheSettings) -> Result<TileCache, CacheError> {
         let disk = DiskCache::new(&settings.dir, settings.fsync);
         disk.create_root()?;
-        let removed = disk.clean_temp_files()?;
+        let removed = disk.clean_temp_files(settings.shared)?;
         if removed > 0 {
             tracing::info!(removed, dir = %settings.dir.display(), "removed abandoned temp files");
         }
@@ -484,6 +484,14 @@ impl TileCache {
         self.memory.forget_file_check(MemoryKey::file(id, meta));
     }
 
+    /// Makes every memory-cached tile compare itself with its file at its next hit (one
+    /// `stat` per metatile), whenever it was last checked: for changes made to a shared
+    /// cache directory by another node, which this node hears of through the fleet.
+    pub fn revalidate_all(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.memory.revalidate_all();
+    }
+
     pub fn memory_stats(&self) -> MemoryStats {
         self.memory.stats()
     }
@@ -565,6 +573,10 @@ pub struct CacheSettings {
     pub sweep_secs: u64,
     /// How often the tree is walked to recount its bytes even when under the quota.
     pub sweep_walk_secs: u64,
+    /// The directory is shared with other nodes (a shared volume, NFS): renders of one
+    /// metatile are serialized across nodes, expiries received by another node make the
+    /// memory layer re-check its tiles, and only old temp files are cleaned at start.
+    pub shared: bool,
 }
 
 impl CacheSettings {
@@ -588,6 +600,7 @@ impl Default for CacheSettings {
             low_watermark: 0.85,
             sweep_secs: 10,
             sweep_walk_secs: 3600,
+            shared: false,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::render::PngMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cache::CacheSettings;
+pub use crate::fleet::{FleetSettings, NodeSettings};
 pub use crate::purge::PurgeSettings;
 pub use crate::source::DatabaseSettings;
 pub use crate::watch::WatchSettings;
@@ -26,6 +27,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub access: AccessSettings,
     pub purge: PurgeSettings,
+    pub node: NodeSettings,
+    pub fleet: FleetSettings,
     pub log: LogSettings,
 }
 

@@ -14,8 +14,12 @@ pub(super) async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
-/// `GET /ready`: 200 only when the database answers.
+/// `GET /ready`: 200 only when the database answers, and 503 while the node drains
+/// before stopping (a balancer takes it out of rotation while it still serves).
 pub(super) async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
+    if state.drain.is_draining() {
+        return Err(HttpError::Draining);
+    }
     let ok = match state.db.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,

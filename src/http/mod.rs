@@ -26,6 +26,7 @@ mod tls;
 mod viewer;
 
 use crate::area::LonLatBbox;
+use crate::fleet::Drain;
 use crate::service::TileService;
 use crate::source::DbPool;
 use actix_web::body::{EitherBody, MessageBody};
@@ -51,6 +52,8 @@ pub(crate) struct PublicState {
     retry_after_secs: u64,
     /// The surrogate-key header of tile responses (`purge.key_header`), if any.
     surrogate_keys: Option<(header::HeaderName, crate::purge::KeyHeader)>,
+    /// Set once the node drains before stopping: `/ready` answers 503.
+    drain: Arc<Drain>,
 }
 
 /// A setting the HTTP layer cannot use.
@@ -112,7 +115,14 @@ impl PublicState {
             edge,
             retry_after_secs: options.retry_after_secs,
             surrogate_keys,
+            drain: Arc::new(Drain::default()),
         })
+    }
+
+    /// `/ready` answers 503 once `drain` has started.
+    pub(crate) fn with_drain(mut self, drain: Arc<Drain>) -> Self {
+        self.drain = drain;
+        self
     }
 }
 

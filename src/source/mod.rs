@@ -1,8 +1,10 @@
 //! PostGIS: the connection pool, migrations, one query per style layer per metatile
-//! (`postgis`, which owns the bind order of the style placeholders), and the change log
-//! and its triggers (`changes`). The only module that runs SQL.
+//! (`postgis`, which owns the bind order of the style placeholders), the change log
+//! and its triggers (`changes`), and the fleet's bookkeeping: nodes, cursors, the
+//! expiry log and render locks (`fleet`). The only module that runs SQL.
 
 pub mod changes;
+pub mod fleet;
 mod migrate;
 mod pool;
 mod postgis;
