@@ -86,6 +86,7 @@ pub fn rw_database_url() -> Option<String> {
 }
 
 /// A local webhook receiver: every request's JSON body, with when it arrived.
+#[allow(clippy::unwrap_used)] // a test's own listener fails loudly
 pub async fn webhook_listener() -> (
     String,
     tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, serde_json::Value)>,
