@@ -2,7 +2,9 @@
 //! (queue, batches, requests) to a real Varnish with the xkey vmod (`keys` target), to
 //! a local webhook, and (for 1,000 metatiles: 64,000 requests) to Varnish per URL.
 //!
-//!   cargo bench --bench purge              # METATILES=10000 URL_METATILES=1000
+//!   cargo bench --bench purge              # METATILES=10000 URL_METATILES=1000 ROUNDS=3
+//!
+//! Each figure is the median of ROUNDS runs (a fresh queue each), the runs listed.
 //!
 //! Needs `varnishd` and Debian's `varnish-modules`; the webhook part runs without.
 #![allow(clippy::unwrap_used)] // benchmarks fail loudly on what they set up
@@ -131,6 +133,30 @@ async fn run(target: TargetSettings, n: usize, expected: f64) -> Duration {
     took
 }
 
+/// The median of `rounds` runs of `target`, and every run's time.
+async fn median(
+    rounds: usize,
+    target: TargetSettings,
+    n: usize,
+    expected: f64,
+) -> (Duration, Vec<Duration>) {
+    let mut runs = Vec::new();
+    for _ in 0..rounds.max(1) {
+        runs.push(run(target.clone(), n, expected).await);
+    }
+    let mut sorted = runs.clone();
+    sorted.sort();
+    (sorted[sorted.len() / 2], runs)
+}
+
+fn secs(runs: &[Duration]) -> String {
+    let list: Vec<String> = runs
+        .iter()
+        .map(|d| format!("{:.3}", d.as_secs_f64()))
+        .collect();
+    format!("runs {} s", list.join(" / "))
+}
+
 fn target(name: &str, kind: TargetKind, url: String) -> TargetSettings {
     TargetSettings {
         name: Some(name.into()),
@@ -151,11 +177,19 @@ async fn main() {
     }
     let n = env_or("METATILES", 10_000);
     let n_urls = env_or("URL_METATILES", 1_000);
+    let rounds = env_or("ROUNDS", 3);
     let hook = sink().await;
-    let took = run(target("webhook", TargetKind::Webhook, hook), n, n as f64).await;
+    let (took, runs) = median(
+        rounds,
+        target("webhook", TargetKind::Webhook, hook),
+        n,
+        n as f64,
+    )
+    .await;
     println!(
-        "webhook: {n} metatiles in {:.3} s = {:.0} metatiles/s",
+        "webhook: {n} metatiles in {:.3} s (median; {}) = {:.0} metatiles/s",
         took.as_secs_f64(),
+        secs(&runs),
         n as f64 / took.as_secs_f64()
     );
     let have_xkey = std::fs::read_dir("/usr/lib")
@@ -201,22 +235,31 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let url = format!("http://{addr}/");
-    let took = run(target("keys", TargetKind::Keys, url.clone()), n, n as f64).await;
+    let (took, runs) = median(
+        rounds,
+        target("keys", TargetKind::Keys, url.clone()),
+        n,
+        n as f64,
+    )
+    .await;
     println!(
-        "varnish xkey (keys): {n} metatiles in {:.3} s = {:.0} metatiles/s",
+        "varnish xkey (keys): {n} metatiles in {:.3} s (median; {}) = {:.0} metatiles/s",
         took.as_secs_f64(),
+        secs(&runs),
         n as f64 / took.as_secs_f64()
     );
     let urls = (n_urls * 64) as f64;
-    let took = run(
+    let (took, runs) = median(
+        rounds,
         target("urls", TargetKind::Urls, format!("http://{addr}")),
         n_urls,
         urls,
     )
     .await;
     println!(
-        "varnish per URL (urls): {n_urls} metatiles = {urls} PURGEs in {:.3} s = {:.0} metatiles/s, {:.0} PURGEs/s",
+        "varnish per URL (urls): {n_urls} metatiles = {urls} PURGEs in {:.3} s (median; {}) = {:.0} metatiles/s, {:.0} PURGEs/s",
         took.as_secs_f64(),
+        secs(&runs),
         n_urls as f64 / took.as_secs_f64(),
         urls / took.as_secs_f64()
     );

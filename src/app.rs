@@ -284,7 +284,7 @@ impl Application {
             fleet.clone(),
             settings.fleet.clone(),
             Box::new(move || {
-                if let Err(e) = outdated_cache.set_planet_time(None, std::time::SystemTime::now()) {
+                if let Err(e) = outdated_cache.mark_all_stale(std::time::SystemTime::now()) {
                     tracing::error!(error = %crate::cache::error_chain(&e), "cannot mark the cache stale");
                 }
             }),

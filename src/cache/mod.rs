@@ -512,6 +512,32 @@ impl TileCache {
         self.planet.forget();
         Ok(path)
     }
+
+    /// Makes every tile rendered before `time` stale, whatever its style: the global
+    /// `planet-import-complete` and every style's own one (which would otherwise win
+    /// with its older time) are set to `time`.
+    pub fn mark_all_stale(&self, time: SystemTime) -> Result<(), CacheError> {
+        let root = self.disk.root();
+        touch_planet_import_complete(root, None, time)?;
+        let entries = match std::fs::read_dir(root) {
+            Ok(entries) => entries,
+            Err(e) => return Err(disk::io_err("list", root, e)),
+        };
+        for entry in entries.flatten() {
+            let Some(style) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| StyleName::parse(n).ok())
+            else {
+                continue;
+            };
+            if freshness::planet_file(root, Some(&style)).is_file() {
+                touch_planet_import_complete(root, Some(&style), time)?;
+            }
+        }
+        self.planet.forget();
+        Ok(())
+    }
 }
 
 /// Creates (if needed) `planet-import-complete` for one style (`<cache_dir>/<style>/`) or

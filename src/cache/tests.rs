@@ -222,6 +222,35 @@ fn a_planet_file_newer_than_a_tile_makes_it_stale_even_in_memory() {
 }
 
 #[test]
+fn marking_the_whole_cache_stale_reaches_styles_with_their_own_planet_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = TileCache::open(&settings(dir.path(), 3600)).unwrap();
+    let t = tile(12, 2345, 1234);
+    let m = t.metatile();
+    cache.store_metatile(&style(), m, &tiles_for(m, 1)).unwrap();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    filetime::set_file_mtime(
+        cache.disk().path_of(&style(), m),
+        filetime::FileTime::from_system_time(hour_ago),
+    )
+    .unwrap();
+    // The style has its own planet file (a style reload writes one), older than the tile.
+    cache
+        .set_planet_time(Some(&style()), hour_ago - Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(
+        cache.metatile_state(&style(), m).unwrap(),
+        MetatileState::Fresh
+    );
+    cache.mark_all_stale(SystemTime::now()).unwrap();
+    assert_eq!(
+        cache.metatile_state(&style(), m).unwrap(),
+        MetatileState::Stale
+    );
+    assert!(crate::cache::freshness::planet_file(dir.path(), None).is_file());
+}
+
+#[test]
 fn a_dirty_mark_makes_tiles_stale_once_and_for_all() {
     let dir = tempfile::tempdir().unwrap();
     let cache = TileCache::open(&settings(dir.path(), 3600)).unwrap();

@@ -71,7 +71,9 @@ impl ServiceTarget {
     }
 
     /// Counts a change, and tells caches downstream about a deleted or dirty-marked
-    /// metatile (a re-render tells them when it replaces the file).
+    /// metatile of a served style (a re-render tells them when it replaces the file). A
+    /// style's UTFGrid tree (`<style>@grid`) is no served style: its grids are served
+    /// under the style's own key, purged with the style's metatile.
     fn count(
         &self,
         mode: ExpireMode,
@@ -80,7 +82,7 @@ impl ServiceTarget {
         outcome: &Result<ExpireOutcome, CacheError>,
     ) {
         if let Ok(ExpireOutcome::Changed) = outcome {
-            if mode != ExpireMode::Render {
+            if mode != ExpireMode::Render && self.service.styles().get(style).is_some() {
                 self.service
                     .purger()
                     .changed(Change::Metatile(style.clone(), meta));
