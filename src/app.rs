@@ -11,7 +11,8 @@ use crate::queue::{PoolConfig, RenderPool};
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
-use crate::source::{self, DbPool, ImportInfo, PostgisSource};
+use crate::source::health::{HealthOptions, MonitorHandle, PgProbe};
+use crate::source::{self, DbPool, ImportInfo, PostgisSource, SourceHealth};
 use crate::style::StyleSet;
 use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
@@ -26,6 +27,9 @@ pub struct Core {
     pub db: DbPool,
     pub service: Arc<TileService>,
     pub import: Option<ImportInfo>,
+    /// Probes the database while it is down (and when a fetch hangs); stops when
+    /// dropped.
+    pub health_monitor: MonitorHandle,
 }
 
 impl Core {
@@ -52,7 +56,14 @@ impl Core {
             .check_fonts(&fonts)
             .map_err(|e| UsageError(e.to_string()))?;
         let styles = Arc::new(styles);
-        let postgis = PostgisSource::new(db.clone());
+        let health =
+            SourceHealth::for_pool(HealthOptions::from_settings(&settings.database), db.clone());
+        let health_monitor = MonitorHandle::start(
+            health.clone(),
+            Arc::new(PgProbe::new(source::connect_config(&settings.database)?)),
+        );
+        let postgis =
+            PostgisSource::new(db.clone()).with_health(health.clone(), &settings.database);
         for style in styles.iter() {
             postgis
                 .check_style(style)
@@ -74,6 +85,9 @@ impl Core {
                 .context("cannot update planet-import-complete")?;
         }
         let metrics = Arc::new(Metrics::new()?);
+        metrics
+            .registry()
+            .register(Box::new(cache.corrupt_counter().clone()))?;
         let backend = MetatileBackend::new(
             styles.clone(),
             postgis,
@@ -92,26 +106,32 @@ impl Core {
                 capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
             },
         )?);
-        let service = Arc::new(TileService::new(
-            styles,
-            cache,
-            pool,
-            metrics,
-            ServiceOptions {
-                miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
-                stale_max_age_secs: settings.server.stale_max_age_secs,
-            },
-        ));
+        let service = Arc::new(
+            TileService::new(
+                styles,
+                cache,
+                pool,
+                metrics,
+                ServiceOptions {
+                    miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
+                    stale_max_age_secs: settings.server.stale_max_age_secs,
+                },
+            )
+            .with_source_health(health),
+        );
         Ok(Self {
             db,
             service,
             import,
+            health_monitor,
         })
     }
 
-    /// Closes the render pool: running renders finish and are stored, up to `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) {
+    /// Closes the render pool: running renders finish and are stored, up to `timeout`;
+    /// then stops probing the database.
+    pub async fn shutdown(self, timeout: Duration) {
         self.service.pool().shutdown(timeout).await;
+        self.health_monitor.stop().await;
     }
 }
 
@@ -132,6 +152,7 @@ pub struct Application {
     admin_api: Arc<Admin>,
     service: Arc<TileService>,
     watcher: Option<Watcher>,
+    health_monitor: MonitorHandle,
     shutdown_timeout: Duration,
 }
 
@@ -142,6 +163,7 @@ impl Application {
             db,
             service,
             import,
+            health_monitor,
         } = Core::build(settings).await?;
         if settings.watch.install_on_start {
             let client = db
@@ -210,6 +232,7 @@ impl Application {
             admin_api,
             service,
             watcher,
+            health_monitor,
             shutdown_timeout: options.shutdown_timeout,
         })
     }
@@ -257,6 +280,7 @@ impl Application {
             let _ = w.await;
         }
         self.service.pool().shutdown(self.shutdown_timeout).await;
+        self.health_monitor.stop().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -24,7 +24,7 @@ use super::{CacheError, ExpireOutcome};
 use crate::tile::{MetatileCoord, StyleName, TileCoord, MAX_ZOOM};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -33,6 +33,8 @@ use std::time::{Duration, SystemTime};
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 /// What sits between `<h0>.meta` and `<pid>.<random>` in a temp file's name.
 const TEMP_INFIX: &str = ".meta.tmp.";
+/// What a corrupt metatile is renamed to, beside where it was: `<h0>.meta.corrupt`.
+pub const CORRUPT_SUFFIX: &str = ".corrupt";
 
 /// What identifies one version of a metatile file: a rewrite (new inode), a dirty mark
 /// (new mtime) or a truncation (new length) all change it.
@@ -111,17 +113,32 @@ impl DiskCache {
     ) -> Result<Option<DiskTile>, CacheError> {
         let meta = tile.metatile();
         let path = self.path_of(style, meta);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("open", &path, e)),
-        };
-        let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
-        let stamp = FileStamp::of(&md, &path)?;
         let corrupt = |source| CacheError::Corrupt {
             path: path.clone(),
             source,
         };
+        // Non-blocking: a FIFO where a metatile belongs must not hang the reader (it
+        // changes nothing for regular files).
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                // A socket or device cannot even be opened: corrupt, not an I/O fault.
+                return match fs::metadata(&path) {
+                    Ok(md) if !md.is_file() => Err(corrupt(format::FormatError::NotRegularFile)),
+                    _ => Err(io_err("open", &path, e)),
+                };
+            }
+        };
+        let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
+        if !md.is_file() {
+            return Err(corrupt(format::FormatError::NotRegularFile));
+        }
+        let stamp = FileStamp::of(&md, &path)?;
         if stamp.len < HEADER_LEN as u64 {
             return Err(corrupt(format::FormatError::ShortHeader { len: stamp.len }));
         }
@@ -218,6 +235,37 @@ impl DiskCache {
             Ok(()) => Ok(ExpireOutcome::Changed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ExpireOutcome::Absent),
             Err(e) => Err(io_err("set the mtime of", &path, e)),
+        }
+    }
+
+    /// Moves a corrupt metatile (or whatever is in its place) aside, to
+    /// `<h0>.meta.corrupt` (replacing an older one), so it is neither read again nor in
+    /// the way of the re-rendered one. Gone already: nothing to do.
+    pub fn move_aside(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<PathBuf, CacheError> {
+        let path = self.path_of(style, meta);
+        let mut aside = path.clone().into_os_string();
+        aside.push(CORRUPT_SUFFIX);
+        let aside = PathBuf::from(aside);
+        let moved = fs::rename(&path, &aside).or_else(|e| {
+            // An older corrupt one of another kind (a directory) is in the way.
+            if e.kind() == io::ErrorKind::NotFound {
+                return Err(e);
+            }
+            match fs::symlink_metadata(&aside) {
+                Ok(md) if md.is_dir() => fs::remove_dir_all(&aside),
+                Ok(_) => fs::remove_file(&aside),
+                Err(_) => Err(e),
+            }
+            .and_then(|()| fs::rename(&path, &aside))
+        });
+        match moved {
+            Ok(()) => Ok(aside),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(aside),
+            Err(e) => Err(io_err("move aside", &path, e)),
         }
     }
 

@@ -13,7 +13,14 @@
 //! (render_expired, another metatiled, a new `planet-import-complete`) show within that
 //! bound; a tile read from disk always reflects the file as it is. Changes made through
 //! this [`TileCache`] (store, mark dirty, delete) drop the metatile's tiles from memory
-//! at once. A file that fails validation is logged and reported as a miss, never served.
+//! at once.
+//!
+//! A file that fails validation is never served: a bad header or index, a blob that is
+//! not a whole PNG of the style's tile size (when the caller said what to expect with
+//! [`TileCache::expect_png_tiles`]; checked before a tile is served or kept in memory),
+//! or anything but a regular file where a metatile belongs. It is logged, counted in
+//! `metatiled_corrupt_metatiles_total{reason}`, moved aside to `<h0>.meta.corrupt`, and
+//! reported as a miss, so it is rendered again.
 
 pub mod disk;
 pub mod format;
@@ -35,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slots::{StyleId, StyleSlots};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -65,6 +72,8 @@ pub enum CacheError {
     },
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error("cannot create the cache's metrics")]
+    Metrics(#[source] prometheus::Error),
 }
 
 /// A tile ready to serve: its bytes, ETag and render time.
@@ -199,6 +208,11 @@ pub struct TileCache {
     /// Bumped after every change made through this cache; a disk read that overlapped
     /// one does not leave its (possibly old) tile in memory.
     changes: AtomicU64,
+    /// Per style id: the edge in pixels of its PNG tiles, 0 = not checked.
+    png_sizes: Box<[AtomicU32]>,
+    /// `metatiled_corrupt_metatiles_total{reason}`; registered by whoever exposes
+    /// metrics ([`TileCache::corrupt_counter`]).
+    corrupt: prometheus::IntCounterVec,
 }
 
 impl TileCache {
@@ -223,7 +237,56 @@ impl TileCache {
             disk,
             styles: StyleSlots::new(),
             changes: AtomicU64::new(0),
+            png_sizes: (0..slots::MAX_STYLES).map(|_| AtomicU32::new(0)).collect(),
+            corrupt: corrupt_counter()?,
         })
+    }
+
+    /// From now on, every tile of `style` read from disk must be a whole PNG of `size` x
+    /// `size` pixels, or its metatile is corrupt. (Styles beyond the 256th name seen are
+    /// not checked.)
+    pub fn expect_png_tiles(&self, style: &StyleName, size: u32) {
+        if let Some(id) = self.styles.id(style) {
+            self.png_sizes[id.index()].store(size, Ordering::Relaxed);
+        }
+    }
+
+    /// The counter of corrupt metatiles found, by reason, to register for `/metrics`.
+    pub fn corrupt_counter(&self) -> &prometheus::IntCounterVec {
+        &self.corrupt
+    }
+
+    /// A corrupt metatile: logged, counted, moved aside and forgotten; a miss from now.
+    fn found_corrupt(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+        path: &Path,
+        why: &FormatError,
+    ) {
+        let reason = match why {
+            FormatError::NotPng { .. }
+            | FormatError::WrongTileSize { .. }
+            | FormatError::PngCutShort { .. } => "bad_tile",
+            FormatError::NotRegularFile => "not_a_file",
+            _ => "bad_file",
+        };
+        self.corrupt.with_label_values(&[reason]).inc();
+        match self.disk.move_aside(style, meta) {
+            Ok(aside) => tracing::warn!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                error = %why,
+                "corrupt metatile moved aside; rendering it again"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %why,
+                move_error = %error_chain(&e),
+                "corrupt metatile (cannot be moved aside); rendering it again"
+            ),
+        }
+        self.forget(style, meta);
     }
 
     pub fn disk(&self) -> &DiskCache {
@@ -312,15 +375,28 @@ impl TileCache {
         planet: Option<SystemTime>,
     ) -> Result<Lookup, CacheError> {
         let changes = self.changes.load(Ordering::SeqCst);
+        let meta = tile.metatile();
         let read = match self.disk.read_tile(style, tile) {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(Lookup::Miss),
             Err(CacheError::Corrupt { path, source }) => {
-                tracing::warn!(path = %path.display(), error = %source, "invalid metatile, treated as a miss");
+                self.found_corrupt(style, meta, &path, &source);
                 return Ok(Lookup::Miss);
             }
             Err(e) => return Err(e),
         };
+        let png_size = match self.styles.id(style) {
+            Some(id) => self.png_sizes[id.index()].load(Ordering::Relaxed),
+            None => 0,
+        };
+        if png_size > 0 {
+            if let Err(why) =
+                format::check_png_tile(tile.index_in_metatile(), &read.bytes, png_size)
+            {
+                self.found_corrupt(style, meta, &self.disk.path_of(style, meta), &why);
+                return Ok(Lookup::Miss);
+            }
+        }
         let stale = freshness::is_stale(read.stamp.mtime, planet, now);
         let tile = Arc::new(CachedTile::new(
             Bytes::from(read.bytes),
@@ -456,6 +532,23 @@ pub fn touch_planet_import_complete(
     filetime::set_file_times(&path, t, t)
         .map_err(|e| disk::io_err("set the times of", &path, e))?;
     Ok(path)
+}
+
+fn corrupt_counter() -> Result<prometheus::IntCounterVec, CacheError> {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "metatiled_corrupt_metatiles_total",
+            "Metatiles found invalid, moved aside and rendered again, by reason: bad_file \
+             (header or index), bad_tile (a blob not a whole PNG of the tile size), not_a_file",
+        ),
+        &["reason"],
+    )
+    .map_err(CacheError::Metrics)
+    .inspect(|counter| {
+        for reason in ["bad_file", "bad_tile", "not_a_file"] {
+            counter.with_label_values(&[reason]);
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! The one place where failures become HTTP status codes. Bodies are a short plain-text
+//! The one place where failures become HTTP status codes. A fault outside the server
+//! (database, disk, permissions) is a 503 with `Retry-After`; 500 is for bugs. Bodies are a short plain-text
 //! line; causes are logged where they happened (or here, once, for the few that only
 //! show up here), never sent (no SQL, no paths, no chains).
 
 use crate::service::admin::AdminError;
-use crate::service::ServiceError;
+use crate::service::{Fault, ServiceError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -40,6 +41,12 @@ pub(crate) enum HttpError {
     /// Shutting down.
     #[error("service unavailable")]
     Unavailable { retry_after: u64 },
+    /// A fault outside the server (database, disk, permissions): try again later.
+    #[error("{what} unavailable, retry in {retry_after} s")]
+    Fault {
+        what: &'static str,
+        retry_after: u64,
+    },
     /// `/ready` while the database does not answer.
     #[error("database unavailable")]
     NotReady,
@@ -61,8 +68,20 @@ impl HttpError {
             ServiceError::QueueFull => HttpError::Busy { retry_after },
             ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
             ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
-            // Logged once by the render backend.
-            ServiceError::RenderFailed(_) => HttpError::Internal,
+            // Logged once: when the database went down, or by the render backend.
+            e @ (ServiceError::SourceUnavailable(_) | ServiceError::RenderFailed(_)) => {
+                match e.fault() {
+                    Some(Fault::Database) => HttpError::Fault {
+                        what: "database",
+                        retry_after,
+                    },
+                    Some(Fault::DiskFull | Fault::Permission | Fault::Io) => HttpError::Fault {
+                        what: "tile storage",
+                        retry_after,
+                    },
+                    None => HttpError::Internal,
+                }
+            }
             e @ ServiceError::MissingAfterRender(_) => {
                 tracing::error!(error = %e, "tile missing after its render");
                 HttpError::Internal
@@ -96,6 +115,7 @@ impl ResponseError for HttpError {
             | HttpError::StillRendering { .. }
             | HttpError::TooManyJobs(_)
             | HttpError::Unavailable { .. }
+            | HttpError::Fault { .. }
             | HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,7 +129,8 @@ impl ResponseError for HttpError {
         match self {
             HttpError::Busy { retry_after }
             | HttpError::StillRendering { retry_after }
-            | HttpError::Unavailable { retry_after } => {
+            | HttpError::Unavailable { retry_after }
+            | HttpError::Fault { retry_after, .. } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             HttpError::Unauthorized => {
@@ -124,5 +145,63 @@ impl ResponseError for HttpError {
             _ => {}
         }
         res.body(format!("{self}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheError;
+    use crate::queue::RenderFailure;
+    use crate::source::Unavailable;
+    use std::sync::Arc;
+
+    fn status_and_retry(e: ServiceError) -> (u16, Option<String>) {
+        let res = HttpError::from_service(e, 2).error_response();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        (res.status().as_u16(), retry)
+    }
+
+    fn io_failure(errno: i32) -> ServiceError {
+        ServiceError::RenderFailed(RenderFailure::caused_by(
+            "storing the metatile",
+            CacheError::Io {
+                action: "write",
+                path: "/cache/osm/1.meta".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            },
+        ))
+    }
+
+    #[test]
+    fn faults_outside_the_server_are_503s_with_retry_after_and_bugs_are_500s() {
+        let down = Unavailable {
+            since: std::time::SystemTime::now(),
+            cause: Arc::from("connection refused"),
+        };
+        let retry = Some("2".to_string());
+        assert_eq!(
+            status_and_retry(ServiceError::SourceUnavailable(down.clone())),
+            (503, retry.clone())
+        );
+        assert_eq!(
+            status_and_retry(ServiceError::RenderFailed(RenderFailure::caused_by(
+                "the metatile's data",
+                down
+            ))),
+            (503, retry.clone())
+        );
+        for errno in [28, 13, 30, 5] {
+            assert_eq!(status_and_retry(io_failure(errno)), (503, retry.clone()));
+        }
+        assert_eq!(
+            status_and_retry(ServiceError::RenderFailed(RenderFailure::new(
+                "the renderer panicked"
+            ))),
+            (500, None)
+        );
     }
 }

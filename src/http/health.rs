@@ -14,11 +14,19 @@ pub(super) async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
-/// `GET /ready`: 200 only when the database answers.
+/// `GET /ready`: 200 only when the database answers. Answered from the source's health
+/// state at once (a probe checks the database in the background when nothing has
+/// answered lately); without one, by a query.
 pub(super) async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
-    let ok = match state.db.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
+    let ok = match state.service.source_health() {
+        Some(health) => {
+            health.suspect();
+            health.is_healthy()
+        }
+        None => match state.db.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        },
     };
     if !ok {
         return Err(HttpError::NotReady);

@@ -5,6 +5,8 @@
 //!   single-flight render), generic over its render backend.
 //! - `backend`: [`MetatileBackend`], what one render job does (query, decode, paint,
 //!   encode, store).
+//! - [`fault`]: failures caused outside the server (database, disk, permissions), told
+//!   apart from bugs.
 //! - [`expiry`]: the server's expiry target (cache, memory layer, bulk re-renders).
 //! - [`seed`]: pre-rendering an area and zoom range through the render pool.
 //! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
@@ -14,11 +16,13 @@
 pub mod admin;
 mod backend;
 pub mod expiry;
+pub mod fault;
 pub mod jobs;
 pub mod metrics;
 pub mod seed;
 mod tiles;
 
 pub use backend::MetatileBackend;
+pub use fault::Fault;
 pub use metrics::Metrics;
 pub use tiles::{Pool, ServedTile, ServiceError, ServiceOptions, TileService};

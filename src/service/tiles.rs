@@ -4,11 +4,13 @@
 //! with a backend that counts and holds renders.
 
 use super::backend::MetatileBackend;
+use super::fault::Fault;
 use super::metrics::{LookupResult, Metrics};
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
 };
+use crate::source::{SourceHealth, Unavailable};
 use crate::style::{Style, StyleSet};
 use crate::tile::{StyleName, TileCoord};
 use prometheus::IntCounter;
@@ -31,12 +33,29 @@ pub enum ServiceError {
     MissTimeout,
     #[error("shutting down")]
     ShuttingDown,
+    /// A miss while the database is known to be down: refused at once, without queueing
+    /// a render that would fail (logged once, when the database went down). The hook
+    /// for a placeholder tile.
+    #[error("the tile is not cached and the database is unavailable")]
+    SourceUnavailable(#[source] Unavailable),
     /// Logged once by the backend where it failed; not again here.
     #[error("the render failed")]
     RenderFailed(#[source] RenderFailure),
     /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
     #[error("tile {0} missing after its metatile was rendered")]
     MissingAfterRender(TileCoord),
+}
+
+impl ServiceError {
+    /// What outside the server caused this, if anything did: such failures are worth a
+    /// retry; the others are bugs.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            ServiceError::SourceUnavailable(_) => Some(Fault::Database),
+            ServiceError::RenderFailed(failure) => Fault::of(failure),
+            _ => None,
+        }
+    }
 }
 
 /// A tile ready to send, with the caching policy that applies to it.
@@ -68,6 +87,8 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     options: ServiceOptions,
     /// Every served style with what a hit needs, found by one (fast) hash of the name.
     served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
+    /// The database's health, when the backend reads one: misses fail fast while down.
+    health: Option<Arc<SourceHealth>>,
 }
 
 /// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
@@ -127,6 +148,11 @@ impl<B: RenderBackend> TileService<B> {
                 (style.name.as_str().to_string(), served)
             })
             .collect();
+        for style in styles.iter() {
+            // Every blob read from disk is checked to be a PNG of the style's size
+            // before it is served or kept in memory.
+            cache.expect_png_tiles(&style.name, style.tile_size);
+        }
         Self {
             styles,
             cache,
@@ -134,7 +160,19 @@ impl<B: RenderBackend> TileService<B> {
             metrics,
             options,
             served,
+            health: None,
         }
+    }
+
+    /// Misses fail fast ([`ServiceError::SourceUnavailable`]) while `health` says the
+    /// database is down.
+    pub fn with_source_health(mut self, health: Arc<SourceHealth>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    pub fn source_health(&self) -> Option<&Arc<SourceHealth>> {
+        self.health.as_ref()
     }
 
     pub fn styles(&self) -> &Arc<StyleSet> {
@@ -186,6 +224,9 @@ impl<B: RenderBackend> TileService<B> {
             return Ok(found);
         }
         served.count_lookup(LookupResult::Miss);
+        if let Some(Err(down)) = self.health.as_ref().map(|h| h.check()) {
+            return Err(self.refused(ServiceError::SourceUnavailable(down)));
+        }
         let key = JobKey {
             style: style.name.clone(),
             meta: tile.metatile(),
@@ -212,11 +253,22 @@ impl<B: RenderBackend> TileService<B> {
                 self.metrics.miss_timeouts.inc();
                 Err(ServiceError::MissTimeout)
             }
-            Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure)),
+            Ok(Err(failure)) => Err(self.refused(ServiceError::RenderFailed(failure))),
             Ok(Ok(())) => self
                 .lookup(served, tile, false)
                 .ok_or(ServiceError::MissingAfterRender(tile)),
         }
+    }
+
+    /// Counts a failure caused outside the server by its cause.
+    fn refused(&self, e: ServiceError) -> ServiceError {
+        if let Some(fault) = e.fault() {
+            self.metrics
+                .fault_responses
+                .with_label_values(&[fault.as_str()])
+                .inc();
+        }
+        e
     }
 
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
@@ -284,6 +336,9 @@ impl<B: RenderBackend> TileService<B> {
         let mem = self.cache.memory_stats();
         self.metrics.memory_cache_bytes.set(mem.bytes as i64);
         self.metrics.memory_cache_entries.set(mem.entries as i64);
+        if let Some(health) = &self.health {
+            self.metrics.database_up.set(i64::from(health.is_healthy()));
+        }
     }
 }
 

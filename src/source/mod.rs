@@ -1,14 +1,19 @@
 //! PostGIS: the connection pool, migrations, one query per style layer per metatile
 //! (`postgis`, which owns the bind order of the style placeholders), and the change log
-//! and its triggers (`changes`). The only module that runs SQL.
+//! and its triggers (`changes`), and the database's health (`health`: fail fast while it
+//! is down, probe until it is back). The only module that runs SQL.
 
 pub mod changes;
+pub mod health;
 mod migrate;
 mod pool;
 mod postgis;
 
+pub use health::{SourceHealth, Unavailable};
 pub use migrate::{run_migrations, MigrationReport};
-pub use pool::{build_pool, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo};
+pub use pool::{
+    build_pool, connect_config, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo,
+};
 pub use postgis::{
     query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
     SourceError,
