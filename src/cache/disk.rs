@@ -57,6 +57,13 @@ impl FileStamp {
     }
 }
 
+/// A failed read, with the stamp of the file when it was opened.
+#[derive(Debug)]
+pub(crate) struct ReadError {
+    pub(crate) error: CacheError,
+    pub(crate) stamp: Option<FileStamp>,
+}
+
 /// One tile read from disk, with the stamp of the file it came from.
 #[derive(Debug, Clone)]
 pub struct DiskTile {
@@ -111,11 +118,27 @@ impl DiskCache {
         style: &StyleName,
         tile: TileCoord,
     ) -> Result<Option<DiskTile>, CacheError> {
+        self.read_tile_stamped(style, tile).map_err(|e| e.error)
+    }
+
+    /// [`DiskCache::read_tile`], with the stamp of the file that failed, when it got
+    /// that far (so a corrupt file can be moved aside only if it is still the same).
+    pub(crate) fn read_tile_stamped(
+        &self,
+        style: &StyleName,
+        tile: TileCoord,
+    ) -> Result<Option<DiskTile>, ReadError> {
         let meta = tile.metatile();
         let path = self.path_of(style, meta);
-        let corrupt = |source| CacheError::Corrupt {
-            path: path.clone(),
-            source,
+        let failed = |error: CacheError, stamp: Option<FileStamp>| ReadError { error, stamp };
+        let corrupt = |source, stamp: Option<FileStamp>| {
+            failed(
+                CacheError::Corrupt {
+                    path: path.clone(),
+                    source,
+                },
+                stamp,
+            )
         };
         // Non-blocking: a FIFO where a metatile belongs must not hang the reader (it
         // changes nothing for regular files).
@@ -129,30 +152,41 @@ impl DiskCache {
             Err(e) => {
                 // A socket or device cannot even be opened: corrupt, not an I/O fault.
                 return match fs::metadata(&path) {
-                    Ok(md) if !md.is_file() => Err(corrupt(format::FormatError::NotRegularFile)),
-                    _ => Err(io_err("open", &path, e)),
+                    Ok(md) if !md.is_file() => Err(corrupt(
+                        format::FormatError::NotRegularFile,
+                        FileStamp::of(&md, &path).ok(),
+                    )),
+                    _ => Err(failed(io_err("open", &path, e), None)),
                 };
             }
         };
-        let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
+        let md = file
+            .metadata()
+            .map_err(|e| failed(io_err("stat", &path, e), None))?;
+        let stamp = FileStamp::of(&md, &path).map_err(|e| failed(e, None))?;
         if !md.is_file() {
-            return Err(corrupt(format::FormatError::NotRegularFile));
+            return Err(corrupt(format::FormatError::NotRegularFile, Some(stamp)));
         }
-        let stamp = FileStamp::of(&md, &path)?;
         if stamp.len < HEADER_LEN as u64 {
-            return Err(corrupt(format::FormatError::ShortHeader { len: stamp.len }));
+            return Err(corrupt(
+                format::FormatError::ShortHeader { len: stamp.len },
+                Some(stamp),
+            ));
         }
         let mut head = [0u8; HEADER_LEN];
-        read_exact_at(&file, &mut head, 0, &path, stamp.len)?;
-        let header = MetatileHeader::validate(&head, stamp.len, Some(meta)).map_err(corrupt)?;
+        read_exact_at(&file, &mut head, 0, &path, stamp.len).map_err(|e| failed(e, Some(stamp)))?;
+        let header = MetatileHeader::validate(&head, stamp.len, Some(meta))
+            .map_err(|e| corrupt(e, Some(stamp)))?;
         let entry_index = tile.index_in_metatile();
         let entry = header.entries[entry_index];
         if entry.size == 0 {
             return Ok(None);
         }
         let mut blob = vec![0u8; entry.size as usize];
-        read_exact_at(&file, &mut blob, u64::from(entry.offset), &path, stamp.len)?;
-        let bytes = format::decode_blob(header.compressed, entry_index, blob).map_err(corrupt)?;
+        read_exact_at(&file, &mut blob, u64::from(entry.offset), &path, stamp.len)
+            .map_err(|e| failed(e, Some(stamp)))?;
+        let bytes = format::decode_blob(header.compressed, entry_index, blob)
+            .map_err(|e| corrupt(e, Some(stamp)))?;
         Ok(Some(DiskTile { bytes, stamp }))
     }
 
@@ -240,21 +274,32 @@ impl DiskCache {
 
     /// Moves a corrupt metatile (or whatever is in its place) aside, to
     /// `<h0>.meta.corrupt` (replacing an older one), so it is neither read again nor in
-    /// the way of the re-rendered one. Gone already: nothing to do.
+    /// the way of the re-rendered one. Only if it is still the file of `found` (when
+    /// given): a file that was replaced meanwhile (a new render, another reader that
+    /// moved it first) is left alone, and `None` is returned.
     pub fn move_aside(
         &self,
         style: &StyleName,
         meta: MetatileCoord,
-    ) -> Result<PathBuf, CacheError> {
+        found: Option<FileStamp>,
+    ) -> Result<Option<PathBuf>, CacheError> {
         let path = self.path_of(style, meta);
+        if let Some(found) = found {
+            match fs::symlink_metadata(&path) {
+                Ok(md) if md.dev() == found.dev && md.ino() == found.ino => {}
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("stat", &path, e)),
+            }
+        }
         let mut aside = path.clone().into_os_string();
         aside.push(CORRUPT_SUFFIX);
         let aside = PathBuf::from(aside);
         let moved = fs::rename(&path, &aside).or_else(|e| {
-            // An older corrupt one of another kind (a directory) is in the way.
             if e.kind() == io::ErrorKind::NotFound {
                 return Err(e);
             }
+            // An older corrupt one of another kind (a directory) is in the way.
             match fs::symlink_metadata(&aside) {
                 Ok(md) if md.is_dir() => fs::remove_dir_all(&aside),
                 Ok(_) => fs::remove_file(&aside),
@@ -263,8 +308,8 @@ impl DiskCache {
             .and_then(|()| fs::rename(&path, &aside))
         });
         match moved {
-            Ok(()) => Ok(aside),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(aside),
+            Ok(()) => Ok(Some(aside)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("move aside", &path, e)),
         }
     }

@@ -256,13 +256,16 @@ impl TileCache {
         &self.corrupt
     }
 
-    /// A corrupt metatile: logged, counted, moved aside and forgotten; a miss from now.
+    /// A corrupt metatile: moved aside, logged and counted once (by the reader that
+    /// moved it), forgotten; a miss from now on. A file replaced since it was read is
+    /// left alone.
     fn found_corrupt(
         &self,
         style: &StyleName,
         meta: MetatileCoord,
         path: &Path,
         why: &FormatError,
+        found: Option<FileStamp>,
     ) {
         let reason = match why {
             FormatError::NotPng { .. }
@@ -271,14 +274,14 @@ impl TileCache {
             FormatError::NotRegularFile => "not_a_file",
             _ => "bad_file",
         };
-        self.corrupt.with_label_values(&[reason]).inc();
-        match self.disk.move_aside(style, meta) {
-            Ok(aside) => tracing::warn!(
+        match self.disk.move_aside(style, meta, found) {
+            Ok(Some(aside)) => tracing::warn!(
                 path = %path.display(),
                 moved_to = %aside.display(),
                 error = %why,
                 "corrupt metatile moved aside; rendering it again"
             ),
+            Ok(None) => return,
             Err(e) => tracing::warn!(
                 path = %path.display(),
                 error = %why,
@@ -286,6 +289,7 @@ impl TileCache {
                 "corrupt metatile (cannot be moved aside); rendering it again"
             ),
         }
+        self.corrupt.with_label_values(&[reason]).inc();
         self.forget(style, meta);
     }
 
@@ -376,14 +380,17 @@ impl TileCache {
     ) -> Result<Lookup, CacheError> {
         let changes = self.changes.load(Ordering::SeqCst);
         let meta = tile.metatile();
-        let read = match self.disk.read_tile(style, tile) {
+        let read = match self.disk.read_tile_stamped(style, tile) {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(Lookup::Miss),
-            Err(CacheError::Corrupt { path, source }) => {
-                self.found_corrupt(style, meta, &path, &source);
+            Err(disk::ReadError {
+                error: CacheError::Corrupt { path, source },
+                stamp,
+            }) => {
+                self.found_corrupt(style, meta, &path, &source, stamp);
                 return Ok(Lookup::Miss);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.error),
         };
         let png_size = match self.styles.id(style) {
             Some(id) => self.png_sizes[id.index()].load(Ordering::Relaxed),
@@ -393,7 +400,8 @@ impl TileCache {
             if let Err(why) =
                 format::check_png_tile(tile.index_in_metatile(), &read.bytes, png_size)
             {
-                self.found_corrupt(style, meta, &self.disk.path_of(style, meta), &why);
+                let path = self.disk.path_of(style, meta);
+                self.found_corrupt(style, meta, &path, &why, Some(read.stamp));
                 return Ok(Lookup::Miss);
             }
         }

@@ -11,8 +11,8 @@
 //!   no request waits on a dead connection.
 //! - **Silent peer**: a fetch without an answer after `suspect_after` asks for a probe
 //!   (unless something else succeeded that recently); a probe without an answer within
-//!   `probe_timeout` marks the source down. Both are half the connect timeout, so a
-//!   first miss on a silent database gets its answer within the connect timeout.
+//!   `probe_timeout` marks the source down. They are 40% and 50% of the connect
+//!   timeout, so a first miss on a silent database is answered within it.
 //! - **Up again**: while down, [`run_monitor`] probes (a fresh connection and
 //!   `SELECT 1`) at growing intervals up to `probe_max_interval`, without waiting for
 //!   a slow probe to end before starting the next one; the first success (of a probe or
@@ -75,14 +75,14 @@ pub struct HealthOptions {
 }
 
 impl HealthOptions {
-    /// Derived from the database settings: a silent database is suspected after half the
-    /// connect timeout and a probe gets the other half, so the first request on a
+    /// Derived from the database settings: a silent database is suspected after 40% of
+    /// the connect timeout and a probe gets half of it, so the first request on a
     /// silent database is answered within the connect timeout.
     pub fn from_settings(settings: &super::DatabaseSettings) -> Self {
-        let half = Duration::from_millis(settings.connect_timeout_ms.max(2) / 2);
+        let connect = settings.connect_timeout_ms.max(10);
         Self {
-            suspect_after: half,
-            probe_timeout: half,
+            suspect_after: Duration::from_millis(connect * 2 / 5),
+            probe_timeout: Duration::from_millis(connect / 2),
             probe_max_interval: Duration::from_millis(settings.probe_interval_max_ms.max(1)),
         }
     }
@@ -248,6 +248,7 @@ impl SourceHealth {
         self.healthy.store(false, Ordering::Release);
         self.changes.send_replace(false);
         drop(detail);
+        self.probe_wanted.notify_one();
         self.drop_idle_connections();
         tracing::warn!(
             error = %cause,

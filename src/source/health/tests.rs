@@ -66,16 +66,18 @@ impl Probe for ScriptedProbe {
     }
 }
 
-fn start(probe: &Arc<ScriptedProbe>) -> (Arc<SourceHealth>, MonitorHandle) {
+/// A health state and its monitor, already waiting (healthy) when this returns.
+async fn start(probe: &Arc<ScriptedProbe>) -> (Arc<SourceHealth>, MonitorHandle) {
     let health = SourceHealth::new(OPTIONS);
     let monitor = MonitorHandle::start(health.clone(), probe.clone());
+    tokio::time::sleep(Duration::from_millis(1)).await;
     (health, monitor)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_marks_the_source_down_until_a_probe_succeeds_probed_with_backoff() {
     let probe = ScriptedProbe::new(&[Answer::Refused; 6], Answer::Ok);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     assert!(health.check().is_ok());
     let t0 = Instant::now();
     health.record_failure(&ProbeError::Closed);
@@ -97,7 +99,7 @@ async fn a_failure_marks_the_source_down_until_a_probe_succeeds_probed_with_back
 #[tokio::test(start_paused = true)]
 async fn a_fetch_on_a_silent_database_gives_up_within_the_connect_timeout() {
     let probe = ScriptedProbe::new(&[], Answer::Silent);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     let t0 = Instant::now();
     let never = std::future::pending::<()>();
     let outcome = health.watch(t0 + Duration::from_secs(60), never).await;
@@ -118,7 +120,7 @@ async fn a_fetch_on_a_silent_database_gives_up_within_the_connect_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_query_on_a_live_database_is_waited_for_up_to_its_deadline() {
     let probe = ScriptedProbe::new(&[], Answer::Ok);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     let t0 = Instant::now();
     let slow = tokio::time::sleep(Duration::from_millis(3500));
     let outcome = health.watch(t0 + Duration::from_secs(60), slow).await;
@@ -138,7 +140,7 @@ async fn a_slow_query_on_a_live_database_is_waited_for_up_to_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn recent_answers_spare_the_probe() {
     let probe = ScriptedProbe::new(&[], Answer::Ok);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     health.record_ok();
     health.suspect();
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -152,7 +154,7 @@ async fn recent_answers_spare_the_probe() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_probe_does_not_delay_the_one_that_finds_the_database_back() {
     let probe = ScriptedProbe::new(&[], Answer::Silent);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     health.record_failure(&ProbeError::Closed);
     tokio::time::sleep(Duration::from_millis(150)).await;
     // The probe of t=100 ms hangs; the database comes back at 150 ms.
@@ -166,7 +168,7 @@ async fn a_silent_probe_does_not_delay_the_one_that_finds_the_database_back() {
 #[tokio::test(start_paused = true)]
 async fn a_real_success_clears_the_outage_and_the_monitor_goes_quiet() {
     let probe = ScriptedProbe::new(&[], Answer::Refused);
-    let (health, _monitor) = start(&probe);
+    let (health, _monitor) = start(&probe).await;
     health.record_failure(&ProbeError::Closed);
     tokio::time::sleep(Duration::from_millis(350)).await;
     let probes = probe.started.lock().unwrap().len();
