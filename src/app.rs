@@ -5,7 +5,7 @@
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
-use crate::http::admin::{admin_server, AdminState};
+use crate::http::admin::{admin_server, AdminState, BodyLimits};
 use crate::http::{public_server, Listener, PublicState, ServerOptions};
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
@@ -216,12 +216,17 @@ impl Application {
             AdminOptions {
                 sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                 bulk_queue: settings.render.queue_bulk,
+                max_area_squares: settings.admin.max_area_squares,
+                jobs: settings.admin.job_limits(),
             },
         ));
         let admin_state = AdminState::new(
             admin_api.clone(),
             settings.admin.token.as_deref(),
-            settings.admin.max_body_bytes,
+            BodyLimits {
+                any: settings.admin.max_body_bytes,
+                json: settings.admin.max_json_bytes,
+            },
         );
         let admin = admin_server(admin_listener, admin_state, &options)?;
         Ok(Self {

@@ -29,6 +29,9 @@ pub(crate) enum HttpError {
     Unauthorized,
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The input is within the byte limits but names too much to hold.
+    #[error("{0}")]
+    InputTooLarge(String),
     /// The render queue is full: try again shortly.
     #[error("busy rendering, retry in {retry_after} s")]
     Busy { retry_after: u64 },
@@ -97,6 +100,8 @@ impl From<AdminError> for HttpError {
             e @ AdminError::UnknownStyle(_) => HttpError::NotFound(e.to_string()),
             e @ AdminError::UnknownJob(_) => HttpError::NotFound(e.to_string()),
             AdminError::TooManyJobs(e) => HttpError::TooManyJobs(e.to_string()),
+            AdminError::Busy(m) => HttpError::TooManyJobs(m),
+            AdminError::TooLarge(m) => HttpError::InputTooLarge(m),
             // Logged where it happened.
             AdminError::Internal(_) => HttpError::Internal,
         }
@@ -110,7 +115,9 @@ impl ResponseError for HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
-            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::PayloadTooLarge(_) | HttpError::InputTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             HttpError::Busy { .. }
             | HttpError::StillRendering { .. }
             | HttpError::TooManyJobs(_)

@@ -12,7 +12,7 @@ use crate::style::StyleSet;
 use crate::tile::{StyleName, ZoomRange, MAX_ZOOM};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Bad lines (or bad entries of a JSON list) reported one by one; the rest are counted.
 pub const MAX_SHOWN_BAD_LINES: usize = 20;
@@ -32,17 +32,19 @@ pub struct ExpireOptions {
     pub dry_run: Option<bool>,
 }
 
-/// `POST /expire` with a JSON body: the options and exactly one input.
+/// `POST /expire` with a JSON body: the options and exactly one input. A geometry is
+/// kept as text until it is read into numbers (never a JSON tree).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExpireRequest {
+pub struct ExpireRequest<'a> {
     pub style: Option<String>,
     /// `["z/x/y", ...]`.
     pub tiles: Option<TileList>,
     /// `[minlon, minlat, maxlon, maxlat]` in degrees.
     pub bbox: Option<LonLatBbox>,
     /// GeoJSON Polygon or MultiPolygon (or a Feature / FeatureCollection of them).
-    pub geometry: Option<Value>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub mode: Option<ExpireMode>,
@@ -54,11 +56,12 @@ pub struct ExpireRequest {
 /// `POST /seed`: an area, a zoom range, and whether to re-render fresh metatiles.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SeedRequest {
+pub struct SeedRequest<'a> {
     /// One style; absent = every style.
     pub style: Option<String>,
     pub bbox: Option<LonLatBbox>,
-    pub geometry: Option<Value>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub force: Option<bool>,
@@ -232,14 +235,14 @@ pub fn expire_spec(
 }
 
 /// The one area of a request: `bbox` or `geometry`.
-fn area(bbox: Option<LonLatBbox>, geometry: Option<&Value>) -> Result<Option<Area>, AdminError> {
+fn area(bbox: Option<LonLatBbox>, geometry: Option<&RawValue>) -> Result<Option<Area>, AdminError> {
     match (bbox, geometry) {
         (Some(_), Some(_)) => Err(AdminError::BadRequest(
             "give either bbox or geometry, not both".into(),
         )),
         (Some(b), None) => Ok(Some(Area::Bbox(b))),
         (None, Some(g)) => Ok(Some(
-            Area::from_geojson(g).map_err(|e| AdminError::BadRequest(e.to_string()))?,
+            Area::from_geojson_raw(g).map_err(|e| AdminError::BadRequest(e.to_string()))?,
         )),
         (None, None) => Ok(None),
     }
@@ -264,7 +267,7 @@ pub fn parse_expire_json(
         )),
         other => other,
     })?;
-    let area = area(req.bbox, req.geometry.as_ref())?;
+    let area = area(req.bbox, req.geometry)?;
     let input = match (req.tiles, area) {
         (Some(tiles), None) => JsonInput::Tiles(tiles),
         (None, Some(area)) => JsonInput::Area(area),
@@ -310,7 +313,7 @@ pub struct SeedSpec {
 pub fn parse_seed_json(styles: &StyleSet, body: &[u8]) -> Result<SeedSpec, AdminError> {
     let req: SeedRequest = parse_json(body)?;
     let selected = select_styles(styles, req.style.as_deref())?;
-    let Some(area) = area(req.bbox, req.geometry.as_ref())? else {
+    let Some(area) = area(req.bbox, req.geometry)? else {
         return Err(AdminError::BadRequest(
             "nothing to seed: give bbox or geometry".into(),
         ));
