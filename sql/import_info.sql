@@ -34,4 +34,7 @@ ALTER TABLE metatiled.import_info
     -- a change re-imports the same file.
     ADD COLUMN IF NOT EXISTS osm2pgsql_options text,
     -- Wall time of the osm2pgsql run.
-    ADD COLUMN IF NOT EXISTS import_seconds double precision;
+    ADD COLUMN IF NOT EXISTS import_seconds double precision,
+    -- sha256 (16 hex) of sql/water_polygons.sql + sql/lowzoom.sql when they last
+    -- built the derived tables from this import; NULL until they have.
+    ADD COLUMN IF NOT EXISTS derived_sha256 text;

@@ -564,6 +564,10 @@ async fn bad_requests_get_400_with_a_reason_and_unknown_styles_404() {
     let (status, text) = admin_text(&app, "style=osm&maxzoom=25", "1/0/0\n".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("maxzoom 25"), "{text}");
+    // What `curl --data-binary @missing-file` sends: nothing.
+    let (status, text) = admin_text(&app, "style=osm", String::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("the body is empty"), "{text}");
     let (status, text) = admin_json(
         &app,
         "/expire",

@@ -218,9 +218,11 @@ async fn every_table_has_a_gist_index_on_way() {
     for table in TABLES {
         let n = db
             .query_one(
+                // Partial indexes (sql/lowzoom.sql's, for the few rows low zooms
+                // read) are not the table's index.
                 "SELECT count(*) FROM pg_indexes
                   WHERE schemaname = 'public' AND tablename = $1
-                    AND indexdef ~* 'USING gist \\(way\\)'",
+                    AND indexdef ~* 'USING gist \\(way\\)' AND indexdef !~* ' WHERE '",
                 &[&table],
             )
             .await

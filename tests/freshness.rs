@@ -665,16 +665,24 @@ async fn watch_and_unwatch_are_idempotent_and_name_what_they_did() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        for table in ["line", "point", "polygon", "roads"] {
+        // The style reads three planet_osm_* tables, the generalised low-zoom tables
+        // (sql/lowzoom.sql) and the sea (sql/water_polygons.sql).
+        for table in [
+            "planet_osm_line",
+            "planet_osm_point",
+            "planet_osm_polygon",
+            "lowzoom_areas",
+            "lowzoom_roads",
+            "water_polygons",
+            "simplified_water_polygons",
+        ] {
             assert!(
-                stdout.contains(&format!(
-                    "watching public.planet_osm_{table} (geometry column way)"
-                )),
+                stdout.contains(&format!("watching public.{table} (geometry column way)")),
                 "{stdout}"
             );
         }
-        // Four tables, one trigger per event (insert, update, delete, truncate).
-        assert_eq!(trigger_count(&env.db).await, 16);
+        // Seven tables, one trigger per event (insert, update, delete, truncate).
+        assert_eq!(trigger_count(&env.db).await, 28);
     }
     let out = metatiled(&[
         "unwatch",
@@ -692,7 +700,7 @@ async fn watch_and_unwatch_are_idempotent_and_name_what_they_did() {
         String::from_utf8_lossy(&out.stdout),
         "no longer watching public.planet_osm_point\n"
     );
-    assert_eq!(trigger_count(&env.db).await, 12);
+    assert_eq!(trigger_count(&env.db).await, 24);
 
     let out = metatiled(&["watch", "--style", "nope", "--database-url", url]);
     assert_eq!(out.status.code(), Some(2));
@@ -712,5 +720,5 @@ async fn watch_and_unwatch_are_idempotent_and_name_what_they_did() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(trigger_count(&env.db).await, 16);
+    assert_eq!(trigger_count(&env.db).await, 28);
 }

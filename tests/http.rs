@@ -177,6 +177,16 @@ async fn bad_and_impossible_paths_get_400_or_404_at_once() {
             "{path} was slow"
         );
     }
+    // The reasons are in the words of the style asked for.
+    for (path, reason) in [
+        ("/osm/99/1/1.png", "zoom 99 is outside this style's 0-19"),
+        ("/osm/20/0/0.png", "zoom 20 is outside this style's 0-19"),
+        ("/nosuchstyle/25/0/0.png", "unknown style nosuchstyle"),
+        ("/osm@2x/tile.json", "/osm/tile.json"),
+    ] {
+        let text = app.get(path).await.text().await.unwrap();
+        assert!(text.contains(reason), "{path}: {text}");
+    }
     // Nothing was created outside the style directories.
     let entries: Vec<String> = std::fs::read_dir(app.cache_dir.path())
         .unwrap()

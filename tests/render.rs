@@ -136,6 +136,8 @@ async fn the_osm_style_renders_central_helsinki_like_the_golden_images() {
         (10, 582, 296),
         (13, 4663, 2371),
         (15, 18654, 9484),
+        // Kaisaniemenlahti: the sea (water_polygons from the coastlines) and the yard.
+        (15, 18654, 9483),
         (17, 74618, 37938),
         (19, 298472, 151753),
     ] {

@@ -104,6 +104,25 @@ impl FromStr for LonLatBbox {
     }
 }
 
+/// Tiles for the tests of this module's parts.
+#[cfg(test)]
+pub(crate) mod test_tiles {
+    use super::InputTile;
+    use proptest::prelude::*;
+
+    pub(crate) fn t(z: u8, x: u32, y: u32) -> InputTile {
+        InputTile { z, x, y }
+    }
+
+    /// Any tile of zooms 0-11.
+    pub(crate) fn any_input() -> impl Strategy<Value = InputTile> {
+        (0u8..=11, any::<u32>(), any::<u32>()).prop_map(|(z, x, y)| {
+            let n = 1u32 << z;
+            t(z, x % n, y % n)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,7 +289,12 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             "running": running,
             "area_squares_held": state.admin.area_squares_held(),
         },
-        "styles": state.service.styles().public_names(),
+        "styles": state.service.styles().iter().filter(|s| s.scale == 1.0).map(|s| json!({
+            "name": s.name.as_str(),
+            "minzoom": s.minzoom,
+            "maxzoom": s.maxzoom,
+            "hidpi": state.service.styles().has_hidpi(&s.name),
+        })).collect::<Vec<_>>(),
         "database": state.service.source_health().map(|h| {
             let health = h.snapshot();
             json!({

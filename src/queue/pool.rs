@@ -545,9 +545,14 @@ async fn run_job<B: RenderBackend>(
     fetch: impl Future<Output = Result<B::Fetched, RenderFailure>>,
     slot: OwnedSemaphorePermit,
 ) {
+    // The slot is given back before the waiters hear the outcome: whoever they answer
+    // finds the pool's room as it is once this job is done.
     let fetched = match fetch.await {
         Ok(fetched) => fetched,
-        Err(e) => return shared.finish(&key, Err(e)),
+        Err(e) => {
+            drop(slot);
+            return shared.finish(&key, Err(e));
+        }
     };
     let painting = shared.clone();
     let painted_key = key.clone();
@@ -568,8 +573,8 @@ async fn run_job<B: RenderBackend>(
             Err(RenderFailure::new("the renderer panicked"))
         }
     };
-    shared.finish(&key, result);
     drop(slot);
+    shared.finish(&key, result);
 }
 
 fn take_next(state: &mut State, shared: &Shared, paused: bool) -> Option<(JobKey, Priority)> {

@@ -25,4 +25,4 @@ mod tiles;
 pub use backend::MetatileBackend;
 pub use fault::Fault;
 pub use metrics::Metrics;
-pub use tiles::{Pool, ServedTile, ServiceError, ServiceOptions, TileService};
+pub use tiles::{ServedTile, ServiceError, ServiceOptions, TileService};

@@ -76,9 +76,6 @@ pub struct ServiceOptions {
     pub stale_max_age_secs: u64,
 }
 
-/// The render pool the server runs.
-pub type Pool = RenderPool<MetatileBackend>;
-
 pub struct TileService<B: RenderBackend = MetatileBackend> {
     styles: Arc<StyleSet>,
     cache: Arc<TileCache>,

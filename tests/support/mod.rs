@@ -96,8 +96,9 @@ pub fn test_settings(database_url: &str, cache_dir: &std::path::Path) -> Setting
     s.cache.fsync = false;
     s.styles.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("styles");
     s.render.threads = 2;
-    // Tests run in parallel on a small machine: give misses room; the timeout path
-    // has its own test.
+    // Tests run in parallel on a small machine: give misses room. The miss timeout
+    // (503, the render carries on) is proved in paused time by
+    // `service::tiles::tests::a_miss_that_outlasts_the_timeout_is_a_503_and_its_render_lands_in_the_cache`.
     s.server.miss_timeout_secs = 60;
     s
 }

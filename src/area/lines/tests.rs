@@ -1,11 +1,8 @@
 //! Tests of tile lists: line parsing and reading.
 
 use super::*;
+use crate::area::test_tiles::{any_input, t};
 use proptest::prelude::*;
-
-fn t(z: u8, x: u32, y: u32) -> InputTile {
-    InputTile { z, x, y }
-}
 
 #[test]
 fn lines_parse_as_render_expired_reads_them() {
@@ -63,13 +60,6 @@ fn bad_lines_carry_their_line_numbers() {
     let mut lines = TileLines::new(input.as_bytes());
     lines.by_ref().for_each(drop);
     assert_eq!(lines.lines_read(), 7);
-}
-
-fn any_input() -> impl Strategy<Value = InputTile> {
-    (0u8..=11, any::<u32>(), any::<u32>()).prop_map(|(z, x, y)| {
-        let n = 1u32 << z;
-        t(z, x % n, y % n)
-    })
 }
 
 proptest! {

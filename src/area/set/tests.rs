@@ -1,13 +1,10 @@
 //! Tests of [`MetatileSet`]: squares, blocks, counts.
 
 use super::*;
+use crate::area::test_tiles::{any_input, t};
 use crate::tile::tiles_per_axis;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
-
-fn t(z: u8, x: u32, y: u32) -> InputTile {
-    InputTile { z, x, y }
-}
 
 fn enumerate(set: &MetatileSet, min_zoom: u8) -> Vec<MetatileCoord> {
     set.blocks(min_zoom).flat_map(|b| b.metatiles()).collect()
@@ -124,13 +121,6 @@ fn brute_force(inputs: &[InputTile], min_zoom: u8, max_zoom: u8) -> BTreeSet<Met
         }
     }
     out
-}
-
-fn any_input() -> impl Strategy<Value = InputTile> {
-    (0u8..=11, any::<u32>(), any::<u32>()).prop_map(|(z, x, y)| {
-        let n = 1u32 << z;
-        t(z, x % n, y % n)
-    })
 }
 
 proptest! {
