@@ -277,15 +277,7 @@ impl Jobs {
     /// Forgets finished jobs beyond the count and the age kept; active ones stay.
     fn prune(&self, recent: &mut VecDeque<Arc<Job>>) {
         let kept_for = self.limits.kept_for;
-        recent.retain(|j| j.ended_ago().is_none_or(|ago| ago <= kept_for));
-        while recent.len() > self.limits.kept + self.limits.max_active {
-            match recent.iter().position(|j| !j.state().is_active()) {
-                Some(i) => {
-                    recent.remove(i);
-                }
-                None => break,
-            }
-        }
+        recent.retain(|j| j.ended_ago().map_or(true, |ago| ago <= kept_for));
         let mut finished = recent.iter().filter(|j| !j.state().is_active()).count();
         while finished > self.limits.kept {
             match recent.iter().position(|j| !j.state().is_active()) {
