@@ -6,10 +6,12 @@ use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{Settings, UsageError};
 use crate::http::admin::{admin_server, AdminState, BodyLimits};
-use crate::http::{public_server, Listener, PublicState, ServerOptions};
+use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
 use crate::queue::{PoolConfig, RenderPool};
+use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
+use crate::service::limits::{LimitOptions, Limits};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::health::{HealthOptions, MonitorHandle, PgProbe};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource, SourceHealth};
@@ -106,19 +108,33 @@ impl Core {
                 capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
             },
         )?);
-        let service = Arc::new(
-            TileService::new(
-                styles,
-                cache,
-                pool,
-                metrics,
-                ServiceOptions {
-                    miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
-                    stale_max_age_secs: settings.server.stale_max_age_secs,
-                },
-            )
-            .with_source_health(health),
-        );
+        let mut service = TileService::new(
+            styles,
+            cache,
+            pool,
+            metrics.clone(),
+            ServiceOptions {
+                miss_timeout: Duration::from_secs(settings.server.miss_timeout_secs),
+                stale_max_age_secs: settings.server.stale_max_age_secs,
+                placeholder_max_age_secs: settings.server.placeholder_max_age_secs,
+            },
+        )
+        .with_source_health(health);
+        if settings.limits.enabled {
+            let l = &settings.limits;
+            let options = LimitOptions {
+                requests_per_second: l.requests_per_second,
+                request_burst: l.request_burst,
+                renders_per_minute: l.renders_per_minute,
+                render_burst: l.render_burst,
+                node_renders_per_second: l.node_renders_per_second,
+                exempt: l.exempt.clone(),
+                exempt_keys: l.exempt_keys.clone(),
+                max_clients: l.max_clients,
+            };
+            service = service.with_limits(Arc::new(Limits::new(&options, &metrics)));
+        }
+        let service = Arc::new(service);
         Ok(Self {
             db,
             service,
@@ -153,7 +169,25 @@ pub struct Application {
     service: Arc<TileService>,
     watcher: Option<Watcher>,
     health_monitor: MonitorHandle,
+    keys: Arc<ApiKeys>,
     shutdown_timeout: Duration,
+}
+
+/// How often client budgets are pruned and the API keys file is checked for changes.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
+
+/// The data's extent from the tables' statistics, when `metatiled.import_info` has none
+/// (a database imported without `scripts/setup`); the world if that fails too.
+async fn data_bounds(db: &DbPool) -> LonLatBbox {
+    match source::data_extent(db).await {
+        Ok(Some(extent)) => match LonLatBbox::new(extent) {
+            Ok(bounds) => return bounds,
+            Err(e) => tracing::warn!(error = %e, "the data's extent is not a valid bbox"),
+        },
+        Ok(None) => tracing::warn!("no metatiled.import_info and no table statistics (run ANALYZE); advertising world bounds"),
+        Err(e) => tracing::warn!(error = %crate::cache::error_chain(&e), "cannot read the data's extent; advertising world bounds"),
+    }
+    LonLatBbox::WORLD
 }
 
 impl Application {
@@ -198,19 +232,37 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (admin)", settings.admin.listen))?;
         let public_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
-        let bounds = import
-            .as_ref()
-            .and_then(|i| LonLatBbox::new(i.bounds).ok())
-            .unwrap_or(LonLatBbox::WORLD);
+        let bounds = match import.as_ref().and_then(|i| LonLatBbox::new(i.bounds).ok()) {
+            Some(bounds) => bounds,
+            None => data_bounds(&db).await,
+        };
+        let keys = Arc::new(match &settings.access.keys_file {
+            Some(path) => ApiKeys::load(path).map_err(|e| {
+                UsageError(format!(
+                    "access.keys_file: {}",
+                    crate::cache::error_chain(&e)
+                ))
+            })?,
+            None => ApiKeys::none(),
+        });
+        let s = &settings.server;
+        let tls = s.tls_cert.clone().zip(s.tls_key.clone());
         let public_state = PublicState::new(
             service.clone(),
             db,
             bounds,
-            &settings.server.cors_origin,
-            settings.server.retry_after_secs,
+            &PublicOptions {
+                cors_origin: &s.cors_origin,
+                public_url: s.public_url.as_deref(),
+                trusted_proxies: s.trusted_proxies.clone(),
+                retry_after_secs: s.retry_after_secs,
+                tls: tls.clone(),
+                keys: keys.clone(),
+            },
         )
         .map_err(|e| UsageError(e.to_string()))?;
-        let public = public_server(public_listener, public_state, &options)?;
+        let public = public_server(public_listener, public_state, &options, tls.as_ref())
+            .map_err(|e| UsageError(crate::cache::error_chain(&e)))?;
         let admin_api = Arc::new(Admin::new(
             service.clone(),
             AdminOptions {
@@ -238,6 +290,7 @@ impl Application {
             service,
             watcher,
             health_monitor,
+            keys,
             shutdown_timeout: options.shutdown_timeout,
         })
     }
@@ -269,7 +322,28 @@ impl Application {
         let watcher = self
             .watcher
             .map(|w| tokio::spawn(w.run(stop_watching.clone())));
+        let housekeeping = {
+            let (service, keys) = (self.service.clone(), self.keys.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let (service, keys) = (service.clone(), keys.clone());
+                    // A walk of the budgets (up to limits.max_clients) and a stat of the
+                    // keys file: not on the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Some(limits) = service.limits() {
+                            limits.housekeeping();
+                        }
+                        keys.reload_if_changed();
+                    })
+                    .await;
+                }
+            })
+        };
         stop.await;
+        housekeeping.abort();
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
         stop_watching.cancel();

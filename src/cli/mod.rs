@@ -101,15 +101,56 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 
 /// Logs to stderr; colours only on a terminal, so log files stay plain text.
 fn init_tracing(level: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_client_protocol_error(meta)
+        }));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(ClientProtocolErrors)
         .init();
+}
+
+/// The HTTP/1 codec's "stream error" line, logged at ERROR for a malformed request (a
+/// TLS hello or garbage on the plain port, a broken request line): the client's fault.
+fn is_client_protocol_error(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::ERROR && meta.target() == "actix_http::h1::dispatcher"
+}
+
+/// Logs a client's malformed request again as one debug line (the original ERROR line
+/// is filtered out of the output).
+struct ClientProtocolErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientProtocolErrors {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !is_client_protocol_error(event.metadata()) {
+            return;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        tracing::debug!(target: "metatiled::http", error = %message.0, "malformed request from a client");
+    }
 }
 
 /// clap's answer to arguments it refused: a bad value is one line (which flag, why);

@@ -21,7 +21,18 @@ pub const ENV_PREFIX: &str = "METATILED_";
 const ENV_NOT_KEYS: &[&str] = &["METATILED_TEST_DATABASE_URL", "METATILED_DB_NAME"];
 
 /// Keys whose default is "unset", so they do not appear in the serialized defaults.
-const OPTIONAL_KEYS: &[&str] = &["database.url", "admin.token"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "database.url",
+    "admin.token",
+    "server.public_url",
+    "server.tls_cert",
+    "server.tls_key",
+    "access.keys_file",
+];
+
+/// List keys whose environment value is a PATH-like list (`:`-separated); every other
+/// list is comma-separated (CIDRs may contain `:`).
+const PATH_LIST_KEYS: &[&str] = &["render.fonts"];
 
 /// Bad usage or configuration found after the command line and the configuration
 /// parsed (a style that does not load, a bbox outside the world): `main` exits 2 on
@@ -242,11 +253,20 @@ fn apply_override(defaults: &Value, tree: &mut Table, o: &Override) -> Result<()
             .parse::<f64>()
             .map(Value::Float)
             .map_err(|_| format!("expected a number, got {:?}", o.value)),
-        // A list (render.fonts): entries separated like PATH (`:` on Unix).
-        Some(Value::Array(_)) => Ok(Value::Array(
+        // A list of paths (render.fonts): entries separated like PATH (`:` on Unix).
+        Some(Value::Array(_)) if PATH_LIST_KEYS.contains(&o.key.as_str()) => Ok(Value::Array(
             std::env::split_paths(&o.value)
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                .collect(),
+        )),
+        // Any other list (CIDRs, keys): comma-separated.
+        Some(Value::Array(_)) => Ok(Value::Array(
+            o.value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
                 .collect(),
         )),
         Some(_) => Ok(Value::String(o.value.clone())),
@@ -333,6 +353,45 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
                 key: "database.url",
                 message: format!("not a PostgreSQL URL: {e}"),
             })?;
+    }
+    if s.server.tls_cert.is_some() != s.server.tls_key.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "server.tls_cert",
+            message: "server.tls_cert and server.tls_key go together: set both or neither".into(),
+        });
+    }
+    if let Some(url) = &s.server.public_url {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains(['?', '#', ' '])
+            && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+        if !ok {
+            return Err(ConfigError::Invalid {
+                key: "server.public_url",
+                message: format!("expected http(s)://host[:port][/path], got {url:?}"),
+            });
+        }
+    }
+    if s.limits.enabled {
+        let budgets = [
+            ("limits.requests_per_second", s.limits.requests_per_second),
+            ("limits.request_burst", s.limits.request_burst),
+            ("limits.renders_per_minute", s.limits.renders_per_minute),
+            ("limits.render_burst", s.limits.render_burst),
+        ];
+        for (key, v) in budgets {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0 (or limits.enabled = false)".into(),
+                });
+            }
+        }
+        if s.limits.max_clients == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_clients",
+                message: "must be greater than 0".into(),
+            });
+        }
     }
     if s.admin.token.as_deref() == Some("") {
         return Err(ConfigError::Invalid {

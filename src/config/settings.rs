@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::cache::CacheSettings;
 pub use crate::source::DatabaseSettings;
 pub use crate::watch::WatchSettings;
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -20,6 +21,8 @@ pub struct Settings {
     pub styles: StylesSettings,
     pub admin: AdminSettings,
     pub watch: WatchSettings,
+    pub limits: LimitsSettings,
+    pub access: AccessSettings,
     pub log: LogSettings,
 }
 
@@ -28,6 +31,17 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Public listener (tiles, TileJSON, viewer, health, metrics).
     pub listen: SocketAddr,
+    /// Base of every URL the server writes (TileJSON, viewer), e.g.
+    /// `https://tiles.example.com`; unset = from the request (its `Host`, or the
+    /// forwarded host and scheme of a trusted proxy).
+    pub public_url: Option<String>,
+    /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-*` headers are believed; none by
+    /// default, loopback included.
+    pub trusted_proxies: Vec<IpNet>,
+    /// PEM certificate chain and private key: with both, the public listener speaks TLS
+    /// (ALPN h2 and http/1.1) instead of plain HTTP (h2c prior knowledge and HTTP/1.1).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// HTTP worker threads; 0 = two per core.
     pub workers: usize,
     /// Value of `Access-Control-Allow-Origin` on public responses; empty = no header.
@@ -38,6 +52,9 @@ pub struct ServerSettings {
     pub stale_max_age_secs: u64,
     /// Seconds in `Retry-After` on a 503.
     pub retry_after_secs: u64,
+    /// `max-age` of a placeholder (an ancestor tile scaled up) sent instead of a 503 by
+    /// styles with `placeholder = true`.
+    pub placeholder_max_age_secs: u64,
     /// Seconds to finish in-flight requests and renders on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
 }
@@ -46,11 +63,16 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             workers: 0,
             cors_origin: "*".into(),
             miss_timeout_secs: 10,
             stale_max_age_secs: 60,
             retry_after_secs: 2,
+            placeholder_max_age_secs: 10,
             shutdown_timeout_secs: 30,
         }
     }
@@ -162,6 +184,57 @@ impl AdminSettings {
             kept_for: std::time::Duration::from_secs(self.jobs_kept_secs),
         }
     }
+}
+
+/// `[limits]`: what one client may cost, and the node's render ceiling. Budgets are
+/// token buckets (GCRA): a burst, refilled at a steady rate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Off = no budget is checked (the node ceiling included).
+    pub enabled: bool,
+    /// Tile requests per second per client, sustained.
+    pub requests_per_second: u32,
+    /// Tile requests a client may make at once before the rate applies.
+    pub request_burst: u32,
+    /// Renders a client may cause per minute, sustained (hits cost none).
+    pub renders_per_minute: u32,
+    /// Renders a client may cause at once.
+    pub render_burst: u32,
+    /// Renders this node starts per second, all clients together; 0 = no ceiling.
+    pub node_renders_per_second: u32,
+    /// Clients (CIDRs, after trusted proxies) that no budget applies to.
+    pub exempt: Vec<IpNet>,
+    /// API keys that no budget applies to.
+    pub exempt_keys: Vec<String>,
+    /// Clients tracked at most; beyond, idle ones are dropped first, then all.
+    pub max_clients: usize,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests_per_second: 100,
+            request_burst: 1000,
+            renders_per_minute: 120,
+            render_burst: 100,
+            node_renders_per_second: 100,
+            exempt: Vec::new(),
+            exempt_keys: Vec::new(),
+            max_clients: 200_000,
+        }
+    }
+}
+
+/// `[access]`: API keys for the styles that require them (`access.key = "required"` in
+/// the style file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSettings {
+    /// A file of API keys, one per line: `KEY [style,style...]` (no styles = every
+    /// style); `#` starts a comment. Re-read when it changes.
+    pub keys_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -264,12 +264,22 @@ async fn cancel_job(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// `GET /status`: workers, queue depths, memory cache, jobs.
+/// `GET /status`: workers, queue depths, memory cache, jobs, client budgets and the top
+/// clients by renders caused.
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let pool = state.service.pool().stats();
     let mem = state.service.cache().memory_stats();
     let (queued, running) = state.admin.jobs().active();
+    let limits = match state.service.limits() {
+        Some(limits) => json!({
+            "enabled": true,
+            "tracked_clients": limits.tracked_clients(),
+            "top_clients": limits.top_clients(),
+        }),
+        None => json!({ "enabled": false }),
+    };
     HttpResponse::Ok().json(json!({
+        "limits": limits,
         "render": {
             "threads": pool.threads,
             "fetch_slots": pool.fetch_slots,

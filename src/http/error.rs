@@ -3,7 +3,9 @@
 //! line; causes are logged where they happened (or here, once, for the few that only
 //! show up here), never sent (no SQL, no paths, no chains).
 
+use crate::service::access::Denied;
 use crate::service::admin::AdminError;
+use crate::service::limits::Refusal;
 use crate::service::{Fault, ServiceError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -12,6 +14,11 @@ use thiserror::Error;
 
 /// `Retry-After` when the admin job registry is full: jobs take seconds to minutes.
 const TOO_MANY_JOBS_RETRY_SECS: u64 = 30;
+/// draft-ietf-httpapi-ratelimit-headers: the quota policies of a server.
+pub(crate) const RATELIMIT_POLICY: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-policy");
+/// draft-ietf-httpapi-ratelimit-headers: what is left of a policy's quota.
+pub(crate) const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
 
 #[derive(Debug, Error)]
 pub(crate) enum HttpError {
@@ -27,6 +34,12 @@ pub(crate) enum HttpError {
     /// Admin request without the right bearer token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// A style's access rules refused the request (API key, Origin/Referer).
+    #[error("{0}")]
+    Forbidden(Denied),
+    /// The client spent a budget (requests or renders caused).
+    #[error("too many {}: retry in {} s", .0.budget.as_str(), .0.retry_after_secs())]
+    TooManyRequests(Refusal),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// The input is within the byte limits but names too much to hold.
@@ -69,6 +82,11 @@ impl HttpError {
                 HttpError::NotFound(format!("zoom {z} is outside this style's {min}-{max}"))
             }
             ServiceError::QueueFull => HttpError::Busy { retry_after },
+            ServiceError::Throttled(refusal) => HttpError::TooManyRequests(refusal),
+            // Not the client's doing: the node is busy, as with a full queue.
+            ServiceError::RenderCeiling(refusal) => HttpError::Busy {
+                retry_after: refusal.retry_after_secs(),
+            },
             ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
             ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
             // Logged once: when the database went down, or by the render backend.
@@ -115,6 +133,8 @@ impl ResponseError for HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::PayloadTooLarge(_) | HttpError::InputTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -144,7 +164,19 @@ impl ResponseError for HttpError {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             HttpError::MethodNotAllowed => {
-                res.insert_header((header::ALLOW, "GET, HEAD"));
+                res.insert_header((header::ALLOW, "GET, HEAD, OPTIONS"));
+            }
+            HttpError::TooManyRequests(refusal) => {
+                // draft-ietf-httpapi-ratelimit-headers: the policy that refused and
+                // what is left of it (nothing, for `t` seconds).
+                let name = refusal.budget.as_str();
+                let secs = refusal.retry_after_secs();
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
+                res.insert_header((
+                    RATELIMIT_POLICY,
+                    format!("\"{name}\";q={};w={}", refusal.quota, refusal.window_secs),
+                ));
+                res.insert_header((RATELIMIT, format!("\"{name}\";r=0;t={secs}")));
             }
             HttpError::TooManyJobs(_) => {
                 res.insert_header((header::RETRY_AFTER, TOO_MANY_JOBS_RETRY_SECS.to_string()));

@@ -10,24 +10,33 @@
 //!   dispatch), the per-response middleware, and [`Listener`], a bound server.
 //! - [`tiles`]: `/{style}/{z}/{x}/{y}.png`; `tilejson`, `viewer`, `health`: the rest
 //!   of the public API; [`admin`]: the admin listener; [`error`]: the status table.
+//! - [`edge`]: trusted proxies, CORS, `server.public_url`, per-style access.
+//! - `tls`: the certificate and key of an HTTPS public listener.
+//!
+//! The public listener speaks HTTP/1.1 and HTTP/2: h2c with prior knowledge on a plain
+//! socket, or ALPN `h2` / `http/1.1` over TLS when `server.tls_cert`/`tls_key` are set.
 
 pub(crate) mod admin;
+pub(crate) mod edge;
 pub(crate) mod error;
 mod health;
 mod tilejson;
 pub(crate) mod tiles;
+mod tls;
 mod viewer;
 
 use crate::area::LonLatBbox;
 use crate::service::TileService;
 use crate::source::DbPool;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use edge::Edge;
 use error::HttpError;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -38,7 +47,7 @@ pub(crate) struct PublicState {
     db: DbPool,
     /// The data's extent, for TileJSON and the viewer.
     bounds: LonLatBbox,
-    cors_origin: Option<HeaderValue>,
+    edge: Edge,
     retry_after_secs: u64,
 }
 
@@ -47,30 +56,54 @@ pub(crate) struct PublicState {
 pub(crate) enum HttpSetupError {
     #[error("server.cors_origin {0:?} is not a valid header value")]
     CorsOrigin(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The public listener's settings, as `[server]` gives them.
+pub(crate) struct PublicOptions<'a> {
+    /// `Access-Control-Allow-Origin`; empty = none.
+    pub cors_origin: &'a str,
+    pub public_url: Option<&'a str>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub retry_after_secs: u64,
+    /// Certificate chain and key (PEM) of an HTTPS listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub keys: Arc<crate::service::access::ApiKeys>,
 }
 
 impl PublicState {
-    /// `cors_origin` empty: no `Access-Control-Allow-Origin` header.
     pub(crate) fn new(
         service: Arc<TileService>,
         db: DbPool,
         bounds: LonLatBbox,
-        cors_origin: &str,
-        retry_after_secs: u64,
+        options: &PublicOptions<'_>,
     ) -> Result<Self, HttpSetupError> {
-        let cors_origin = match cors_origin {
+        let cors_origin = match options.cors_origin {
             "" => None,
             origin => Some(
                 HeaderValue::from_str(origin)
                     .map_err(|_| HttpSetupError::CorsOrigin(origin.to_string()))?,
             ),
         };
+        let any_access_rules = service
+            .styles()
+            .iter()
+            .any(|s| s.access != crate::style::StyleAccess::default());
+        let edge = Edge::new(
+            edge::proxies::TrustedProxies::new(options.trusted_proxies.clone()),
+            edge::cors::Cors::new(cors_origin),
+            options.public_url,
+            options.tls.is_some(),
+            options.keys.clone(),
+            any_access_rules,
+        );
         Ok(Self {
             service,
             db,
             bounds,
-            cors_origin,
-            retry_after_secs,
+            edge,
+            retry_after_secs: options.retry_after_secs,
         })
     }
 }
@@ -122,19 +155,30 @@ impl ServerOptions {
     }
 }
 
-/// Counts every response by status and logs it at debug.
+/// Answers `OPTIONS` (CORS preflights) itself, adds the CORS headers to every other
+/// response, errors included, counts every response by status and logs it at debug.
 async fn observe<B: MessageBody>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<B>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     // The request line is only copied when debug logging is on: this runs per tile hit.
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (Instant::now(), req.method().clone(), req.path().to_string()));
-    let res = next.call(req).await?;
+    let mut res = if req.method() == Method::OPTIONS {
+        let preflight = match req.app_data::<web::Data<PublicState>>() {
+            Some(state) => state.edge.cors.preflight(),
+            None => HttpResponse::NoContent().finish(),
+        };
+        req.into_response(preflight).map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
     let status = res.status();
-    // Borrowed from the response's request: no reference count shared by every worker
-    // goes up and down per request.
-    if let Some(state) = res.request().app_data::<web::Data<PublicState>>() {
+    // The request is an `Rc` (this thread's own count); the state is borrowed from it, so
+    // no reference count shared by every worker goes up and down per request.
+    let request = res.request().clone();
+    if let Some(state) = request.app_data::<web::Data<PublicState>>() {
+        state.edge.cors.apply(res.headers_mut());
         state.service.metrics().count_response(status.as_u16());
     }
     if let Some((started, method, path)) = logged {
@@ -226,12 +270,14 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(dispatch));
 }
 
-/// The public listener on an already bound socket (port 0 in tests).
+/// The public listener on an already bound socket (port 0 in tests): HTTPS (ALPN h2
+/// and http/1.1) with a certificate, else plain HTTP/1.1 and h2c (prior knowledge).
 pub(crate) fn public_server(
     listener: TcpListener,
     state: PublicState,
     options: &ServerOptions,
-) -> std::io::Result<Listener> {
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> Result<Listener, HttpSetupError> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -240,8 +286,12 @@ pub(crate) fn public_server(
             .configure(public_routes)
     })
     .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .disable_signals()
-    .listen(listener)?;
+    .disable_signals();
+    let server = match tls {
+        Some((cert, key)) => server.listen_rustls_0_23(listener, tls::server_config(cert, key)?),
+        None => server.listen_auto_h2c(listener),
+    }
+    .map_err(tls::TlsError::Listen)?;
     Ok(Listener(server.workers(options.http_workers()).run()))
 }
 

@@ -1,6 +1,9 @@
-//! `GET /{style}/tile.json`: TileJSON 3.0.0 for one style, with bounds and centre from
-//! the imported data.
+//! `GET /{style}/tile.json` (and `/{style}@2x/tile.json`): TileJSON 3.0.0 for one style,
+//! with its tile size, the data's bounds and centre, and tile URLs on
+//! `server.public_url` (or the request's own origin, never a forwarded value from an
+//! untrusted peer).
 
+use super::edge::BaseUrl;
 use super::error::HttpError;
 use super::PublicState;
 use crate::area::LonLatBbox;
@@ -20,13 +23,26 @@ fn initial_zoom(bounds: LonLatBbox, style: &Style) -> u8 {
     (fit.max(0.0) as u8).clamp(style.minzoom, style.maxzoom.min(18))
 }
 
-/// `[lon, lat, zoom]`: the middle of the data, at a zoom that shows all of it.
+/// `[lon, lat, zoom]`: the style's own centre, else the middle of the data at a zoom
+/// that shows all of it.
 pub(super) fn center(state: &PublicState, style: &Style) -> [f64; 3] {
+    if let Some(c) = style.center {
+        return c;
+    }
     let (lon, lat) = state.bounds.center();
     [lon, lat, f64::from(initial_zoom(state.bounds, style))]
 }
 
-/// `GET /{style}/tile.json`: TileJSON 3.0.0 for one style.
+/// The tile URL template of a style (`osm` or `osm@2x`) under `base`.
+// Hook for versioned URLs (style hot reload): the style's version goes into this
+// template, e.g. `{base}/{name}/{z}/{x}/{y}.png?v={version}`.
+pub(super) fn tile_template(base: &str, style: &Style) -> String {
+    let suffix = if style.scale == 1.0 { "" } else { "@2x" };
+    format!("{base}/{}/{{z}}/{{x}}/{{y}}{suffix}.png", style.base_name)
+}
+
+/// `GET /{style}/tile.json`: TileJSON 3.0.0 for one style; `/{style}@2x/tile.json` for
+/// its 512 px variant.
 pub(super) fn tilejson(
     req: &HttpRequest,
     style: &str,
@@ -34,24 +50,19 @@ pub(super) fn tilejson(
 ) -> Result<HttpResponse, HttpError> {
     let name = StyleName::parse(style)
         .map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
-    if let Some(base) = name.as_str().strip_suffix("@2x") {
-        return Err(HttpError::NotFound(format!(
-            "no style {name}: high-DPI tiles of {base} are in /{base}/tile.json, as {{y}}@2x.png"
-        )));
-    }
     let style = state
         .service
         .styles()
         .get(&name)
-        .filter(|s| s.scale == 1.0)
         .ok_or_else(|| HttpError::NotFound(format!("unknown style {name}")))?;
-    let conn = req.connection_info();
-    let base = format!("{}://{}", conn.scheme(), conn.host());
+    let BaseUrl { url: base, vary } = state.edge.base_url(req);
     let body = json!({
         "tilejson": "3.0.0",
         "name": style.name.as_str(),
+        "description": style.description,
         "scheme": "xyz",
-        "tiles": [format!("{base}/{}/{{z}}/{{x}}/{{y}}.png", style.name)],
+        "tiles": [tile_template(&base, style)],
+        "tileSize": style.tile_size,
         "minzoom": style.minzoom,
         "maxzoom": style.maxzoom,
         "bounds": state.bounds,
@@ -59,8 +70,8 @@ pub(super) fn tilejson(
         "attribution": style.attribution,
     });
     let mut res = HttpResponse::Ok();
-    if let Some(origin) = &state.cors_origin {
-        res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+    if let Some(vary) = vary {
+        res.insert_header((header::VARY, vary));
     }
     Ok(res
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

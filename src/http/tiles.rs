@@ -4,6 +4,7 @@
 use super::error::HttpError;
 use super::PublicState;
 use crate::cache::CachedTile;
+use crate::service::limits::ClientId;
 use crate::service::{ServedTile, ServiceError};
 use crate::tile::{StyleName, TileCoord, TileError, MAX_ZOOM};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -114,12 +115,32 @@ pub(crate) async fn get_tile(
             return Err(zoom_beyond_grid(state, &style, z));
         }
     };
-    let served = state
-        .service
-        .get_tile(&parsed.style, parsed.tile)
+    let service = &state.service;
+    let mut client = None;
+    // Only styles with access rules need their style looked up here (the hit path).
+    let style = if state.edge.has_access_rules() {
+        service.style_named(&parsed.style)
+    } else {
+        None
+    };
+    if let Some(style) = style {
+        client = state.edge.check_access(style, req).map_err(|denied| {
+            service
+                .metrics()
+                .access_denied
+                .with_label_values(&[denied.metric_reason()])
+                .inc();
+            HttpError::Forbidden(denied)
+        })?;
+    }
+    if client.is_none() && service.limits().is_some() {
+        client = Some(ClientId::ip(state.edge.client_addr(req)));
+    }
+    let served = service
+        .get_tile_for(&parsed.style, parsed.tile, client.as_ref())
         .await
         .map_err(|e| HttpError::from_service(e, state.retry_after_secs))?;
-    Ok(tile_response(req, &served, &state.cors_origin))
+    Ok(tile_response(req, &served))
 }
 
 /// The 404 of a zoom above the grid, in the words of the style asked for.
@@ -138,13 +159,23 @@ fn zoom_beyond_grid(state: &PublicState, style: &str, z: u64) -> HttpError {
     HttpError::from_service(e, state.retry_after_secs)
 }
 
-/// 200 with the tile, or 304 when the client's validators match.
-fn tile_response(
-    req: &HttpRequest,
-    served: &ServedTile,
-    cors_origin: &Option<HeaderValue>,
-) -> HttpResponse {
+/// A placeholder says so, and what it was cut from.
+const PLACEHOLDER_HEADER: HeaderName = HeaderName::from_static("metatiled-placeholder");
+
+/// 200 with the tile, or 304 when the client's validators match. A placeholder has no
+/// validators (it is not the tile) and says what it is.
+fn tile_response(req: &HttpRequest, served: &ServedTile) -> HttpResponse {
     let tile: &CachedTile = &served.tile;
+    if let Some(ancestor) = served.placeholder {
+        let mut res = HttpResponse::Ok();
+        if let Ok(value) = HeaderValue::from_str(served.cache_control) {
+            res.insert_header((header::CACHE_CONTROL, value));
+        }
+        return res
+            .insert_header((PLACEHOLDER_HEADER, format!("ancestor={ancestor}")))
+            .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("image/png")))
+            .body(tile.bytes.clone());
+    }
     // A stale tile's mtime may have been rewound to mark it dirty: it is no render time.
     let modified = (!served.stale).then_some(tile.rendered_at);
     let not_modified = is_not_modified(req.headers(), tile.etag.as_bytes(), modified);
@@ -166,9 +197,6 @@ fn tile_response(
     shared(header::ETAG, tile.etag.as_bytes());
     if modified.is_some() {
         shared(header::LAST_MODIFIED, tile.rendered_at_http.as_bytes());
-    }
-    if let Some(origin) = cors_origin {
-        res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
     }
     if not_modified {
         return res.finish();

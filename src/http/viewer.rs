@@ -1,11 +1,12 @@
 //! `GET /`: a slippy map of every style for a person to look at, and the embedded
 //! Leaflet it runs on (`/assets/leaflet/...`).
 
+use super::edge::BaseUrl;
 use super::error::HttpError;
-use super::tilejson::center;
+use super::tilejson::{center, tile_template};
 use super::PublicState;
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 const VIEWER_HTML: &str = include_str!("../../assets/viewer.html");
@@ -15,8 +16,10 @@ const LEAFLET_LAYERS_PNG: &[u8] = include_bytes!("../../assets/vendor/leaflet/im
 const LEAFLET_LAYERS_2X_PNG: &[u8] =
     include_bytes!("../../assets/vendor/leaflet/images/layers-2x.png");
 
-/// `GET /`: a slippy map of every style.
-pub(super) async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
+/// `GET /`: a slippy map of every style, its tile URLs on `server.public_url` (or the
+/// request's origin).
+pub(super) async fn viewer(req: HttpRequest, state: web::Data<PublicState>) -> HttpResponse {
+    let BaseUrl { url: base, vary } = state.edge.base_url(&req);
     let styles: Vec<_> = state
         .service
         .styles()
@@ -24,8 +27,14 @@ pub(super) async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
         .filter(|s| s.scale == 1.0)
         .map(|s| {
             let retina = state.service.styles().has_hidpi(&s.name);
+            let retina_tiles = crate::tile::StyleName::parse(&format!("{}@2x", s.name))
+                .ok()
+                .and_then(|name| state.service.styles().get(&name))
+                .map(|hidpi| tile_template(&base, hidpi));
             json!({
                 "name": s.name.as_str(),
+                "tiles": tile_template(&base, s),
+                "retina_tiles": retina_tiles,
                 "minzoom": s.minzoom,
                 "maxzoom": s.maxzoom,
                 "attribution": s.attribution,
@@ -37,8 +46,11 @@ pub(super) async fn viewer(state: web::Data<PublicState>) -> HttpResponse {
     let config = json!({ "styles": styles }).to_string();
     // JSON inside a <script>: escape '<' so no string can close the tag.
     let html = VIEWER_HTML.replace("/*CONFIG*/null", &config.replace('<', "\\u003c"));
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+    let mut res = HttpResponse::Ok();
+    if let Some(vary) = vary {
+        res.insert_header((header::VARY, vary));
+    }
+    res.insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("text/html; charset=utf-8")
         .body(html)
 }

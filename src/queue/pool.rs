@@ -48,6 +48,9 @@ pub struct JobKey {
 pub struct RenderFailure {
     message: Arc<str>,
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The data could not be fetched (the database): a fault outside the server that
+    /// a retry may not meet.
+    unavailable: bool,
 }
 
 impl std::fmt::Display for RenderFailure {
@@ -71,6 +74,7 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: None,
+            unavailable: false,
         }
     }
 
@@ -82,12 +86,44 @@ impl RenderFailure {
         Self {
             message: Arc::from(message.into()),
             cause: Some(Arc::new(cause)),
+            unavailable: false,
         }
+    }
+
+    /// The data of the job could not be fetched (`cause`): the database is down, slow
+    /// or refusing.
+    pub fn data_unavailable(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            unavailable: true,
+            ..Self::caused_by("the metatile's data could not be fetched", cause)
+        }
+    }
+
+    /// Whether the data could not be fetched (see [`RenderFailure::data_unavailable`]).
+    pub fn is_data_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// The underlying error, to be told apart by type (e.g. a database fault).
     pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         self.cause.as_deref()
+    }
+}
+
+/// Nice value of the render threads. Renders are throughput work and take every core
+/// they get; hits are latency work on the HTTP workers. At nice 10 a render thread
+/// yields the CPU to a worker that wakes up with a request (CFS weighs nice 10 about a
+/// tenth of nice 0), so a burst of renders does not show in the latency of hits.
+const RENDER_THREAD_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`RENDER_THREAD_NICE`] (Linux:
+/// per thread). Not being allowed to is no failure: renders just compete as equals.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), RENDER_THREAD_NICE)
+    {
+        tracing::debug!(error = %e, "cannot lower the render thread's priority");
     }
 }
 
@@ -231,7 +267,8 @@ pub struct ShutdownReport {
 struct Shared {
     state: Mutex<State>,
     capacity: [usize; 3],
-    /// A job was queued, or the pool closed: the dispatcher looks again.
+    /// A job was queued, a fetch slot was freed, or the pool closed: the dispatcher
+    /// looks again.
     work_ready: Notify,
     /// A job left the queue of that priority: producers waiting for room look again.
     room: [Notify; 3],
@@ -242,6 +279,9 @@ struct Shared {
     painting: AtomicUsize,
     threads: usize,
     fetch_slots: usize,
+    /// One permit per fetch slot. Taken by the dispatcher under the state lock, so a
+    /// submit that holds the lock sees exactly how many queued jobs start at once.
+    slots: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -249,6 +289,12 @@ impl Shared {
         // A panic while holding the lock cannot leave the queues half-updated in a way
         // that matters more than stopping service, so recover the guard.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives a fetch slot back and tells the dispatcher, which may have queued work.
+    fn free_slot(&self, slot: OwnedSemaphorePermit) {
+        drop(slot);
+        self.work_ready.notify_one();
     }
 
     fn finish(&self, key: &JobKey, result: Result<(), RenderFailure>) {
@@ -286,6 +332,7 @@ impl<B: RenderBackend> RenderPool<B> {
         let painters = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("render-{i}"))
+            .start_handler(|_| lower_this_threads_priority())
             .build()
             .map_err(StartError)?;
         let painters = Arc::new(painters);
@@ -304,12 +351,12 @@ impl<B: RenderBackend> RenderPool<B> {
             painting: AtomicUsize::new(0),
             threads,
             fetch_slots,
+            slots: Arc::new(Semaphore::new(fetch_slots)),
         });
         let backend = Arc::new(backend);
         let dispatcher = tokio::spawn(dispatch_loop(
             shared.clone(),
             Arc::clone(&backend),
-            Arc::new(Semaphore::new(fetch_slots)),
             painters.clone(),
         ));
         Ok(Self {
@@ -349,7 +396,7 @@ impl<B: RenderBackend> RenderPool<B> {
             return Ok(Submit::Joined(Waiter { rx }));
         }
         let queue = priority as usize;
-        if state.queues[queue].len() >= self.shared.capacity[queue] {
+        if waiting_for_a_slot(&state, &self.shared, priority) >= self.shared.capacity[queue] {
             return Err(SubmitError::QueueFull(priority));
         }
         let (done, rx) = watch::channel(None);
@@ -393,8 +440,8 @@ impl<B: RenderBackend> RenderPool<B> {
         }
     }
 
-    /// The priority of a queued or running job, if there is one.
-    #[cfg(test)]
+    /// The priority of a queued or running job, if there is one (whether a submit would
+    /// join rather than start a render).
     pub(crate) fn job_priority(&self, key: &JobKey) -> Option<Priority> {
         self.shared.lock().jobs.get(key).map(|j| j.priority)
     }
@@ -481,16 +528,9 @@ impl<B: RenderBackend> Drop for RenderPool<B> {
 async fn dispatch_loop<B: RenderBackend>(
     shared: Arc<Shared>,
     backend: Arc<B>,
-    slots: Arc<Semaphore>,
     painters: Arc<rayon::ThreadPool>,
 ) {
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some((key, priority)) = next_job(&shared, &*backend).await else {
-            return;
-        };
+    while let Some((key, priority, slot)) = next_job(&shared, &*backend).await {
         // Started here, in dispatch (priority) order; fetches may finish in any order.
         let fetch = backend.clone().fetch(key.clone(), priority);
         tokio::spawn(run_job(
@@ -504,12 +544,17 @@ async fn dispatch_loop<B: RenderBackend>(
     }
 }
 
-/// The next job to fetch, or `None` once the pool is closed. While the backend is
+/// The next job to fetch with the fetch slot it runs in, or `None` once the pool is
+/// closed. The slot is taken and the job leaves its queue under one lock, so a submit
+/// never sees a free slot and a queued job that are about to meet. While the backend is
 /// paused only interactive jobs are taken; the others wait for it to resume.
-async fn next_job<B: RenderBackend>(shared: &Shared, backend: &B) -> Option<(JobKey, Priority)> {
+async fn next_job<B: RenderBackend>(
+    shared: &Shared,
+    backend: &B,
+) -> Option<(JobKey, Priority, OwnedSemaphorePermit)> {
     loop {
-        // Registered before looking, so a submit between the look and the wait is
-        // not missed.
+        // Registered before looking, so a submit or a freed slot between the look and
+        // the wait is not missed.
         let notified = shared.work_ready.notified();
         let resumed = backend.paused();
         {
@@ -517,8 +562,16 @@ async fn next_job<B: RenderBackend>(shared: &Shared, backend: &B) -> Option<(Job
             if state.closed {
                 return None;
             }
-            if let Some(next) = take_next(&mut state, shared, resumed.is_some()) {
-                return Some(next);
+            let paused = resumed.is_some();
+            let takeable = Priority::ALL.iter().any(|&p| {
+                (!paused || p == Priority::Interactive) && !state.queues[p as usize].is_empty()
+            });
+            if takeable {
+                if let Ok(slot) = shared.slots.clone().try_acquire_owned() {
+                    if let Some((key, priority)) = take_next(&mut state, shared, paused) {
+                        return Some((key, priority, slot));
+                    }
+                }
             }
         }
         match resumed {
@@ -531,6 +584,20 @@ async fn next_job<B: RenderBackend>(shared: &Shared, backend: &B) -> Option<(Job
             None => notified.await,
         }
     }
+}
+
+/// How many jobs of `priority` would still wait if the free fetch slots took the
+/// queued jobs now: higher priorities take them first. The queue's capacity bounds
+/// this number, not jobs that a free slot is about to start.
+fn waiting_for_a_slot(state: &State, shared: &Shared, priority: Priority) -> usize {
+    let free = shared.slots.available_permits();
+    let ahead: usize = state.queues[..priority as usize]
+        .iter()
+        .map(|q| q.len())
+        .sum();
+    state.queues[priority as usize]
+        .len()
+        .saturating_sub(free.saturating_sub(ahead))
 }
 
 /// Fetches on the runtime, then paints on a render thread; the slot is held until the
@@ -550,7 +617,7 @@ async fn run_job<B: RenderBackend>(
     let fetched = match fetch.await {
         Ok(fetched) => fetched,
         Err(e) => {
-            drop(slot);
+            shared.free_slot(slot);
             return shared.finish(&key, Err(e));
         }
     };
@@ -573,7 +640,7 @@ async fn run_job<B: RenderBackend>(
             Err(RenderFailure::new("the renderer panicked"))
         }
     };
-    drop(slot);
+    shared.free_slot(slot);
     shared.finish(&key, result);
 }
 
@@ -747,6 +814,34 @@ mod tests {
         pool.backend().gate.open();
         for w in waiters {
             w.wait().await.unwrap();
+        }
+    }
+
+    /// A burst counts free fetch slots as room even before the dispatcher has run: the
+    /// queue bounds the jobs that wait for a slot, not the jobs about to get one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_burst_fills_the_free_slots_and_the_queue_before_refusing() {
+        let pool = pool(1, 2);
+        pool.backend().gate.close();
+        // No await between the submits: the dispatcher cannot take a job meanwhile.
+        let accepted: Vec<_> = (0..4)
+            .map(|x| {
+                pool.submit(key(x), Priority::Interactive)
+                    .map(|s| s.into_waiter())
+            })
+            .collect();
+        assert!(accepted.iter().all(Result::is_ok));
+        let refused = pool.submit(key(9), Priority::Interactive).err();
+        assert_eq!(refused, Some(SubmitError::QueueFull(Priority::Interactive)));
+        // Bulk work counts the interactive jobs ahead of it for the free slots.
+        let bulk: Vec<_> = (10..12)
+            .map(|x| pool.submit(key(x), Priority::Bulk).is_ok())
+            .collect();
+        assert_eq!(bulk, [true, true]);
+        assert!(pool.submit(key(12), Priority::Bulk).is_err());
+        pool.backend().gate.open();
+        for waiter in accepted.into_iter().flatten() {
+            waiter.wait().await.unwrap();
         }
     }
 

@@ -140,7 +140,7 @@ impl RenderBackend for MetatileBackend {
                     })
                 }
                 Err(e) => {
-                    let failure = RenderFailure::caused_by("the metatile's data", e);
+                    let failure = RenderFailure::data_unavailable(e);
                     Err(self.failed(&key, priority, failure))
                 }
             }

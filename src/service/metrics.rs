@@ -39,7 +39,7 @@ impl LookupResult {
 
 /// Status codes whose counters are resolved once, so counting a response on the hot
 /// path is one atomic increment (no label hashing, no lock).
-const COMMON_STATUSES: [u16; 6] = [200, 304, 400, 404, 500, 503];
+const COMMON_STATUSES: [u16; 8] = [200, 304, 400, 403, 404, 429, 500, 503];
 
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +61,16 @@ pub struct Metrics {
     pub fault_responses: IntCounterVec,
     pub render_faults: IntCounterVec,
     pub database_up: IntGauge,
+    /// Requests refused by a budget: `budget="requests|renders|node_renders"`.
+    pub throttled: IntCounterVec,
+    /// Clients forgotten at once because more than `limits.max_clients` were tracked.
+    pub limit_clients_forgotten: IntCounter,
+    /// Clients with a budget in use (request and render buckets).
+    pub limit_clients: IntGauge,
+    /// Requests refused by a style's access rules: `reason="key|referer"`.
+    pub access_denied: IntCounterVec,
+    /// Placeholders served instead of a 503, by why the tile could not be rendered.
+    pub placeholders: IntCounterVec,
 }
 
 impl Metrics {
@@ -164,6 +174,35 @@ impl Metrics {
                 "metatiled_database_up",
                 "1 while the database answers, 0 while it is known to be unavailable",
             )?,
+            throttled: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_throttled_total",
+                    "Tile requests refused by a budget (429, or 503 for the node's render ceiling)",
+                ),
+                &["budget"],
+            )?,
+            limit_clients_forgotten: IntCounter::new(
+                "metatiled_limit_clients_forgotten_total",
+                "Client budgets dropped at once because more than limits.max_clients were tracked",
+            )?,
+            limit_clients: IntGauge::new(
+                "metatiled_limit_clients",
+                "Client budgets in use (request and render buckets)",
+            )?,
+            access_denied: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_access_denied_total",
+                    "Requests refused (403) by a style's access rules",
+                ),
+                &["reason"],
+            )?,
+            placeholders: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_placeholders_total",
+                    "Placeholder tiles (a cached ancestor scaled up) served instead of a 503",
+                ),
+                &["style", "reason"],
+            )?,
             registry,
             common_statuses: Vec::new(),
         };
@@ -194,6 +233,18 @@ impl Metrics {
         m.registry.register(Box::new(m.render_faults.clone()))?;
         m.registry.register(Box::new(m.database_up.clone()))?;
         m.database_up.set(1);
+        m.registry.register(Box::new(m.throttled.clone()))?;
+        m.registry
+            .register(Box::new(m.limit_clients_forgotten.clone()))?;
+        m.registry.register(Box::new(m.limit_clients.clone()))?;
+        m.registry.register(Box::new(m.access_denied.clone()))?;
+        m.registry.register(Box::new(m.placeholders.clone()))?;
+        for b in ["requests", "renders", "node_renders"] {
+            m.throttled.with_label_values(&[b]);
+        }
+        for r in ["key", "referer"] {
+            m.access_denied.with_label_values(&[r]);
+        }
         // Every priority and expiry mode shows from the start, at 0.
         for p in ["interactive", "stale", "bulk"] {
             m.queue_depth.with_label_values(&[p]).set(0);

@@ -12,13 +12,20 @@
 //! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
 //! - [`admin`]: the admin API's requests, answered now or as jobs.
 //! - [`metrics`]: the Prometheus series.
+//! - [`access`]: API keys and allowed origins of styles.
+//! - [`limits`]: per-client budgets of requests and renders caused, the node's render
+//!   ceiling.
+//! - [`placeholder`]: an ancestor scaled up, for a miss that cannot be rendered now.
 
+pub mod access;
 pub mod admin;
 mod backend;
 pub mod expiry;
 pub mod fault;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
+pub mod placeholder;
 pub mod seed;
 mod tiles;
 

@@ -5,7 +5,9 @@
 
 use super::backend::MetatileBackend;
 use super::fault::Fault;
+use super::limits::{ClientId, Limits, Refusal};
 use super::metrics::{LookupResult, Metrics};
+use super::placeholder::{Placeholder, Placeholders};
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
@@ -34,8 +36,8 @@ pub enum ServiceError {
     #[error("shutting down")]
     ShuttingDown,
     /// A miss while the database is known to be down: refused at once, without queueing
-    /// a render that would fail (logged once, when the database went down). The hook
-    /// for a placeholder tile.
+    /// a render that would fail (logged once, when the database went down); a style
+    /// with placeholders answers it with one.
     #[error("the tile is not cached and the database is unavailable")]
     SourceUnavailable(#[source] Unavailable),
     /// Logged once by the backend where it failed; not again here.
@@ -44,6 +46,39 @@ pub enum ServiceError {
     /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
     #[error("tile {0} missing after its metatile was rendered")]
     MissingAfterRender(TileCoord),
+    /// The client spent its budget of requests or renders.
+    #[error("over the client's {} budget", .0.budget.as_str())]
+    Throttled(Refusal),
+    /// The node started as many renders this second as it may.
+    #[error("at the node's render ceiling")]
+    RenderCeiling(Refusal),
+}
+
+impl ServiceError {
+    /// Whether the tile could be served if it could be rendered now: the outcomes a
+    /// placeholder may stand in for.
+    pub fn cannot_render_now(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::QueueFull
+                | ServiceError::MissTimeout
+                | ServiceError::SourceUnavailable(_)
+                | ServiceError::RenderFailed(_)
+                | ServiceError::RenderCeiling(_)
+        )
+    }
+
+    /// The `reason` label of a placeholder served for this error.
+    fn placeholder_reason(&self) -> &'static str {
+        match self {
+            ServiceError::QueueFull => "queue_full",
+            ServiceError::MissTimeout => "miss_timeout",
+            ServiceError::SourceUnavailable(_) => "database_unavailable",
+            ServiceError::RenderFailed(_) => "render_failed",
+            ServiceError::RenderCeiling(_) => "render_ceiling",
+            _ => "other",
+        }
+    }
 }
 
 impl ServiceError {
@@ -67,6 +102,9 @@ pub struct ServedTile<'a> {
     /// `server.stale_max_age_secs` for a stale tile. Formatted once per style and
     /// borrowed from the service (no count shared by all threads to bump).
     pub cache_control: &'a str,
+    /// Set when this is a placeholder cut from this ancestor, not the tile itself: send
+    /// no validators, say so in a header.
+    pub placeholder: Option<TileCoord>,
 }
 
 /// Timing knobs of the request flow.
@@ -74,6 +112,8 @@ pub struct ServedTile<'a> {
 pub struct ServiceOptions {
     pub miss_timeout: Duration,
     pub stale_max_age_secs: u64,
+    /// `max-age` of placeholders (styles with `placeholder = true`).
+    pub placeholder_max_age_secs: u64,
 }
 
 pub struct TileService<B: RenderBackend = MetatileBackend> {
@@ -86,6 +126,11 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     served: HashMap<String, ServedStyle, foldhash::fast::RandomState>,
     /// The database's health, when the backend reads one: misses fail fast while down.
     health: Option<Arc<SourceHealth>>,
+    /// Client budgets; `None` = unlimited.
+    limits: Option<Arc<Limits>>,
+    placeholders: Placeholders,
+    /// `Cache-Control` of a placeholder.
+    placeholder_cache_control: String,
 }
 
 /// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
@@ -150,14 +195,19 @@ impl<B: RenderBackend> TileService<B> {
             // before it is served or kept in memory.
             cache.expect_png_tiles(&style.name, style.tile_size);
         }
+        let placeholder_cache_control =
+            format!("public, max-age={}", options.placeholder_max_age_secs);
         Self {
             styles,
             cache,
             pool,
             metrics,
+            placeholders: Placeholders::new(Duration::from_secs(options.placeholder_max_age_secs)),
+            placeholder_cache_control,
             options,
             served,
             health: None,
+            limits: None,
         }
     }
 
@@ -170,6 +220,16 @@ impl<B: RenderBackend> TileService<B> {
 
     pub fn source_health(&self) -> Option<&Arc<SourceHealth>> {
         self.health.as_ref()
+    }
+
+    /// Applies client budgets to [`TileService::get_tile_for`].
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        self.limits.as_ref()
     }
 
     pub fn styles(&self) -> &Arc<StyleSet> {
@@ -193,6 +253,11 @@ impl<B: RenderBackend> TileService<B> {
         self.served_style(name.as_str()).map(|served| &served.style)
     }
 
+    /// The style serving `name` (as in a URL: `osm`, `osm@2x`), if any.
+    pub fn style_named(&self, name: &str) -> Option<&Arc<Style>> {
+        self.served.get(name).map(|served| &served.style)
+    }
+
     fn served_style(&self, name: &str) -> Result<&ServedStyle, ServiceError> {
         self.served
             .get(name)
@@ -203,11 +268,30 @@ impl<B: RenderBackend> TileService<B> {
     /// background re-render; a miss waits (up to the miss timeout) for its metatile,
     /// whose render goes on after a timeout and lands in the cache.
     /// `name` needs no validation: only names of loaded styles are found.
+    /// No budget applies (seeding, tests): see [`TileService::get_tile_for`].
     pub async fn get_tile(
         &self,
         name: &str,
         tile: TileCoord,
     ) -> Result<ServedTile<'_>, ServiceError> {
+        self.get_tile_for(name, tile, None).await
+    }
+
+    /// [`TileService::get_tile`] on behalf of `client`: the request spends one of its
+    /// requests, and a miss that starts a render one of its renders and one of the
+    /// node's (a miss joining a render under way spends none). With a style that
+    /// enables placeholders, a miss that cannot be rendered now is answered with one.
+    pub async fn get_tile_for(
+        &self,
+        name: &str,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'_>, ServiceError> {
+        if let (Some(limits), Some(client)) = (&self.limits, client) {
+            limits
+                .check_request(client)
+                .map_err(ServiceError::Throttled)?;
+        }
         let served = self.served_style(name)?;
         let style = &served.style;
         if tile.z < style.minzoom || tile.z > style.maxzoom {
@@ -221,13 +305,43 @@ impl<B: RenderBackend> TileService<B> {
             return Ok(found);
         }
         served.count_lookup(LookupResult::Miss);
+        match self.render(served, tile, client).await {
+            Err(e) if style.placeholder && e.cannot_render_now() => {
+                self.placeholder(served, tile, e).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Renders the metatile of a missing tile (or joins its render) and waits for it.
+    /// While the database is known to be down it is refused at once.
+    async fn render<'a>(
+        &self,
+        served: &'a ServedStyle,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'a>, ServiceError> {
         if let Some(Err(down)) = self.health.as_ref().map(|h| h.check()) {
             return Err(self.refused(ServiceError::SourceUnavailable(down)));
         }
+        let style = &served.style;
         let key = JobKey {
             style: style.name.clone(),
             meta: tile.metatile(),
         };
+        // Only a request that starts a render spends a render: joining one under way
+        // costs nothing (a race that turns a start into a join spends one, harmlessly).
+        if let Some(limits) = &self.limits {
+            if self.pool.job_priority(&key).is_none() {
+                limits.check_render(client).map_err(|refusal| {
+                    if refusal.budget == super::limits::Budget::NodeRenders {
+                        ServiceError::RenderCeiling(refusal)
+                    } else {
+                        ServiceError::Throttled(refusal)
+                    }
+                })?;
+            }
+        }
         let waiter = match self.pool.submit(key, Priority::Interactive) {
             Ok(Submit::Queued(w)) => w,
             Ok(Submit::Joined(w)) => {
@@ -268,6 +382,36 @@ impl<B: RenderBackend> TileService<B> {
         e
     }
 
+    /// The answer for a miss that cannot be rendered now (`cause`): a placeholder cut
+    /// from the nearest cached ancestor, or `cause` itself when there is none. Any
+    /// "cannot render now" outcome may use it (the database-down path too).
+    async fn placeholder<'a>(
+        &'a self,
+        served: &'a ServedStyle,
+        tile: TileCoord,
+        cause: ServiceError,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let style = &served.style;
+        let Some(Placeholder {
+            tile: made,
+            ancestor,
+        }) = self.placeholders.make(&self.cache, style, tile).await
+        else {
+            return Err(cause);
+        };
+        self.metrics
+            .placeholders
+            .with_label_values(&[style.name.as_str(), cause.placeholder_reason()])
+            .inc();
+        tracing::debug!(style = %style.name, tile = %tile, ancestor = %ancestor, cause = %cause, "served a placeholder");
+        Ok(ServedTile {
+            tile: made,
+            stale: false,
+            cache_control: &self.placeholder_cache_control,
+            placeholder: Some(ancestor),
+        })
+    }
+
     /// A cache lookup; `None` is a miss (a corrupt file counts as one, and is logged).
     fn lookup<'a>(
         &self,
@@ -303,6 +447,7 @@ impl<B: RenderBackend> TileService<B> {
             tile: found,
             stale,
             cache_control,
+            placeholder: None,
         })
     }
 
@@ -335,6 +480,11 @@ impl<B: RenderBackend> TileService<B> {
         self.metrics.memory_cache_entries.set(mem.entries as i64);
         if let Some(health) = &self.health {
             self.metrics.database_up.set(i64::from(health.is_healthy()));
+        }
+        if let Some(limits) = &self.limits {
+            self.metrics
+                .limit_clients
+                .set(limits.tracked_clients() as i64);
         }
     }
 }

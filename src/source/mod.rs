@@ -12,7 +12,8 @@ mod postgis;
 pub use health::{SourceHealth, Unavailable};
 pub use migrate::{run_migrations, MigrationReport};
 pub use pool::{
-    build_pool, connect_config, describe_target, DatabaseSettings, DbError, DbPool, ImportInfo,
+    build_pool, connect_config, data_extent, describe_target, DatabaseSettings, DbError, DbPool,
+    ImportInfo,
 };
 pub use postgis::{
     query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,

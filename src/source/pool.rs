@@ -173,6 +173,33 @@ impl ImportInfo {
     }
 }
 
+/// The extent of the imported data in degrees (minlon, minlat, maxlon, maxlat), from
+/// the planner's statistics of the osm2pgsql tables (`ST_EstimatedExtent`: no table
+/// scan, so it is instant on a planet too); `None` when no table has statistics.
+pub async fn data_extent(pool: &DbPool) -> Result<Option<[f64; 4]>, DbError> {
+    let client = pool.get().await.map_err(DbError::Pool)?;
+    let row = client
+        .query_opt(
+            "WITH e AS ( \
+               SELECT ST_EstimatedExtent('public', t, 'way')::geometry AS box \
+               FROM unnest(ARRAY['planet_osm_polygon', 'planet_osm_line', 'planet_osm_point']) AS t \
+               WHERE to_regclass('public.' || t) IS NOT NULL \
+             ), u AS ( \
+               SELECT ST_Transform(ST_SetSRID(ST_Extent(box)::geometry, 3857), 4326) AS g FROM e \
+             ) \
+             SELECT ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g) FROM u WHERE g IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(DbError::Query)?;
+    Ok(
+        row.and_then(|r| match [r.get(0), r.get(1), r.get(2), r.get(3)] {
+            [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+            _ => None,
+        }),
+    )
+}
+
 /// The `[database]` section of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

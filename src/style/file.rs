@@ -33,9 +33,25 @@ pub(crate) struct RawStyle {
     pub stale_while_revalidate_secs: Option<u64>,
     /// Optional map centre `[lon, lat, zoom]` for TileJSON and the viewer.
     pub center: Option<(f64, f64, f64)>,
+    /// Serve a placeholder (an ancestor scaled up) when a miss cannot be rendered now.
+    #[serde(default)]
+    pub placeholder: bool,
+    /// Who may fetch the style's tiles.
+    pub access: Option<RawAccess>,
     /// Layers stay untyped here: each is deserialized on its own so an error can name it.
     #[serde(default, rename = "layer")]
     pub layers: Vec<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    /// `"none"` (default) or `"required"`.
+    pub key: Option<String>,
+    #[serde(default)]
+    pub referers: Vec<String>,
+    #[serde(default)]
+    pub allow_missing_referer: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,8 @@ mod file;
 mod model;
 
 pub use model::{
-    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, TextPlacement,
-    TextSymbolizer, ZoomValue,
+    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, StyleAccess,
+    TextPlacement, TextSymbolizer, ZoomValue,
 };
 
 use crate::tile::{StyleName, MAX_ZOOM};
@@ -303,6 +303,37 @@ impl Validator<'_> {
                 Some([lon, lat, z])
             }
         };
+        let access = match raw.access {
+            None => StyleAccess::default(),
+            Some(a) => {
+                let key_required = match a.key.as_deref() {
+                    None | Some("none") => false,
+                    Some("required") => true,
+                    Some(other) => {
+                        return Err(self.err(
+                            "field `access.key`",
+                            format!("{other:?}: expected \"none\" or \"required\""),
+                        ))
+                    }
+                };
+                for r in &a.referers {
+                    let ok = (r.starts_with("http://") || r.starts_with("https://"))
+                        && !r.ends_with('/')
+                        && !r.contains(['?', '#', ' ']);
+                    if !ok {
+                        return Err(self.err(
+                            "field `access.referers`",
+                            format!("{r:?}: expected an origin such as \"https://example.com\" or \"https://*.example.com\""),
+                        ));
+                    }
+                }
+                StyleAccess {
+                    key_required,
+                    referers: a.referers,
+                    allow_missing_referer: a.allow_missing_referer,
+                }
+            }
+        };
         if raw.layers.is_empty() {
             return Err(self.err("field `layer`", "a style needs at least one [[layer]]"));
         }
@@ -334,6 +365,8 @@ impl Validator<'_> {
             buffer_px: buffer,
             background,
             center,
+            placeholder: raw.placeholder,
+            access,
             layers,
         };
         let mut out = vec![base.clone()];

@@ -270,8 +270,26 @@ pub struct Style {
     pub background: Rgba,
     /// Map centre `[lon, lat, zoom]` if the file gives one.
     pub center: Option<[f64; 3]>,
+    /// Whether a miss that cannot be rendered now is answered with a placeholder (the
+    /// nearest cached ancestor, scaled up) instead of a 503.
+    pub placeholder: bool,
+    /// Who may fetch the style's tiles.
+    pub access: StyleAccess,
     /// Layers in draw order, bottom first.
     pub layers: Vec<Layer>,
+}
+
+/// Access rules of a style (`[access]` in its file): an API key, allowed web origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StyleAccess {
+    /// Requests must carry a key that the keys file grants this style.
+    pub key_required: bool,
+    /// Origins allowed by `Origin` / `Referer`: `https://example.com`, or
+    /// `https://*.example.com` for its subdomains. Empty = any.
+    pub referers: Vec<String>,
+    /// With `referers`, whether a request sending neither header is let through
+    /// (non-browser clients send none).
+    pub allow_missing_referer: bool,
 }
 
 impl Style {

@@ -6,6 +6,7 @@ use super::*;
 use crate::cache::CacheSettings;
 use crate::queue::PoolConfig;
 use crate::render::{encode_png, PngMode};
+use crate::service::limits::{ClientId, Limits};
 use crate::source::SourceHealth;
 use crate::style::parse_style;
 use crate::tile::MetatileCoord;
@@ -72,6 +73,16 @@ struct Fixture {
 impl Fixture {
     /// A service with `fetch_slots` fetches at once and `queue` places per priority.
     fn new(fetch_slots: usize, queue: usize) -> Self {
+        Self::with(STYLE, fetch_slots, queue, None)
+    }
+
+    /// The same, with a style of its own and client budgets.
+    fn with(
+        style: &str,
+        fetch_slots: usize,
+        queue: usize,
+        limits: Option<crate::service::limits::LimitOptions>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cache = Arc::new(
             TileCache::open(&CacheSettings {
@@ -82,7 +93,7 @@ impl Fixture {
             .unwrap(),
         );
         let mut styles = StyleSet::default();
-        for style in parse_style(STYLE, Path::new("osm.toml"), "osm").unwrap() {
+        for style in parse_style(style, Path::new("osm.toml"), "osm").unwrap() {
             styles.insert(style).unwrap();
         }
         let (open, gate) = watch::channel(false);
@@ -100,16 +111,21 @@ impl Fixture {
             },
         )
         .unwrap();
-        let service = TileService::new(
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut service = TileService::new(
             Arc::new(styles),
             cache,
             Arc::new(pool),
-            Arc::new(Metrics::new().unwrap()),
+            metrics.clone(),
             ServiceOptions {
                 miss_timeout: MISS_TIMEOUT,
                 stale_max_age_secs: 60,
+                placeholder_max_age_secs: 10,
             },
         );
+        if let Some(options) = limits {
+            service = service.with_limits(Arc::new(Limits::new(&options, &metrics)));
+        }
         Fixture {
             service,
             open,
@@ -432,4 +448,139 @@ async fn a_directory_where_a_metatile_belongs_is_moved_aside_and_rendered_again(
     assert!(path.with_extension("meta.corrupt").join("inside").is_dir());
     let corrupt = f.service.cache().corrupt_counter();
     assert_eq!(corrupt.with_label_values(&["not_a_file"]).get(), 1);
+}
+
+fn budgets(render_burst: u32) -> crate::service::limits::LimitOptions {
+    crate::service::limits::LimitOptions {
+        requests_per_second: 1000,
+        request_burst: 1000,
+        renders_per_minute: 1,
+        render_burst,
+        node_renders_per_second: 0,
+        exempt: Vec::new(),
+        exempt_keys: Vec::new(),
+        max_clients: 1000,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_miss_that_starts_a_render_spends_a_render() {
+    let f = Arc::new(Fixture::with(STYLE, 2, 8, Some(budgets(1))));
+    let client = ClientId::ip("192.0.2.7".parse().unwrap());
+    let miss = |t: TileCoord| {
+        let (f, client) = (f.clone(), client.clone());
+        tokio::spawn(async move {
+            f.service
+                .get_tile_for("osm", t, Some(&client))
+                .await
+                .is_ok()
+        })
+    };
+    // Two tiles of one metatile: the first starts its render, the second joins it.
+    let first = miss(tile(15, 18648, 9480));
+    while f.service.pool().stats().running < 1 {
+        tokio::task::yield_now().await;
+    }
+    let joined = miss(tile(15, 18649, 9481));
+    while f.service.pool().stats().coalesced < 1 {
+        tokio::task::yield_now().await;
+    }
+    f.open_gate();
+    assert!(first.await.unwrap() && joined.await.unwrap());
+    // Hits spend nothing either.
+    for _ in 0..10 {
+        f.service
+            .get_tile_for("osm", tile(15, 18650, 9482), Some(&client))
+            .await
+            .unwrap();
+    }
+    // The budget (one render) is spent: a new render is refused, at once.
+    let refused = f
+        .service
+        .get_tile_for("osm", tile(15, 0, 0), Some(&client))
+        .await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Throttled(r)) if r.budget == crate::service::limits::Budget::Renders),
+        "{refused:?}"
+    );
+    assert_eq!(f.renders().len(), 1);
+    // Another client has its own budget.
+    let other = ClientId::ip("192.0.2.8".parse().unwrap());
+    assert!(f
+        .service
+        .get_tile_for("osm", tile(15, 0, 0), Some(&other))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_placeholder_style_answers_a_slow_miss_with_its_parent_scaled_up() {
+    let style = STYLE.replace("maxzoom = 19", "maxzoom = 19\nplaceholder = true");
+    let f = Fixture::with(&style, 2, 8, None);
+    // The parent's metatile, cached: a plain colour.
+    let parent = tile(14, 9327, 4742);
+    let png = encode_png(&vec![0xff33_6699; 256 * 256], 256, 256, PngMode::Palette).unwrap();
+    let name = StyleName::parse("osm").unwrap();
+    f.service
+        .cache()
+        .store_metatile(&name, parent.metatile(), &vec![png; 64])
+        .unwrap();
+    // The render of the child never finishes (the gate stays shut): after the miss
+    // timeout, the placeholder.
+    let child = tile(15, 18654, 9484);
+    let served = f.service.get_tile("osm", child).await.unwrap();
+    assert_eq!(served.placeholder, Some(parent));
+    assert_eq!(served.cache_control, "public, max-age=10");
+    let pixmap = tiny_skia::Pixmap::decode_png(&served.tile.bytes).unwrap();
+    let c = pixmap.pixel(128, 128).unwrap();
+    assert_eq!((c.red(), c.green(), c.blue()), (0x99, 0x66, 0x33));
+    // No ancestor cached within reach: the error itself.
+    let far = f.service.get_tile("osm", tile(15, 0, 0)).await;
+    assert!(matches!(far, Err(ServiceError::MissTimeout)), "{far:?}");
+    assert_eq!(
+        f.service
+            .metrics()
+            .placeholders
+            .with_label_values(&["osm", "miss_timeout"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_database_is_down_a_placeholder_style_answers_a_miss_at_once() {
+    let style = STYLE.replace("maxzoom = 19", "maxzoom = 19\nplaceholder = true");
+    let health = health();
+    let f = Fixture::with(&style, 2, 8, None).with_health(health.clone());
+    let parent = tile(14, 9327, 4742);
+    let png = encode_png(&vec![0xff33_6699; 256 * 256], 256, 256, PngMode::Palette).unwrap();
+    let name = StyleName::parse("osm").unwrap();
+    f.service
+        .cache()
+        .store_metatile(&name, parent.metatile(), &vec![png; 64])
+        .unwrap();
+
+    health.record_failure(&Refused);
+    let started = tokio::time::Instant::now();
+    let served = f
+        .service
+        .get_tile("osm", tile(15, 18654, 9484))
+        .await
+        .unwrap();
+    assert_eq!(served.placeholder, Some(parent));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(f.renders().is_empty(), "no render was queued");
+    let far = f.service.get_tile("osm", tile(15, 0, 0)).await;
+    assert!(
+        matches!(far, Err(ServiceError::SourceUnavailable(_))),
+        "{far:?}"
+    );
+    assert_eq!(
+        f.service
+            .metrics()
+            .placeholders
+            .with_label_values(&["osm", "database_unavailable"])
+            .get(),
+        1
+    );
 }
