@@ -4,13 +4,14 @@
 
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
-use crate::config::{Settings, UsageError};
+use crate::config::{AdminSettings, Settings, UsageError};
 use crate::http::admin::{admin_server, AdminState, BodyLimits};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::ServiceBatchTargets;
+use crate::service::jobs::JobLimits;
 use crate::service::limits::{LimitOptions, Limits};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::health::{HealthOptions, MonitorHandle, PgProbe};
@@ -158,6 +159,15 @@ fn fetch_slots(threads: usize, db_pool_size: usize) -> usize {
     (threads * 2).min(db_pool_size.saturating_sub(1)).max(1)
 }
 
+/// The job registry's bounds from `[admin]`.
+fn job_limits(admin: &AdminSettings) -> JobLimits {
+    JobLimits {
+        max_active: admin.max_active_jobs,
+        kept: admin.jobs_kept,
+        kept_for: Duration::from_secs(admin.jobs_kept_secs),
+    }
+}
+
 /// A built, not yet running server.
 pub struct Application {
     public_addr: SocketAddr,
@@ -269,7 +279,7 @@ impl Application {
                 sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                 bulk_queue: settings.render.queue_bulk,
                 max_area_squares: settings.admin.max_area_squares,
-                jobs: settings.admin.job_limits(),
+                jobs: job_limits(&settings.admin),
             },
         ));
         let admin_state = AdminState::new(
@@ -367,7 +377,17 @@ impl Application {
 
 #[cfg(test)]
 mod tests {
-    use super::fetch_slots;
+    use super::*;
+
+    #[test]
+    fn the_admin_settings_default_to_the_admin_services_own_limits() {
+        let admin = AdminSettings::default();
+        assert_eq!(job_limits(&admin), JobLimits::default());
+        assert_eq!(
+            admin.max_area_squares,
+            crate::service::admin::DEFAULT_MAX_AREA_SQUARES
+        );
+    }
 
     #[test]
     fn fetches_in_flight_never_exceed_the_database_pool() {

@@ -160,28 +160,18 @@ pub struct AdminSettings {
 }
 
 impl Default for AdminSettings {
+    /// The same defaults as the admin service's own (`service::admin`,
+    /// `service::jobs::JobLimits`); `app` checks they agree.
     fn default() -> Self {
-        let jobs = crate::service::jobs::JobLimits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             token: None,
             max_body_bytes: 64 * 1024 * 1024,
             max_json_bytes: 16 * 1024 * 1024,
-            max_area_squares: crate::service::admin::DEFAULT_MAX_AREA_SQUARES,
-            max_active_jobs: jobs.max_active,
-            jobs_kept: jobs.kept,
-            jobs_kept_secs: jobs.kept_for.as_secs(),
-        }
-    }
-}
-
-impl AdminSettings {
-    /// The job registry's bounds.
-    pub fn job_limits(&self) -> crate::service::jobs::JobLimits {
-        crate::service::jobs::JobLimits {
-            max_active: self.max_active_jobs,
-            kept: self.jobs_kept,
-            kept_for: std::time::Duration::from_secs(self.jobs_kept_secs),
+            max_area_squares: 2_000_000,
+            max_active_jobs: 32,
+            jobs_kept: 100,
+            jobs_kept_secs: 24 * 3600,
         }
     }
 }
