@@ -2,6 +2,7 @@
 //! API, watcher and both listeners once, for `serve` and for tests that run the real
 //! app on port 0. Nothing below it knows how the parts are put together.
 
+use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{AdminSettings, Settings, UsageError};
@@ -16,7 +17,8 @@ use crate::service::limits::{LimitOptions, Limits};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
 use crate::source::health::{HealthOptions, MonitorHandle, PgProbe};
 use crate::source::{self, DbPool, ImportInfo, PostgisSource, SourceHealth};
-use crate::style::StyleSet;
+use crate::style::{StyleKind, StyleSet};
+use crate::tile::StyleName;
 use crate::watch::{WatchMetrics, Watcher};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -99,6 +101,7 @@ impl Core {
             metrics.clone(),
             fonts,
         );
+        let link = backend.pool_link();
         let threads = settings.render_threads();
         let r = &settings.render;
         let pool = Arc::new(RenderPool::start(
@@ -109,6 +112,8 @@ impl Core {
                 capacity: [r.queue_interactive, r.queue_stale, r.queue_bulk],
             },
         )?);
+        link.attach(&pool);
+        let archives = open_archives(&styles).await?;
         let mut service = TileService::new(
             styles,
             cache,
@@ -120,7 +125,11 @@ impl Core {
                 placeholder_max_age_secs: settings.server.placeholder_max_age_secs,
             },
         )
-        .with_source_health(health);
+        .with_source_health(health)
+        .with_archives(
+            archives,
+            Duration::from_secs(settings.cache.revalidate_secs),
+        );
         if settings.limits.enabled {
             let l = &settings.limits;
             let options = LimitOptions {
@@ -150,6 +159,27 @@ impl Core {
         self.service.pool().shutdown(timeout).await;
         self.health_monitor.stop().await;
     }
+}
+
+/// Opens the archive of every archive-backed style; a missing or unreadable archive
+/// stops the start like a bad style file.
+async fn open_archives(styles: &StyleSet) -> anyhow::Result<Vec<(StyleName, ArchiveReader)>> {
+    let mut out = Vec::new();
+    for style in styles.iter() {
+        if let StyleKind::Archive { path, format } = &style.kind {
+            let reader = ArchiveReader::open(path, *format).await.map_err(|e| {
+                UsageError(format!(
+                    "style {} (file {}): {}",
+                    style.name,
+                    style.file.display(),
+                    crate::cache::error_chain(&e)
+                ))
+            })?;
+            tracing::info!(style = %style.name, archive = %path.display(), format = %format, "serving an archive");
+            out.push((style.name.clone(), reader));
+        }
+    }
+    Ok(out)
 }
 
 /// Fetches in flight: one ahead per render thread keeps the painters busy while queries
@@ -276,6 +306,7 @@ impl Application {
         let admin_api = Arc::new(Admin::new(
             service.clone(),
             AdminOptions {
+                export_dir: settings.export.dir.clone(),
                 sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                 bulk_queue: settings.render.queue_bulk,
                 max_area_squares: settings.admin.max_area_squares,

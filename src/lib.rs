@@ -21,9 +21,15 @@
 //! 6. Back in `http/tiles.rs`: 200 or 304 with cache headers; `http/error.rs` decides
 //!    every other status.
 //!
+//! A `.grid.json` URL takes the same path through the `<style>@grid` tree (the grids
+//! are written by the style's own render). A composite style's render blends its
+//! inputs' tiles (`render/blend.rs`), rendering inputs that are missing or stale first.
+//! An archive-backed style's tiles come from memory, else from its MBTiles or PMTiles
+//! file ([`archive`]); nothing is rendered.
+//!
 //! # Layout
 //! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch,
-//! expire, queue, render, source, cache, style, area, text} -> tile` (checked by
+//! expire, queue, render, source, cache, style, area, text} -> {archive, tile}` (checked by
 //! `tests/layering.rs`).
 //! - [`cli`]: the command line (clap), one file per subcommand, exit codes.
 //! - [`app`]: the composition root that builds everything `serve` runs.
@@ -39,12 +45,15 @@
 //! - [`source`]: PostgreSQL pool, migrations, layer queries, change log. The only SQL.
 //! - [`cache`]: the mod_tile-compatible metatile cache on disk and the memory layer.
 //! - [`style`]: style files (`styles/*.toml`) -> validated [`style::Style`]s.
+//! - [`archive`]: MBTiles and PMTiles files, read and written tile by tile (the only
+//!   SQLite); what exports write and archive-backed styles serve.
 //! - [`area`]: tile lists, bboxes and GeoJSON areas, and the metatiles they name.
 //! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
 //!   placement of point and line labels on a metatile canvas.
 //! - [`tile`]: tile and metatile coordinates, Web Mercator math, zoom ranges. Pure.
 
 pub mod app;
+pub mod archive;
 pub mod area;
 pub mod cache;
 pub mod cli;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("tile", &[]),
     ("text", &[]),
+    ("archive", &["tile"]),
     ("area", &["tile"]),
-    ("style", &["tile", "text"]),
+    ("style", &["archive", "tile", "text"]),
     ("cache", &["tile"]),
     ("queue", &["tile"]),
     ("source", &["style", "tile"]),
@@ -28,41 +29,46 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "service",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "archive", "tile",
         ],
     ),
     (
         "config",
         &[
             "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "tile",
+            "archive", "tile",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "tile",
+            "text", "archive", "tile",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "text", "archive", "tile",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "tile",
+            "area", "watch", "text", "archive", "tile",
         ],
     ),
 ];
 
 /// Outside crates that only one layer may name.
-const CONFINED_CRATES: &[(&str, &[&str])] = &[("clap", &["cli"]), ("actix_web", &["http"])];
+const CONFINED_CRATES: &[(&str, &[&str])] = &[
+    ("clap", &["cli"]),
+    ("actix_web", &["http"]),
+    ("rusqlite", &["archive"]),
+    ("pmtiles", &["archive"]),
+];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

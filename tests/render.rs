@@ -253,6 +253,7 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
                 group: 0,
                 label: None,
             }],
+            ..LayerData::default()
         }],
         ..MetatileData::default()
     };
@@ -464,6 +465,7 @@ fn point_data(points: &[((f64, f64), &str)]) -> MetatileData {
                     label: Some(name.to_owned()),
                 })
                 .collect(),
+            ..LayerData::default()
         }],
         ..MetatileData::default()
     }

@@ -15,7 +15,7 @@ pub use lines::{
     parse_tile_line, BadLine, InputTile, LineError, TileLines, MAX_INPUT_ZOOM, MAX_LINE_BYTES,
 };
 pub use set::{Blocks, MetatileBlock, MetatileSet};
-pub use shape::{Area, AreaError, AreaFileError, Polygons};
+pub use shape::{Area, AreaError, AreaFileError, AreaTiles, Polygons};
 
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;

@@ -12,7 +12,7 @@
 //! in lon/lat, as GeoJSON draws them; rings use the even-odd rule (holes are holes).
 
 use super::{InputTile, LonLatBbox, MetatileSet};
-use crate::tile::{Bbox, LonLat};
+use crate::tile::{Bbox, LonLat, MetatileCoord, TileCoord};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -171,6 +171,115 @@ impl Area {
             Area::Polygons(p) => p.insert_into(set),
         }
     }
+}
+
+/// The tiles of an area, decided tile by tile (where [`MetatileSet`] works in
+/// metatiles): what an export writes. A bbox holds the tiles its [`TileRange`] names at
+/// each zoom; polygons hold the tiles whose extent meets them (an edge crosses the tile,
+/// or the tile lies inside).
+pub struct AreaTiles {
+    kind: AreaTilesKind,
+}
+
+enum AreaTilesKind {
+    Bbox(Bbox),
+    Polygons {
+        edges: Vec<Edge>,
+        index: InsideIndex,
+    },
+}
+
+impl Area {
+    /// The tile filter of this area (an index of its edges for polygons).
+    pub fn tiles(&self) -> AreaTiles {
+        let kind = match self {
+            Area::Bbox(b) => {
+                let [minlon, minlat, maxlon, maxlat] = b.to_array();
+                AreaTilesKind::Bbox(Bbox::from_lonlat(
+                    LonLat {
+                        lon: minlon,
+                        lat: minlat,
+                    },
+                    LonLat {
+                        lon: maxlon,
+                        lat: maxlat,
+                    },
+                ))
+            }
+            Area::Polygons(p) => {
+                let edges = p.edges();
+                let index = InsideIndex::new(&edges);
+                AreaTilesKind::Polygons { edges, index }
+            }
+        };
+        AreaTiles { kind }
+    }
+
+    /// The lon/lat box around the area.
+    pub fn bounds(&self) -> LonLatBbox {
+        match self {
+            Area::Bbox(b) => *b,
+            Area::Polygons(p) => {
+                let mut b = [
+                    f64::INFINITY,
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                    f64::NEG_INFINITY,
+                ];
+                for &(lon, lat) in p.rings.iter().flatten() {
+                    b = [b[0].min(lon), b[1].min(lat), b[2].max(lon), b[3].max(lat)];
+                }
+                LonLatBbox::new(b).unwrap_or(LonLatBbox::WORLD)
+            }
+        }
+    }
+}
+
+impl AreaTiles {
+    /// The tiles of `meta` that belong to the area, in index order.
+    pub fn tiles_of(&self, meta: MetatileCoord) -> Vec<TileCoord> {
+        match &self.kind {
+            AreaTilesKind::Bbox(b) => {
+                let r = b.tile_range(meta.z);
+                meta.tiles()
+                    .filter(|t| {
+                        (r.min_x..=r.max_x).contains(&t.x) && (r.min_y..=r.max_y).contains(&t.y)
+                    })
+                    .collect()
+            }
+            AreaTilesKind::Polygons { edges, index } => {
+                let w = meta.width_in_tiles();
+                let level_box = |x: u32, y: u32, n: u32| grown(tile_box_n(meta.z, x, y, n));
+                // Only the edges near the metatile are tried on its tiles.
+                let near: Vec<&Edge> = edges
+                    .iter()
+                    .filter(|e| e.touches(level_box(meta.x, meta.y, w)))
+                    .collect();
+                meta.tiles()
+                    .filter(|t| {
+                        let b = tile_box(t.z, t.x, t.y);
+                        near.iter().any(|e| e.touches(grown(b)))
+                            || index.inside(edges, ((b.0 + b.2) / 2.0, (b.1 + b.3) / 2.0))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The lon/lat box of `n` x `n` tiles of zoom `z` from (`x`, `y`).
+fn tile_box_n(z: u8, x: u32, y: u32, n: u32) -> DegBox {
+    let (sw, ne) = Bbox::of_tiles(z, x, y, n).to_lonlat();
+    (sw.lon, sw.lat, ne.lon, ne.lat)
+}
+
+fn grown(b: DegBox) -> DegBox {
+    (
+        b.0 - EDGE_EPSILON_DEG,
+        b.1 - EDGE_EPSILON_DEG,
+        b.2 + EDGE_EPSILON_DEG,
+        b.3 + EDGE_EPSILON_DEG,
+    )
 }
 
 fn geojson_err(message: impl Into<String>) -> AreaError {

@@ -64,6 +64,9 @@ pub(crate) struct ReadError {
     pub(crate) stamp: Option<FileStamp>,
 }
 
+/// A whole metatile's tiles (index order, empty = no tile) and its file's stamp.
+pub type MetatileTiles = (Vec<Vec<u8>>, FileStamp);
+
 /// One tile read from disk, with the stamp of the file it came from.
 #[derive(Debug, Clone)]
 pub struct DiskTile {
@@ -188,6 +191,31 @@ impl DiskCache {
         let bytes = format::decode_blob(header.compressed, entry_index, blob)
             .map_err(|e| corrupt(e, Some(stamp)))?;
         Ok(Some(DiskTile { bytes, stamp }))
+    }
+
+    /// Reads a whole metatile: its 64 tiles in index order (empty = no tile) and the
+    /// file's stamp. `Ok(None)` when the file does not exist.
+    pub fn read_metatile(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<Option<MetatileTiles>, CacheError> {
+        let path = self.path_of(style, meta);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path, e)),
+        };
+        let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
+        let stamp = FileStamp::of(&md, &path)?;
+        let mut bytes = Vec::with_capacity(stamp.len as usize);
+        io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| io_err("read", &path, e))?;
+        let decoded =
+            format::decode_metatile(&bytes, Some(meta)).map_err(|source| CacheError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some((decoded.tiles, stamp)))
     }
 
     /// The stamp of a metatile's file, `None` when it does not exist.

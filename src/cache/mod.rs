@@ -424,6 +424,41 @@ impl TileCache {
         })
     }
 
+    /// A tile of a source other than the metatile tree (an archive), from memory: found
+    /// only when it was kept with the same `stamp` (the source file's), so replacing the
+    /// file makes every entry of it a miss.
+    pub fn memory_get(
+        &self,
+        style: &StyleName,
+        tile: TileCoord,
+        stamp: FileStamp,
+    ) -> Option<Arc<CachedTile>> {
+        let key = MemoryKey::new(self.styles.id(style)?, tile);
+        let entry = self.memory.get(key)?;
+        if entry.stamp == stamp {
+            return Some(entry.tile.clone());
+        }
+        self.memory.invalidate(key);
+        None
+    }
+
+    /// Keeps a tile of another source in memory (see [`TileCache::memory_get`]); its
+    /// render time is the source file's mtime, and it is never stale.
+    pub fn memory_put(
+        &self,
+        style: &StyleName,
+        tile: TileCoord,
+        bytes: Bytes,
+        stamp: FileStamp,
+    ) -> Arc<CachedTile> {
+        let cached = Arc::new(CachedTile::new(bytes, stamp.mtime, false));
+        if let Some(id) = self.styles.id(style) {
+            self.memory
+                .insert(MemoryKey::new(id, tile), cached.clone(), stamp);
+        }
+        cached
+    }
+
     /// Writes a whole metatile atomically (64 blobs in index order, empty = no tile),
     /// then drops its tiles from memory.
     pub fn store_metatile(

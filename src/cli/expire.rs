@@ -9,6 +9,8 @@ use crate::area::{Area, AreaFileError, MetatileSet, TileLines};
 use crate::cache::DiskCache;
 use crate::config::Settings;
 use crate::expire::{apply, ExpireMode, ExpirePlan, ExpireProgress, ExpireSummary, PlanError};
+use crate::service::expiry::WithDependents;
+use crate::style::{Dependent, StyleSet};
 use crate::tile::StyleName;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -77,8 +79,18 @@ impl ExpireCommand {
     /// and stderr.
     pub(super) fn run(&self, settings: &Settings) -> Result<(), ExpireCliError> {
         let stdin = std::io::stdin();
+        // The trees made from this style (its UTFGrids, the composites over it) follow
+        // its metatiles; without loadable styles only the style itself is expired.
+        let dependents = match StyleSet::load_dir(&settings.styles.dir) {
+            Ok(styles) => styles.dependents(&self.style),
+            Err(e) => {
+                eprintln!("expire: warning: cannot load the styles ({e}): UTFGrids and composites made from {} are not expired", self.style);
+                Vec::new()
+            }
+        };
         let report = match self.run_with(
             &settings.cache.dir,
+            &dependents,
             stdin.lock(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr(),
@@ -98,6 +110,7 @@ impl ExpireCommand {
     pub(super) fn run_with(
         &self,
         cache_dir: &Path,
+        dependents: &[Dependent],
         input: impl BufRead,
         out: &mut dyn Write,
         err: &mut dyn Write,
@@ -133,7 +146,8 @@ impl ExpireCommand {
                 last_progress = Instant::now();
             }
         };
-        let summary = apply(&disk, &self.style, &self.plan, &set, &mut progress);
+        let target = WithDependents::with(disk, self.style.clone(), dependents.to_vec());
+        let summary = apply(&target, &self.style, &self.plan, &set, &mut progress);
 
         let total = summary.total();
         let p = &self.plan;

@@ -7,10 +7,12 @@
 
 mod cache;
 mod expire;
+mod export;
 mod seed;
 mod serve;
 mod watch;
 
+use crate::archive::ArchiveFormat;
 use crate::area::LonLatBbox;
 use crate::config::{self, ConfigSources, Loaded, Override, UsageError};
 use crate::tile::{StyleName, ZoomRange};
@@ -44,6 +46,12 @@ pub fn run() -> ExitCode {
             let common = args.common.clone();
             with_config(&common, common.overrides(), |loaded| {
                 run_async(seed::run(loaded.settings, args))
+            })
+        }
+        Command::Export(args) => {
+            let common = args.common.clone();
+            with_config(&common, common.overrides(), |loaded| {
+                run_async(export::run(loaded.settings, args))
             })
         }
         Command::Expire(args) => match expire::ExpireCommand::from_args(&args) {
@@ -213,6 +221,9 @@ enum Command {
     Serve(ServeArgs),
     /// Pre-render the metatiles of a bbox and zoom range (like renderd's render_list).
     Seed(SeedArgs),
+    /// Write the tiles of an area and zoom range to an MBTiles or PMTiles file,
+    /// rendering what the cache lacks.
+    Export(ExportArgs),
     /// Expire metatiles from `z/x/y` lines on stdin (or a --bbox or --polygon), offline
     /// (like render_expired).
     Expire(ExpireArgs),
@@ -335,6 +346,33 @@ struct SeedArgs {
     /// Re-render metatiles that are already fresh in the cache.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Style to export (rendered or composite).
+    #[arg(long)]
+    pub style: StyleName,
+    /// MINLON,MINLAT,MAXLON,MAXLAT in degrees; default: the imported data's bounds.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bbox: Option<LonLatBbox>,
+    /// GeoJSON file with a Polygon or MultiPolygon (EPSG:4326) instead of a bbox.
+    #[arg(long, value_name = "FILE", conflicts_with = "bbox")]
+    pub polygon: Option<PathBuf>,
+    /// Zoom range, `A-B` or a single zoom.
+    #[arg(long)]
+    pub zoom: ZoomRange,
+    /// `mbtiles` or `pmtiles` (default: from OUT's extension).
+    #[arg(long)]
+    pub format: Option<ArchiveFormat>,
+    /// Render threads (default: render.threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The file to write (replaced atomically when the export is complete).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -21,9 +21,25 @@ pub struct Settings {
     pub styles: StylesSettings,
     pub admin: AdminSettings,
     pub watch: WatchSettings,
+    pub export: ExportSettings,
     pub limits: LimitsSettings,
     pub access: AccessSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Where `POST /export` (admin) writes its MBTiles and PMTiles files.
+    pub dir: PathBuf,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("exports"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

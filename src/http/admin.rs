@@ -12,6 +12,7 @@
 //!   `z/x/y` lines streamed to the parser (options in the query string). 200 with the
 //!   counts, or 202 `{"id": ...}` for a job.
 //! - `POST /seed`: JSON, always a job (202).
+//! - `POST /export`: JSON, always a job (202), writing a file into `export.dir`.
 //! - `GET /jobs`, `GET /jobs/{id}`, `DELETE /jobs/{id}` (cancel), `GET /status`,
 //!   `GET /health`.
 
@@ -223,6 +224,19 @@ async fn pump(
     Ok(())
 }
 
+/// `POST /export`: always a job (202); the file appears in `export.dir` when done.
+async fn post_export(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, HttpError> {
+    check_declared_length(&req, state.limits.json)?;
+    let _turn = state.body_turn().await?;
+    let body = read_body(payload, state.limits.json).await?;
+    let spec = state.admin.parse_export_json(&body)?;
+    Ok(accepted(&state.admin.export(spec).await?))
+}
+
 /// `POST /seed`.
 async fn post_seed(
     req: HttpRequest,
@@ -326,6 +340,7 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(super::health::health))
         .route("/expire", web::post().to(post_expire))
         .route("/seed", web::post().to(post_seed))
+        .route("/export", web::post().to(post_export))
         .route("/jobs", web::get().to(list_jobs))
         .service(
             web::resource("/jobs/{id}")

@@ -81,6 +81,12 @@ impl HttpError {
             ServiceError::ZoomOutOfRange { z, min, max } => {
                 HttpError::NotFound(format!("zoom {z} is outside this style's {min}-{max}"))
             }
+            ServiceError::NoGrid(name) => {
+                HttpError::NotFound(format!("style {name} has no UTFGrid"))
+            }
+            ServiceError::NotInArchive { .. } => HttpError::NotFound("no such tile".into()),
+            // Logged where the archive failed.
+            ServiceError::Archive { .. } => HttpError::Internal,
             ServiceError::QueueFull => HttpError::Busy { retry_after },
             ServiceError::Throttled(refusal) => HttpError::TooManyRequests(refusal),
             // Not the client's doing: the node is busy, as with a full queue.

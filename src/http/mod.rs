@@ -224,7 +224,7 @@ impl<'a> PublicPath<'a> {
             (4, None) => PublicPath::Tile(parts),
             (2, None) if parts[1] == "tile.json" => PublicPath::TileJson(parts[0]),
             _ => PublicPath::Unknown {
-                looks_like_tile: path.ends_with(".png"),
+                looks_like_tile: path.ends_with(".png") || path.ends_with(".grid.json"),
             },
         }
     }

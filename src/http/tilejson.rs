@@ -56,7 +56,7 @@ pub(super) fn tilejson(
         .get(&name)
         .ok_or_else(|| HttpError::NotFound(format!("unknown style {name}")))?;
     let BaseUrl { url: base, vary } = state.edge.base_url(req);
-    let body = json!({
+    let mut body = json!({
         "tilejson": "3.0.0",
         "name": style.name.as_str(),
         "description": style.description,
@@ -69,6 +69,9 @@ pub(super) fn tilejson(
         "center": center(state, style),
         "attribution": style.attribution,
     });
+    if style.interactivity.is_some() {
+        body["grids"] = json!([format!("{base}/{}/{{z}}/{{x}}/{{y}}.grid.json", style.name)]);
+    }
     let mut res = HttpResponse::Ok();
     if let Some(vary) = vary {
         res.insert_header((header::VARY, vary));

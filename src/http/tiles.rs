@@ -1,5 +1,6 @@
-//! `GET|HEAD /{style}/{z}/{x}/{y}.png` (and `@2x.png`): parse, ask the [`TileService`],
-//! shape the response with its cache headers, answer conditional requests with 304.
+//! `GET|HEAD /{style}/{z}/{x}/{y}.png` (and `@2x.png`, and `.grid.json` for UTFGrids):
+//! parse, ask the [`TileService`], shape the response with its cache headers, answer
+//! conditional requests with 304.
 
 use super::error::HttpError;
 use super::PublicState;
@@ -23,6 +24,15 @@ pub(crate) struct TilePath<'a> {
     /// URL for the common 1x case, so a hit allocates nothing here.
     pub style: Cow<'a, str>,
     pub tile: TileCoord,
+    /// A PNG tile, or the tile's UTFGrid.
+    pub kind: TileKind,
+}
+
+/// What a tile URL asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TileKind {
+    Png,
+    Grid,
 }
 
 /// Parses the four path segments. Malformed text is a 400; well-formed numbers that name
@@ -34,12 +44,17 @@ pub(crate) fn parse_tile_path<'a>(
     x: &str,
     file: &str,
 ) -> Result<TilePath<'a>, ParseError<'a>> {
-    let (y, hidpi) = if let Some(y) = file.strip_suffix("@2x.png") {
-        (y, true)
+    let (y, hidpi, kind) = if let Some(y) = file.strip_suffix("@2x.png") {
+        (y, true, TileKind::Png)
     } else if let Some(y) = file.strip_suffix(".png") {
-        (y, false)
+        (y, false, TileKind::Png)
+    } else if let Some(y) = file.strip_suffix(".grid.json") {
+        (y, false, TileKind::Grid)
     } else {
-        return Err(HttpError::BadRequest("tile paths end in {y}.png or {y}@2x.png".into()).into());
+        return Err(HttpError::BadRequest(
+            "tile paths end in {y}.png, {y}@2x.png or {y}.grid.json".into(),
+        )
+        .into());
     };
     StyleName::check(style).map_err(|e| HttpError::BadRequest(format!("bad style name: {e}")))?;
     if style.contains('@') {
@@ -66,7 +81,7 @@ pub(crate) fn parse_tile_path<'a>(
         }
         TileError::NotMetatileOrigin { .. } => not_found_tile(),
     })?;
-    Ok(TilePath { style, tile })
+    Ok(TilePath { style, tile, kind })
 }
 
 /// Why a tile path names no tile.
@@ -136,11 +151,20 @@ pub(crate) async fn get_tile(
     if client.is_none() && service.limits().is_some() {
         client = Some(ClientId::ip(state.edge.client_addr(req)));
     }
-    let served = service
-        .get_tile_for(&parsed.style, parsed.tile, client.as_ref())
-        .await
-        .map_err(|e| HttpError::from_service(e, state.retry_after_secs))?;
-    Ok(tile_response(req, &served))
+    let served = match parsed.kind {
+        TileKind::Png => {
+            service
+                .get_tile_for(&parsed.style, parsed.tile, client.as_ref())
+                .await
+        }
+        TileKind::Grid => {
+            service
+                .get_grid_for(&parsed.style, parsed.tile, client.as_ref())
+                .await
+        }
+    }
+    .map_err(|e| HttpError::from_service(e, state.retry_after_secs))?;
+    Ok(tile_response(req, &served, parsed.kind))
 }
 
 /// The 404 of a zoom above the grid, in the words of the style asked for.
@@ -164,7 +188,7 @@ const PLACEHOLDER_HEADER: HeaderName = HeaderName::from_static("metatiled-placeh
 
 /// 200 with the tile, or 304 when the client's validators match. A placeholder has no
 /// validators (it is not the tile) and says what it is.
-fn tile_response(req: &HttpRequest, served: &ServedTile) -> HttpResponse {
+fn tile_response(req: &HttpRequest, served: &ServedTile, kind: TileKind) -> HttpResponse {
     let tile: &CachedTile = &served.tile;
     if let Some(ancestor) = served.placeholder {
         let mut res = HttpResponse::Ok();
@@ -201,7 +225,11 @@ fn tile_response(req: &HttpRequest, served: &ServedTile) -> HttpResponse {
     if not_modified {
         return res.finish();
     }
-    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("image/png")))
+    let content_type = match kind {
+        TileKind::Png => "image/png",
+        TileKind::Grid => "application/json",
+    };
+    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type)))
         .body(tile.bytes.clone())
 }
 

@@ -440,6 +440,11 @@ impl<B: RenderBackend> RenderPool<B> {
         }
     }
 
+    /// Whether a job of `key` is queued or running.
+    pub fn is_active(&self, key: &JobKey) -> bool {
+        self.shared.lock().jobs.contains_key(key)
+    }
+
     /// The priority of a queued or running job, if there is one (whether a submit would
     /// join rather than start a render).
     pub(crate) fn job_priority(&self, key: &JobKey) -> Option<Priority> {

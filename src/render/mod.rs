@@ -6,11 +6,15 @@
 //! runtime. Each thread keeps its pixmap between renders. The 64 tiles are sliced and
 //! encoded in parallel (rayon), which shortens a single miss's latency.
 
+mod blend;
 mod encode;
+mod grid;
 mod labels;
 mod paint;
 
+pub use blend::{blend_tiles, BlendError, BlendInput};
 pub use encode::{encode_png, quantize, quantize_with, PngMode, Quantized};
+pub use grid::{key_char, render_grids, GRID_CELL_PX};
 pub use paint::{pixmap_side, PixelTransform};
 
 use crate::source::MetatileData;
@@ -65,6 +69,8 @@ pub struct RenderedMetatile {
     /// PNG bytes in metatile index order (x-major: `(x & 7) * 8 + (y & 7)`); empty for
     /// the tiles outside the world at zooms below 3.
     pub tiles: Vec<Vec<u8>>,
+    /// The UTFGrid JSON of each tile (same order), for styles with interactivity.
+    pub grids: Option<Vec<Vec<u8>>>,
     pub timings: RenderTimings,
 }
 
@@ -151,10 +157,12 @@ pub fn render_metatile(
 
     let started = Instant::now();
     let result = slice_and_encode(style, meta, &pixmap, png);
-    let encode_time = started.elapsed();
     SCRATCH.with(|s| *s.borrow_mut() = Some(pixmap));
+    let grids = render_grids(style, meta, data);
+    let encode_time = started.elapsed();
     Ok(RenderedMetatile {
         tiles: result?,
+        grids,
         timings: RenderTimings {
             paint: paint_time,
             labels: labels_time,

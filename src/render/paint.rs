@@ -24,8 +24,12 @@ pub struct PixelTransform {
 
 impl PixelTransform {
     pub fn new(style: &Style, meta: MetatileCoord) -> Self {
-        let tile = f64::from(style.tile_size);
-        let buffer = f64::from(style.buffer_px);
+        Self::with_sizes(meta, f64::from(style.tile_size), f64::from(style.buffer_px))
+    }
+
+    /// For a canvas of `tile` units per tile with `buffer` units around the metatile
+    /// (the UTFGrid canvas counts cells, not pixels).
+    pub(super) fn with_sizes(meta: MetatileCoord, tile: f64, buffer: f64) -> Self {
         Self {
             world_px: f64::from(crate::tile::tiles_per_axis(meta.z)) * tile,
             origin_x: f64::from(meta.x) * tile - buffer,
@@ -79,10 +83,10 @@ struct Ctx {
 }
 
 /// A feature in pixel space: its path (lines, polygon rings) and its points.
-struct Shape {
-    path: Option<Path>,
-    polygonal: bool,
-    points: Vec<(f32, f32)>,
+pub(super) struct Shape {
+    pub(super) path: Option<Path>,
+    pub(super) polygonal: bool,
+    pub(super) points: Vec<(f32, f32)>,
 }
 
 fn paint_layer(ctx: &Ctx, layer: &Layer, features: &[Feature], pixmap: &mut Pixmap) {
@@ -161,7 +165,7 @@ fn paint_layer(ctx: &Ctx, layer: &Layer, features: &[Feature], pixmap: &mut Pixm
     }
 }
 
-fn shape_of(t: &PixelTransform, geometry: &Geometry<f64>) -> Shape {
+pub(super) fn shape_of(t: &PixelTransform, geometry: &Geometry<f64>) -> Shape {
     let mut pb = PathBuilder::new();
     let mut polygonal = false;
     let mut points = Vec::new();

@@ -1,22 +1,30 @@
 //! [`MetatileBackend`]: what one render job does in the pool. The fetch stage queries
 //! PostGIS (I/O on the runtime); the paint stage, on a render thread, decodes the rows,
-//! paints with tiny-skia, encodes the tiles and writes the metatile. A failure is logged
-//! here, once, with its cause; every waiter of the job gets it without logging again.
-//! Faults outside the server (database, disk, permissions) are warnings counted by
-//! cause; a fetch refused because the database is known to be down is not logged again
-//! (the outage was, once). While the database is down the pool holds stale and bulk
-//! jobs in their queues ([`RenderBackend::paused`]) instead of failing them.
+//! paints with tiny-skia, encodes the tiles and writes the metatile (and, for styles with
+//! interactivity, its UTFGrids from the same rows, into `<style>@grid`). A failure is
+//! logged here, once, with its cause; every waiter of the job gets it without logging
+//! again. Faults outside the server (database, disk, permissions) are warnings counted
+//! by cause; a fetch refused because the database is known to be down is not logged
+//! again (the outage was, once). While the database is down the pool holds stale and
+//! bulk jobs in their queues ([`RenderBackend::paused`]) instead of failing them.
+//!
+//! A composite style's job blends its inputs' tiles: an input metatile that is fresh on
+//! disk (and not being re-rendered) is read from the cache; any other is queried here and
+//! rendered (and stored) on the same render thread first. Rendering inputs inside the
+//! composite's own job, rather than waiting for their jobs, keeps the pool free of
+//! jobs that wait for other jobs, so it cannot deadlock.
 
 use super::fault::Fault;
 use super::metrics::Metrics;
-use crate::cache::TileCache;
-use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure};
-use crate::render::{render_metatile, PngMode};
+use crate::cache::{MetatileState, TileCache};
+use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure, RenderPool};
+use crate::render::{blend_tiles, render_metatile, BlendInput, PngMode, RenderedMetatile};
 use crate::source::{PostgisSource, RawMetatile, SourceError};
-use crate::style::{Style, StyleSet};
+use crate::style::{Style, StyleKind, StyleSet};
 use crate::text::FontSet;
+use crate::tile::MetatileCoord;
 use futures_util::future::BoxFuture;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 /// Fetches from PostGIS, paints with tiny-skia, writes the metatile.
@@ -28,13 +36,40 @@ pub struct MetatileBackend {
     metrics: Arc<Metrics>,
     /// The process's fonts, shared by every render thread.
     fonts: Arc<FontSet>,
+    /// The pool running this backend, to see whether a composite's input is being
+    /// re-rendered (set once the pool has started).
+    pool: Arc<OnceLock<Weak<RenderPool<MetatileBackend>>>>,
 }
 
-/// What the fetch stage hands to a render thread: the rows, not yet decoded.
+/// What the fetch stage hands to a render thread.
 pub struct Fetched {
     style: Arc<Style>,
-    rows: RawMetatile,
+    work: Work,
     started: Instant,
+}
+
+enum Work {
+    /// A rendered style: its rows, not yet decoded.
+    Rows(RawMetatile),
+    /// A composite: per input, where its tiles come from.
+    Composite(Vec<InputTiles>),
+}
+
+enum InputTiles {
+    /// Fresh in the cache: read the metatile file.
+    Cached(Arc<Style>),
+    /// Render it first, from these rows.
+    Rows(Arc<Style>, RawMetatile),
+}
+
+/// Lets the backend see its own pool once the pool has started.
+#[derive(Clone, Default)]
+pub struct PoolLink(Arc<OnceLock<Weak<RenderPool<MetatileBackend>>>>);
+
+impl PoolLink {
+    pub fn attach(&self, pool: &Arc<RenderPool<MetatileBackend>>) {
+        let _ = self.0.set(Arc::downgrade(pool));
+    }
 }
 
 impl MetatileBackend {
@@ -53,7 +88,13 @@ impl MetatileBackend {
             png,
             metrics,
             fonts,
+            pool: Arc::default(),
         }
+    }
+
+    /// The link to give the pool once it runs ([`PoolLink::attach`]).
+    pub fn pool_link(&self) -> PoolLink {
+        PoolLink(self.pool.clone())
     }
 
     fn count(&self, key: &JobKey, priority: Priority, outcome: &str) {
@@ -104,6 +145,120 @@ impl MetatileBackend {
         }
         failure
     }
+
+    /// Whether a composite may read this input's metatile from the cache: fresh, and no
+    /// re-render of it queued or running (which would make it newer than what we read).
+    fn input_is_current(&self, style: &Style, meta: MetatileCoord) -> bool {
+        let fresh = matches!(
+            self.cache.metatile_state(&style.name, meta),
+            Ok(MetatileState::Fresh)
+        );
+        let rendering = self.pool.get().and_then(Weak::upgrade).is_some_and(|pool| {
+            pool.is_active(&JobKey {
+                style: style.name.clone(),
+                meta,
+            })
+        });
+        fresh && !rendering
+    }
+
+    async fn fetch_composite(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+    ) -> Result<Vec<InputTiles>, RenderFailure> {
+        let mut inputs = Vec::with_capacity(style.inputs().len());
+        for input in style.inputs() {
+            let Some(input_style) = self.styles.get(&input.style).cloned() else {
+                return Err(RenderFailure::new(format!(
+                    "input style {} is not loaded",
+                    input.style
+                )));
+            };
+            if self.input_is_current(&input_style, meta) {
+                inputs.push(InputTiles::Cached(input_style));
+                continue;
+            }
+            let rows = self
+                .source
+                .query_metatile(&input_style, meta)
+                .await
+                .map_err(|e| RenderFailure::caused_by("an input's data", e))?;
+            self.metrics
+                .db_query_seconds
+                .observe(rows.timings().query.as_secs_f64());
+            inputs.push(InputTiles::Rows(input_style, rows));
+        }
+        Ok(inputs)
+    }
+
+    /// Decodes, renders and stores one rendered style's metatile (tiles, then grids).
+    fn render_and_store(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+        rows: RawMetatile,
+    ) -> Result<RenderedMetatile, RenderFailure> {
+        let data = rows
+            .decode(style)
+            .map_err(|e| RenderFailure::caused_by("the metatile's data", e))?;
+        let rendered = render_metatile(style, meta, &data, &self.fonts, self.png)
+            .map_err(|e| RenderFailure::caused_by("painting", e))?;
+        self.cache
+            .store_metatile(&style.name, meta, &rendered.tiles)
+            .map_err(|e| RenderFailure::caused_by("storing the metatile", e))?;
+        if let (Some(grids), Some(grid_name)) = (&rendered.grids, style.grid_name()) {
+            self.cache
+                .store_metatile(&grid_name, meta, grids)
+                .map_err(|e| RenderFailure::caused_by("storing the UTFGrids", e))?;
+        }
+        Ok(rendered)
+    }
+
+    /// Renders what inputs need it, blends, stores the composite's metatile.
+    fn blend_and_store(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+        inputs: Vec<InputTiles>,
+    ) -> Result<usize, RenderFailure> {
+        let mut tiles: Vec<Vec<Vec<u8>>> = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            tiles.push(match input {
+                InputTiles::Rows(input_style, rows) => {
+                    self.render_and_store(&input_style, meta, rows)?.tiles
+                }
+                InputTiles::Cached(input_style) => {
+                    match self.cache.disk().read_metatile(&input_style.name, meta) {
+                        Ok(Some((tiles, _))) => tiles,
+                        Ok(None) => {
+                            return Err(RenderFailure::new(format!(
+                                "input {} was removed while the composite was made",
+                                input_style.name
+                            )))
+                        }
+                        Err(e) => return Err(RenderFailure::caused_by("reading an input", e)),
+                    }
+                }
+            });
+        }
+        let blend: Vec<BlendInput<'_>> = style
+            .inputs()
+            .iter()
+            .zip(&tiles)
+            .map(|(input, tiles)| BlendInput {
+                tiles,
+                opacity: input.opacity,
+                blend: input.blend,
+            })
+            .collect();
+        let blended = blend_tiles(&blend, style.tile_size, self.png)
+            .map_err(|e| RenderFailure::caused_by("blending", e))?;
+        self.cache
+            .store_metatile(&style.name, meta, &blended)
+            .map_err(|e| RenderFailure::caused_by("storing the metatile", e))?;
+        Ok(blended.iter().map(Vec::len).sum())
+    }
 }
 
 impl RenderBackend for MetatileBackend {
@@ -128,22 +283,36 @@ impl RenderBackend for MetatileBackend {
                 let failure = RenderFailure::new(format!("style {} is not loaded", key.style));
                 return Err(self.failed(&key, priority, failure));
             };
-            match self.source.query_metatile(&style, key.meta).await {
-                Ok(rows) => {
-                    self.metrics
-                        .db_query_seconds
-                        .observe(rows.timings().query.as_secs_f64());
-                    Ok(Fetched {
-                        style,
-                        rows,
-                        started,
-                    })
+            let work = match &style.kind {
+                StyleKind::Rendered => match self.source.query_metatile(&style, key.meta).await {
+                    Ok(rows) => {
+                        self.metrics
+                            .db_query_seconds
+                            .observe(rows.timings().query.as_secs_f64());
+                        Work::Rows(rows)
+                    }
+                    Err(e) => {
+                        let failure = RenderFailure::data_unavailable(e);
+                        return Err(self.failed(&key, priority, failure));
+                    }
+                },
+                StyleKind::Composite(_) => match self.fetch_composite(&style, key.meta).await {
+                    Ok(inputs) => Work::Composite(inputs),
+                    Err(failure) => return Err(self.failed(&key, priority, failure)),
+                },
+                StyleKind::Archive { .. } => {
+                    let failure = RenderFailure::new(format!(
+                        "style {} is served from an archive: it is not rendered",
+                        key.style
+                    ));
+                    return Err(self.failed(&key, priority, failure));
                 }
-                Err(e) => {
-                    let failure = RenderFailure::data_unavailable(e);
-                    Err(self.failed(&key, priority, failure))
-                }
-            }
+            };
+            Ok(Fetched {
+                style,
+                work,
+                started,
+            })
         })
     }
 
@@ -155,23 +324,16 @@ impl RenderBackend for MetatileBackend {
     ) -> Result<(), RenderFailure> {
         let Fetched {
             style,
-            rows,
+            work,
             started,
         } = fetched;
-        let result = rows
-            .decode(&style)
-            .map_err(|e| RenderFailure::caused_by("the metatile's data", e))
-            .and_then(|data| {
-                render_metatile(&style, key.meta, &data, &self.fonts, self.png)
-                    .map_err(|e| RenderFailure::caused_by("painting", e))
-            })
-            .and_then(|rendered| {
-                self.cache
-                    .store_metatile(&key.style, key.meta, &rendered.tiles)
-                    .map_err(|e| RenderFailure::caused_by("storing the metatile", e))
-                    .map(|()| rendered)
-            });
-        let rendered = result.map_err(|failure| self.failed(key, priority, failure))?;
+        let result = match work {
+            Work::Rows(rows) => self
+                .render_and_store(&style, key.meta, rows)
+                .map(|r| r.bytes()),
+            Work::Composite(inputs) => self.blend_and_store(&style, key.meta, inputs),
+        };
+        let bytes = result.map_err(|failure| self.failed(key, priority, failure))?;
         let secs = started.elapsed().as_secs_f64();
         self.metrics
             .render_seconds
@@ -185,7 +347,7 @@ impl RenderBackend for MetatileBackend {
             meta.y = key.meta.y,
             priority = priority.as_str(),
             render.ms = (secs * 1000.0) as u64,
-            bytes = rendered.bytes(),
+            bytes,
             "rendered metatile"
         );
         Ok(())

@@ -5,13 +5,21 @@
 //! the bulk queue is full (woken when a job leaves it, never crowding out interactive
 //! misses); a dry run only looks. Every change is counted in
 //! `metatiled_expired_metatiles_total{mode}`.
+//!
+//! [`WithDependents`] wraps any target so that what happens to a style's metatile also
+//! happens to the trees made from it ([`StyleSet::dependents`]): its UTFGrids (deleted
+//! or marked dirty with it; a re-render rewrites them anyway) and the composites that
+//! blend it (same action). The admin API, the watcher and `metatiled expire` all expire
+//! through it.
 
 use super::TileService;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome};
 use crate::expire::{ExpireMode, ExpireTarget};
 use crate::queue::{JobKey, Priority};
+use crate::style::{Dependent, StyleSet};
 use crate::tile::{MetatileCoord, StyleName};
 use crate::watch::BatchTargets;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -134,11 +142,148 @@ impl ExpireTarget for ServiceTarget {
     }
 }
 
-/// The watcher's batches expire through the server's target.
+/// The watcher's batches expire through the server's target, dependents included.
 pub struct ServiceBatchTargets(pub Arc<TileService>);
 
 impl BatchTargets for ServiceBatchTargets {
     fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
-        Box::new(ServiceTarget::new(self.0.clone()).cancelled_by(cancel))
+        let styles = self.0.styles().clone();
+        Box::new(WithDependents::new(
+            ServiceTarget::new(self.0.clone()).cancelled_by(cancel),
+            &styles,
+        ))
+    }
+}
+
+/// A target whose every change to a style's metatile is repeated on the metatiles of
+/// the same coordinates in the trees made from it (see the module docs).
+pub struct WithDependents<T> {
+    inner: T,
+    dependents: HashMap<StyleName, Vec<Dependent>>,
+}
+
+impl<T: ExpireTarget> WithDependents<T> {
+    pub fn new(inner: T, styles: &StyleSet) -> Self {
+        let dependents = styles
+            .iter()
+            .map(|s| (s.name.clone(), styles.dependents(&s.name)))
+            .filter(|(_, d)| !d.is_empty())
+            .collect();
+        Self { inner, dependents }
+    }
+
+    /// Only these dependents, for one style (when no style set is at hand).
+    pub fn with(inner: T, style: StyleName, dependents: Vec<Dependent>) -> Self {
+        Self {
+            inner,
+            dependents: HashMap::from([(style, dependents)]),
+        }
+    }
+
+    fn follow(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+        outcome: &Result<ExpireOutcome, CacheError>,
+        act: impl Fn(&T, &Dependent) -> Result<ExpireOutcome, CacheError>,
+    ) {
+        // An absent metatile has nothing made from it (composites store their inputs,
+        // and grids are written with the tiles); a failed one is reported as such.
+        if !matches!(
+            outcome,
+            Ok(ExpireOutcome::Changed | ExpireOutcome::AlreadyDirty)
+        ) {
+            return;
+        }
+        for d in self.dependents.get(style).map_or(&[][..], |d| &d[..]) {
+            if let Err(e) = act(&self.inner, d) {
+                tracing::warn!(style = %d.name(), meta = %meta, error = %crate::cache::error_chain(&e), "expiring a dependent failed");
+            }
+        }
+    }
+}
+
+impl<T: ExpireTarget> ExpireTarget for WithDependents<T> {
+    fn disk(&self) -> &DiskCache {
+        self.inner.disk()
+    }
+
+    fn stopped(&self) -> bool {
+        self.inner.stopped()
+    }
+
+    fn delete(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {
+        let outcome = self.inner.delete(style, meta);
+        self.follow(style, meta, &outcome, |t, d| t.delete(d.name(), meta));
+        outcome
+    }
+
+    fn mark_dirty(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+    ) -> Result<ExpireOutcome, CacheError> {
+        let outcome = self.inner.mark_dirty(style, meta);
+        self.follow(style, meta, &outcome, |t, d| t.mark_dirty(d.name(), meta));
+        outcome
+    }
+
+    fn render(&self, style: &StyleName, meta: MetatileCoord) -> Result<ExpireOutcome, CacheError> {
+        let outcome = self.inner.render(style, meta);
+        self.follow(style, meta, &outcome, |t, d| match d {
+            // The style's own re-render rewrites its grids.
+            Dependent::Grid(_) => Ok(ExpireOutcome::Absent),
+            Dependent::Composite(name) => t.render(name, meta),
+        });
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::freshness::is_dirty;
+    use std::time::SystemTime;
+
+    fn name(s: &str) -> StyleName {
+        StyleName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn dependents_follow_what_happens_to_their_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::new(dir.path(), false);
+        let meta = MetatileCoord::try_new(12, 2328, 1184).unwrap();
+        let trees = ["osm", "osm@grid", "mix"];
+        let tiles = vec![b"x".to_vec(); 64];
+        for t in trees {
+            disk.write_metatile(&name(t), meta, &tiles).unwrap();
+        }
+        let target = WithDependents::with(
+            disk.clone(),
+            name("osm"),
+            vec![
+                Dependent::Grid(name("osm@grid")),
+                Dependent::Composite(name("mix")),
+            ],
+        );
+        let dirty = |t: &str| {
+            let stamp = disk.stamp(&name(t), meta).unwrap().unwrap();
+            is_dirty(stamp.mtime, SystemTime::now())
+        };
+        // Offline, a re-render marks the style and its composites dirty; the grids
+        // are rewritten by the style's own render.
+        target.render(&name("osm"), meta).unwrap();
+        assert!(dirty("osm") && dirty("mix") && !dirty("osm@grid"));
+        target.mark_dirty(&name("osm"), meta).unwrap();
+        assert!(trees.iter().all(|t| dirty(t)));
+        target.delete(&name("osm"), meta).unwrap();
+        for t in trees {
+            assert_eq!(disk.stamp(&name(t), meta).unwrap(), None, "{t}");
+        }
+        // Another style's metatile leaves them alone.
+        disk.write_metatile(&name("mix"), meta, &tiles).unwrap();
+        target.delete(&name("other"), meta).unwrap();
+        assert!(disk.stamp(&name("mix"), meta).unwrap().is_some());
     }
 }

@@ -8,6 +8,7 @@
 //! - [`fault`]: failures caused outside the server (database, disk, permissions), told
 //!   apart from bugs.
 //! - [`expiry`]: the server's expiry target (cache, memory layer, bulk re-renders).
+//! - [`export`]: an area's tiles into an MBTiles or PMTiles file (CLI and admin jobs).
 //! - [`seed`]: pre-rendering an area and zoom range through the render pool.
 //! - [`jobs`]: long admin work as jobs: progress, cancellation, a bounded registry.
 //! - [`admin`]: the admin API's requests, answered now or as jobs.
@@ -21,6 +22,7 @@ pub mod access;
 pub mod admin;
 mod backend;
 pub mod expiry;
+pub mod export;
 pub mod fault;
 pub mod jobs;
 pub mod limits;

@@ -45,6 +45,8 @@ pub enum SeedError {
     Style(#[from] ServiceError),
     #[error("the render pool stopped")]
     PoolStopped,
+    #[error("style {0} is served from an archive: nothing to render")]
+    NotRendered(StyleName),
 }
 
 /// Receives a seed's progress. Called after every metatile: rate-limit on your side.
@@ -77,6 +79,9 @@ pub fn plan_total(
     plan: &SeedPlan,
 ) -> Result<(Option<ZoomRange>, u64), SeedError> {
     let style = service.style(&plan.style)?;
+    if !style.is_rendered() {
+        return Err(SeedError::NotRendered(plan.style.clone()));
+    }
     let zooms = ZoomRange::new(style.minzoom, style.maxzoom.min(plan.area.max_zoom()))
         .ok()
         .and_then(|s| plan.zooms.intersect(s));

@@ -8,6 +8,8 @@ use super::fault::Fault;
 use super::limits::{ClientId, Limits, Refusal};
 use super::metrics::{LookupResult, Metrics};
 use super::placeholder::{Placeholder, Placeholders};
+use crate::archive::{ArchiveError, ArchiveReader, ArchiveStamp};
+use crate::cache::FileStamp;
 use crate::cache::{CachedTile, Lookup, TileCache};
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
@@ -17,8 +19,8 @@ use crate::style::{Style, StyleSet};
 use crate::tile::{StyleName, TileCoord};
 use prometheus::IntCounter;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why a tile could not be served. Says what happened, keeps the cause; the status
@@ -46,6 +48,18 @@ pub enum ServiceError {
     /// The metatile was stored, yet reading the tile back failed: a bug or a disk fault.
     #[error("tile {0} missing after its metatile was rendered")]
     MissingAfterRender(TileCoord),
+    #[error("style {0} has no UTFGrid (no interactivity section)")]
+    NoGrid(String),
+    /// An archive-backed style does not hold this tile.
+    #[error("the archive of style {style} has no tile {tile}")]
+    NotInArchive { style: String, tile: TileCoord },
+    /// An archive-backed style's file could not be read.
+    #[error("style {style}: reading its archive failed")]
+    Archive {
+        style: String,
+        #[source]
+        source: Arc<ArchiveError>,
+    },
     /// The client spent its budget of requests or renders.
     #[error("over the client's {} budget", .0.budget.as_str())]
     Throttled(Refusal),
@@ -133,16 +147,43 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     placeholder_cache_control: String,
 }
 
-/// A style as the request flow needs it: the style, its `tile_lookups` counters (resolved
-/// once: a hit costs one increment) and its Cache-Control values (formatted once).
+/// A style as the request flow needs it: the style, its cache trees with their
+/// `tile_lookups` counters (resolved once: a hit costs one increment), its Cache-Control
+/// values (formatted once) and, for an archive-backed style, its archive.
 struct ServedStyle {
     style: Arc<Style>,
-    lookups: [IntCounter; 4],
+    tiles: Tree,
+    /// `<style>@grid`, for styles with interactivity.
+    grid: Option<Tree>,
+    archive: Option<ArchiveTiles>,
     fresh_cache_control: String,
     stale_cache_control: String,
 }
 
-impl ServedStyle {
+/// One cache tree (the tiles, or the UTFGrids) and its lookup counters.
+struct Tree {
+    name: StyleName,
+    lookups: [IntCounter; 4],
+}
+
+impl Tree {
+    fn new(name: StyleName, metrics: &Metrics) -> Self {
+        let counter = |r: LookupResult| {
+            metrics
+                .tile_lookups
+                .with_label_values(&[name.as_str(), r.as_str()])
+        };
+        Self {
+            lookups: [
+                counter(LookupResult::Memory),
+                counter(LookupResult::Disk),
+                counter(LookupResult::Stale),
+                counter(LookupResult::Miss),
+            ],
+            name,
+        }
+    }
+
     fn count_lookup(&self, result: LookupResult) {
         let i = match result {
             LookupResult::Memory => 0,
@@ -151,6 +192,47 @@ impl ServedStyle {
             LookupResult::Miss => 3,
         };
         self.lookups[i].inc();
+    }
+}
+
+/// The archive of an archive-backed style: its open reader, re-opened when the file at
+/// its path is replaced (checked at most every `revalidate`).
+struct ArchiveTiles {
+    current: Mutex<(Arc<ArchiveReader>, Instant)>,
+    revalidate: Duration,
+}
+
+impl ArchiveTiles {
+    /// The reader of the file now at the path.
+    async fn reader(&self) -> Result<Arc<ArchiveReader>, ArchiveError> {
+        let (reader, checked) = {
+            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            (current.0.clone(), current.1)
+        };
+        if checked.elapsed() < self.revalidate {
+            return Ok(reader);
+        }
+        let now = ArchiveStamp::of(reader.path());
+        let reader = match now {
+            Ok(stamp) if stamp != reader.stamp() => {
+                let reopened = Arc::new(ArchiveReader::open(reader.path(), reader.format()).await?);
+                tracing::info!(path = %reader.path().display(), "archive replaced: reopened");
+                reopened
+            }
+            // Gone or unreadable: keep serving the file we hold open.
+            _ => reader,
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (reader.clone(), Instant::now());
+        Ok(reader)
+    }
+}
+
+fn file_stamp(s: ArchiveStamp) -> FileStamp {
+    FileStamp {
+        mtime: s.mtime,
+        dev: s.dev,
+        ino: s.ino,
+        len: s.len,
     }
 }
 
@@ -165,11 +247,6 @@ impl<B: RenderBackend> TileService<B> {
         let served = styles
             .iter()
             .map(|style| {
-                let counter = |r: LookupResult| {
-                    metrics
-                        .tile_lookups
-                        .with_label_values(&[style.name.as_str(), r.as_str()])
-                };
                 let cache_control = |max_age: u64| {
                     format!(
                         "public, max-age={max_age}, stale-while-revalidate={}",
@@ -178,12 +255,9 @@ impl<B: RenderBackend> TileService<B> {
                 };
                 let served = ServedStyle {
                     style: style.clone(),
-                    lookups: [
-                        counter(LookupResult::Memory),
-                        counter(LookupResult::Disk),
-                        counter(LookupResult::Stale),
-                        counter(LookupResult::Miss),
-                    ],
+                    tiles: Tree::new(style.name.clone(), &metrics),
+                    grid: style.grid_name().map(|g| Tree::new(g, &metrics)),
+                    archive: None,
                     fresh_cache_control: cache_control(style.max_age_secs),
                     stale_cache_control: cache_control(options.stale_max_age_secs),
                 };
@@ -220,6 +294,30 @@ impl<B: RenderBackend> TileService<B> {
 
     pub fn source_health(&self) -> Option<&Arc<SourceHealth>> {
         self.health.as_ref()
+    }
+
+    /// Serves the archive-backed styles from these open archives (re-opened when their
+    /// file is replaced, checked at most every `revalidate`).
+    pub fn with_archives(
+        mut self,
+        archives: Vec<(StyleName, ArchiveReader)>,
+        revalidate: Duration,
+    ) -> Self {
+        for (name, reader) in archives {
+            if let Some(served) = self.served.get_mut(name.as_str()) {
+                served.archive = Some(ArchiveTiles {
+                    current: Mutex::new((Arc::new(reader), Instant::now())),
+                    revalidate,
+                });
+            }
+        }
+        self
+    }
+
+    /// The archive an archive-backed style serves now.
+    pub async fn archive(&self, name: &StyleName) -> Option<Arc<ArchiveReader>> {
+        let archive = self.served.get(name.as_str())?.archive.as_ref()?;
+        archive.reader().await.ok()
     }
 
     /// Applies client budgets to [`TileService::get_tile_for`].
@@ -266,7 +364,8 @@ impl<B: RenderBackend> TileService<B> {
 
     /// Memory -> disk -> render. A stale tile is served at once and queued for a
     /// background re-render; a miss waits (up to the miss timeout) for its metatile,
-    /// whose render goes on after a timeout and lands in the cache.
+    /// whose render goes on after a timeout and lands in the cache. An archive-backed
+    /// style's tiles come from memory, else from its archive.
     /// `name` needs no validation: only names of loaded styles are found.
     /// No budget applies (seeding, tests): see [`TileService::get_tile_for`].
     pub async fn get_tile(
@@ -293,31 +392,119 @@ impl<B: RenderBackend> TileService<B> {
                 .map_err(ServiceError::Throttled)?;
         }
         let served = self.served_style(name)?;
-        let style = &served.style;
-        if tile.z < style.minzoom || tile.z > style.maxzoom {
-            return Err(ServiceError::ZoomOutOfRange {
-                z: tile.z,
-                min: style.minzoom,
-                max: style.maxzoom,
+        check_zoom(&served.style, tile)?;
+        if let Some(archive) = &served.archive {
+            return self.archive_tile(served, archive, tile).await;
+        }
+        self.cached_or_rendered(served, &served.tiles, tile, client)
+            .await
+    }
+
+    /// The UTFGrid of a tile (`/{style}/{z}/{x}/{y}.grid.json`): like a tile, from the
+    /// `<style>@grid` tree, made by the render of the style's metatile. No budget
+    /// applies: see [`TileService::get_grid_for`].
+    pub async fn get_grid(
+        &self,
+        name: &str,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'_>, ServiceError> {
+        self.get_grid_for(name, tile, None).await
+    }
+
+    /// [`TileService::get_grid`] on behalf of `client`, whose budgets it spends as a
+    /// tile request does (never answered with a placeholder).
+    pub async fn get_grid_for(
+        &self,
+        name: &str,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'_>, ServiceError> {
+        if let (Some(limits), Some(client)) = (&self.limits, client) {
+            limits
+                .check_request(client)
+                .map_err(ServiceError::Throttled)?;
+        }
+        let served = self.served_style(name)?;
+        let Some(grid) = &served.grid else {
+            return Err(ServiceError::NoGrid(name.to_string()));
+        };
+        check_zoom(&served.style, tile)?;
+        self.cached_or_rendered(served, grid, tile, client).await
+    }
+
+    async fn archive_tile<'a>(
+        &self,
+        served: &'a ServedStyle,
+        archive: &ArchiveTiles,
+        tile: TileCoord,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let name = &served.style.name;
+        let failed = |e: ArchiveError| {
+            tracing::error!(style = %name, tile = %tile, error = %crate::cache::error_chain(&e), "archive read failed");
+            ServiceError::Archive {
+                style: name.to_string(),
+                source: Arc::new(e),
+            }
+        };
+        let reader = archive.reader().await.map_err(failed)?;
+        let stamp = file_stamp(reader.stamp());
+        if let Some(found) = self.cache.memory_get(name, tile, stamp) {
+            served.tiles.count_lookup(LookupResult::Memory);
+            return Ok(ServedTile {
+                tile: found,
+                stale: false,
+                cache_control: &served.fresh_cache_control,
+                placeholder: None,
             });
         }
-        if let Some(found) = self.lookup(served, tile, true) {
+        let Some(bytes) = reader.get(tile).await.map_err(failed)? else {
+            served.tiles.count_lookup(LookupResult::Miss);
+            return Err(ServiceError::NotInArchive {
+                style: name.to_string(),
+                tile,
+            });
+        };
+        served.tiles.count_lookup(LookupResult::Disk);
+        Ok(ServedTile {
+            tile: self.cache.memory_put(name, tile, bytes, stamp),
+            stale: false,
+            cache_control: &served.fresh_cache_control,
+            placeholder: None,
+        })
+    }
+
+    /// A tile (or grid) of a cache tree, rendering the style's metatile on a miss.
+    async fn cached_or_rendered<'a>(
+        &'a self,
+        served: &'a ServedStyle,
+        tree: &'a Tree,
+        tile: TileCoord,
+        client: Option<&ClientId>,
+    ) -> Result<ServedTile<'a>, ServiceError> {
+        let style = &served.style;
+        if let Some(found) = self.lookup(served, tree, tile, true) {
             return Ok(found);
         }
-        served.count_lookup(LookupResult::Miss);
-        match self.render(served, tile, client).await {
-            Err(e) if style.placeholder && e.cannot_render_now() => {
+        tree.count_lookup(LookupResult::Miss);
+        match self.render(served, tree, tile, client).await {
+            // A placeholder is a scaled-up ancestor image: tiles only, never grids.
+            Err(e)
+                if style.placeholder
+                    && e.cannot_render_now()
+                    && std::ptr::eq(tree, &served.tiles) =>
+            {
                 self.placeholder(served, tile, e).await
             }
             answer => answer,
         }
     }
 
-    /// Renders the metatile of a missing tile (or joins its render) and waits for it.
-    /// While the database is known to be down it is refused at once.
+    /// Renders the metatile of a missing tile (or grid) of `tree`, or joins its render,
+    /// and waits for it. While the database is known to be down it is refused at once.
     async fn render<'a>(
         &self,
         served: &'a ServedStyle,
+        tree: &'a Tree,
         tile: TileCoord,
         client: Option<&ClientId>,
     ) -> Result<ServedTile<'a>, ServiceError> {
@@ -366,7 +553,7 @@ impl<B: RenderBackend> TileService<B> {
             }
             Ok(Err(failure)) => Err(self.refused(ServiceError::RenderFailed(failure))),
             Ok(Ok(())) => self
-                .lookup(served, tile, false)
+                .lookup(served, tree, tile, false)
                 .ok_or(ServiceError::MissingAfterRender(tile)),
         }
     }
@@ -416,11 +603,11 @@ impl<B: RenderBackend> TileService<B> {
     fn lookup<'a>(
         &self,
         served: &'a ServedStyle,
+        tree: &Tree,
         tile: TileCoord,
         count: bool,
     ) -> Option<ServedTile<'a>> {
-        let style = &served.style;
-        let name = &style.name;
+        let name = &tree.name;
         let (found, result) = match self.cache.lookup(name, tile) {
             Ok(Lookup::Memory(t)) => (t, LookupResult::Memory),
             Ok(Lookup::Disk(t)) => (t, LookupResult::Disk),
@@ -432,11 +619,11 @@ impl<B: RenderBackend> TileService<B> {
             }
         };
         if count {
-            served.count_lookup(result);
+            tree.count_lookup(result);
         }
         let stale = result == LookupResult::Stale;
         if stale {
-            self.refresh_in_background(name, tile);
+            self.refresh_in_background(&served.style.name, tile);
         }
         let cache_control = if stale {
             &served.stale_cache_control
@@ -487,6 +674,17 @@ impl<B: RenderBackend> TileService<B> {
                 .set(limits.tracked_clients() as i64);
         }
     }
+}
+
+fn check_zoom(style: &Style, tile: TileCoord) -> Result<(), ServiceError> {
+    if tile.z < style.minzoom || tile.z > style.maxzoom {
+        return Err(ServiceError::ZoomOutOfRange {
+            z: tile.z,
+            min: style.minzoom,
+            max: style.maxzoom,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

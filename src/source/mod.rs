@@ -16,6 +16,6 @@ pub use pool::{
     ImportInfo,
 };
 pub use postgis::{
-    query_bbox, Feature, FetchTimings, LayerData, MetatileData, PostgisSource, RawMetatile,
-    SourceError,
+    query_bbox, AttributeValue, Feature, FetchTimings, LayerData, MetatileData, PostgisSource,
+    RawMetatile, SourceError,
 };

@@ -177,6 +177,20 @@ pub struct Feature {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LayerData {
     pub features: Vec<Feature>,
+    /// For the style's interactivity layer: per feature (same index), the values of the
+    /// interactivity fields in their order. Empty for every other layer.
+    pub attributes: Vec<Vec<AttributeValue>>,
+}
+
+/// A column value a UTFGrid exposes, as JSON writes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
 }
 
 /// Where the time of a fetch went.
@@ -447,6 +461,7 @@ impl RawMetatile {
             };
             total_rows += rows.len();
             let mut features = Vec::with_capacity(rows.len());
+            let mut attributes = Vec::new();
             for (i, row) in rows.iter().enumerate() {
                 let decode_err = |message: String| SourceError::Decode {
                     style: style.name.clone(),
@@ -489,6 +504,13 @@ impl RawMetatile {
                         .map_err(|e| decode_err(e.to_string()))?,
                     None => None,
                 };
+                if !columns.fields.is_empty() {
+                    let mut values = Vec::with_capacity(columns.fields.len());
+                    for (f, t) in &columns.fields {
+                        values.push(attribute(row, *f, t).map_err(|e| decode_err(e.to_string()))?);
+                    }
+                    attributes.push(values);
+                }
                 features.push(Feature {
                     geometry,
                     kind,
@@ -496,7 +518,10 @@ impl RawMetatile {
                     label,
                 });
             }
-            layers.push(LayerData { features });
+            layers.push(LayerData {
+                features,
+                attributes,
+            });
         }
         Ok(MetatileData {
             layers,
@@ -509,12 +534,54 @@ impl RawMetatile {
     }
 }
 
+/// One interactivity column's value, by its type.
+fn attribute(
+    row: &tokio_postgres::Row,
+    i: usize,
+    t: &Type,
+) -> Result<AttributeValue, tokio_postgres::Error> {
+    let v = match *t {
+        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(AttributeValue::Bool),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| AttributeValue::Int(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| AttributeValue::Int(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(AttributeValue::Int),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)?
+            .map(|v| AttributeValue::Float(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(AttributeValue::Float),
+        _ => row
+            .try_get::<_, Option<String>>(i)?
+            .map(AttributeValue::Text),
+    };
+    Ok(v.unwrap_or(AttributeValue::Null))
+}
+
+/// Column types an interactivity field may have (anything else: cast it to text).
+const FIELD_TYPES: [Type; 10] = [
+    Type::TEXT,
+    Type::VARCHAR,
+    Type::NAME,
+    Type::BPCHAR,
+    Type::BOOL,
+    Type::INT2,
+    Type::INT4,
+    Type::INT8,
+    Type::FLOAT4,
+    Type::FLOAT8,
+];
+
 /// Positions of the columns a layer query returns.
 struct Columns {
     geom: usize,
     kind: Option<usize>,
     group: Option<(usize, Type)>,
     label: Option<usize>,
+    /// The interactivity fields, for the style's interactivity layer.
+    fields: Vec<(usize, Type)>,
 }
 
 impl Columns {
@@ -575,11 +642,33 @@ impl Columns {
                     .into(),
             ));
         }
+        let mut fields = Vec::new();
+        let interactive = style.interactivity.as_ref().filter(|i| {
+            style
+                .layers
+                .get(i.layer)
+                .is_some_and(|l| l.name == layer.name)
+        });
+        for field in interactive.map_or(&[][..], |i| &i.fields[..]) {
+            let Some(f) = find(field) else {
+                return Err(err(format!(
+                    "interactivity field `{field}` is not a column of the query (add it to the SELECT)"
+                )));
+            };
+            let t = columns[f].type_().clone();
+            if !FIELD_TYPES.contains(&t) {
+                return Err(err(format!(
+                    "interactivity field `{field}` is {t}: use text, a number or a boolean (e.g. {field}::text)"
+                )));
+            }
+            fields.push((f, t));
+        }
         Ok(Columns {
             geom,
             kind,
             group,
             label,
+            fields,
         })
     }
 }

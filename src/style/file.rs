@@ -41,6 +41,29 @@ pub(crate) struct RawStyle {
     /// Layers stay untyped here: each is deserialized on its own so an error can name it.
     #[serde(default, rename = "layer")]
     pub layers: Vec<toml::Value>,
+    /// A composite style's inputs, bottom first (instead of layers).
+    #[serde(default)]
+    pub composite: Vec<toml::Value>,
+    /// An MBTiles or PMTiles file to serve (instead of layers), relative to the style file.
+    pub archive: Option<String>,
+    /// `mbtiles` or `pmtiles`; default: from the archive's extension.
+    pub archive_format: Option<String>,
+    pub interactivity: Option<RawInteractivity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompositeInput {
+    pub style: String,
+    pub opacity: Option<f32>,
+    pub blend: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInteractivity {
+    pub layer: String,
+    pub fields: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

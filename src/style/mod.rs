@@ -12,12 +12,17 @@ mod file;
 mod model;
 
 pub use model::{
-    Layer, LineCap, LineJoin, LineStyle, Marker, MarkerShape, Rgba, Rule, Style, StyleAccess,
-    TextPlacement, TextSymbolizer, ZoomValue,
+    BlendMode, CompositeInput, Interactivity, Layer, LineCap, LineJoin, LineStyle, Marker,
+    MarkerShape, Rgba, Rule, Style, StyleAccess, StyleKind, TextPlacement, TextSymbolizer,
+    ZoomValue,
 };
 
+use crate::archive::ArchiveFormat;
 use crate::tile::{StyleName, MAX_ZOOM};
-use file::{OneOrMany, RawLayer, RawLine, RawMarker, RawRule, RawStyle, RawText, RawZoomValue};
+use file::{
+    OneOrMany, RawCompositeInput, RawInteractivity, RawLayer, RawLine, RawMarker, RawRule,
+    RawStyle, RawText, RawZoomValue,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,6 +88,23 @@ pub enum StyleError {
     },
 }
 
+/// A cache tree made from another style's metatiles (see [`StyleSet::dependents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependent {
+    /// The style's UTFGrids, written by the same render as its tiles.
+    Grid(StyleName),
+    /// A composite style that blends it.
+    Composite(StyleName),
+}
+
+impl Dependent {
+    pub fn name(&self) -> &StyleName {
+        match self {
+            Dependent::Grid(n) | Dependent::Composite(n) => n,
+        }
+    }
+}
+
 /// Every style of a folder, by name; a `hidpi` file contributes `name` and `name@2x`.
 #[derive(Debug, Clone, Default)]
 pub struct StyleSet {
@@ -116,7 +138,61 @@ impl StyleSet {
                 set.insert(style)?;
             }
         }
+        set.check_references()?;
         Ok(set)
+    }
+
+    /// Checks that every composite's inputs are rendered styles of the set with the
+    /// composite's tile size (so no composite feeds another, and there are no cycles).
+    pub fn check_references(&self) -> Result<(), StyleError> {
+        for style in self.styles.values() {
+            for (i, input) in style.inputs().iter().enumerate() {
+                let err = |message: String| StyleError::Invalid {
+                    file: style.file.clone(),
+                    place: format!("composite input #{}, field `style`", i + 1),
+                    message,
+                };
+                let Some(found) = self.styles.get(&input.style) else {
+                    return Err(err(match style.scale == 1.0 {
+                        true => format!("no style is called {:?}", input.style.as_str()),
+                        false => format!(
+                            "{} needs {:?}, which does not exist (set `hidpi = true` in that style, or remove it here)",
+                            style.name, input.style.as_str()
+                        ),
+                    }));
+                };
+                if found.kind != StyleKind::Rendered {
+                    return Err(err(format!(
+                        "{:?} is not a rendered style: composites blend styles drawn from [[layer]]s",
+                        input.style.as_str()
+                    )));
+                }
+                if found.tile_size != style.tile_size {
+                    return Err(err(format!(
+                        "{:?} has {} px tiles, the composite {} px",
+                        input.style.as_str(),
+                        found.tile_size,
+                        style.tile_size
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cache trees that hold tiles made from `name`'s metatiles, which expire with
+    /// them: its UTFGrids (`name@grid`) and the composites it is an input of.
+    pub fn dependents(&self, name: &StyleName) -> Vec<Dependent> {
+        let mut out = Vec::new();
+        if let Some(grid) = self.styles.get(name).and_then(|s| s.grid_name()) {
+            out.push(Dependent::Grid(grid));
+        }
+        for style in self.styles.values() {
+            if style.inputs().iter().any(|i| i.style == *name) {
+                out.push(Dependent::Composite(style.name.clone()));
+            }
+        }
+        out
     }
 
     /// Adds a style; refuses a second style of the same name.
@@ -334,8 +410,23 @@ impl Validator<'_> {
                 }
             }
         };
-        if raw.layers.is_empty() {
-            return Err(self.err("field `layer`", "a style needs at least one [[layer]]"));
+        let given = [
+            !raw.layers.is_empty(),
+            !raw.composite.is_empty(),
+            raw.archive.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            0 => return Err(self.err(
+                "field `layer`",
+                "a style needs at least one [[layer]] (or [[composite]] inputs, or an `archive`)",
+            )),
+            1 => {}
+            _ => {
+                return Err(self.err(
+                    "style",
+                    "give only one of [[layer]], [[composite]] and `archive`",
+                ))
+            }
         }
         let mut layers = Vec::with_capacity(raw.layers.len());
         for (i, value) in raw.layers.into_iter().enumerate() {
@@ -348,6 +439,24 @@ impl Validator<'_> {
             }
             layers.push(layer);
         }
+        let kind = if let Some(archive) = &raw.archive {
+            self.archive(archive, raw.archive_format.as_deref(), raw.hidpi)?
+        } else if !raw.composite.is_empty() {
+            let mut inputs = Vec::with_capacity(raw.composite.len());
+            for (i, value) in raw.composite.into_iter().enumerate() {
+                inputs.push(self.composite_input(i, value)?);
+            }
+            StyleKind::Composite(inputs)
+        } else {
+            if raw.archive_format.is_some() {
+                return Err(self.err("field `archive_format`", "only applies with `archive`"));
+            }
+            StyleKind::Rendered
+        };
+        let interactivity = match raw.interactivity {
+            None => None,
+            Some(i) => Some(self.interactivity(&name, &layers, &kind, i)?),
+        };
         let base = Style {
             base_name: name.clone(),
             name: name.clone(),
@@ -368,13 +477,35 @@ impl Validator<'_> {
             placeholder: raw.placeholder,
             access,
             layers,
+            kind,
+            interactivity,
         };
         let mut out = vec![base.clone()];
         if raw.hidpi {
             let name2x = StyleName::parse(&format!("{name}@2x"))
                 .map_err(|e| self.err("field `name`", format!("{name}@2x: {e}")))?;
+            let kind = match &base.kind {
+                StyleKind::Composite(inputs) => {
+                    let mut inputs2x = Vec::with_capacity(inputs.len());
+                    for input in inputs {
+                        let style =
+                            StyleName::parse(&format!("{}@2x", input.style)).map_err(|e| {
+                                self.err("field `hidpi`", format!("{}@2x: {e}", input.style))
+                            })?;
+                        inputs2x.push(CompositeInput {
+                            style,
+                            ..input.clone()
+                        });
+                    }
+                    StyleKind::Composite(inputs2x)
+                }
+                other => other.clone(),
+            };
             out.push(Style {
                 name: name2x,
+                kind,
+                // UTFGrids are served for the 1x tiles only.
+                interactivity: None,
                 scale: 2.0,
                 tile_size: tile_size * 2,
                 buffer_px: buffer * 2,
@@ -382,6 +513,128 @@ impl Validator<'_> {
             });
         }
         Ok(out)
+    }
+
+    fn archive(
+        &self,
+        archive: &str,
+        format: Option<&str>,
+        hidpi: bool,
+    ) -> Result<StyleKind, StyleError> {
+        if archive.trim().is_empty() {
+            return Err(self.err("field `archive`", "is empty"));
+        }
+        if hidpi {
+            return Err(self.err(
+                "field `hidpi`",
+                "an archive serves its tiles as they are: no @2x variant",
+            ));
+        }
+        let given = Path::new(archive);
+        let path = match self.file.parent() {
+            Some(dir) if given.is_relative() => dir.join(given),
+            _ => given.to_path_buf(),
+        };
+        let format = match format {
+            Some(f) => f
+                .parse::<ArchiveFormat>()
+                .map_err(|e| self.err("field `archive_format`", e.to_string()))?,
+            None => ArchiveFormat::from_path(&path).ok_or_else(|| {
+                self.err(
+                    "field `archive`",
+                    format!(
+                        "{archive:?} does not end in .mbtiles or .pmtiles: set `archive_format`"
+                    ),
+                )
+            })?,
+        };
+        Ok(StyleKind::Archive { path, format })
+    }
+
+    fn composite_input(
+        &self,
+        index: usize,
+        value: toml::Value,
+    ) -> Result<CompositeInput, StyleError> {
+        let place = format!("composite input #{}", index + 1);
+        let raw: RawCompositeInput = value
+            .try_into()
+            .map_err(|e: toml::de::Error| self.err(&place, one_line(e.message())))?;
+        let style = StyleName::parse(&raw.style)
+            .ok()
+            .filter(|n| !n.as_str().contains('@'))
+            .ok_or_else(|| {
+                self.err(
+                    format!("{place}, field `style`"),
+                    format!("{:?} is not a style name (the @2x inputs of an @2x composite are implied by `hidpi`)", raw.style),
+                )
+            })?;
+        let opacity = self.opacity(&format!("{place}, field `opacity`"), raw.opacity)?;
+        let blend = match raw.blend.as_deref() {
+            None => BlendMode::Normal,
+            Some(b) => BlendMode::parse(b).ok_or_else(|| {
+                let known: Vec<&str> = BlendMode::ALL.iter().map(|m| m.as_str()).collect();
+                self.err(
+                    format!("{place}, field `blend`"),
+                    format!("unknown blend mode {b:?} (known: {})", known.join(", ")),
+                )
+            })?,
+        };
+        Ok(CompositeInput {
+            style,
+            opacity,
+            blend,
+        })
+    }
+
+    fn interactivity(
+        &self,
+        name: &StyleName,
+        layers: &[Layer],
+        kind: &StyleKind,
+        raw: RawInteractivity,
+    ) -> Result<Interactivity, StyleError> {
+        if *kind != StyleKind::Rendered {
+            return Err(self.err(
+                "field `interactivity`",
+                "only rendered styles (with [[layer]]s) have UTFGrids",
+            ));
+        }
+        StyleName::parse(&format!("{name}@grid")).map_err(|e| {
+            self.err(
+                "field `name`",
+                format!("its UTFGrid cache {name}@grid: {e}"),
+            )
+        })?;
+        let layer = layers
+            .iter()
+            .position(|l| l.name == raw.layer)
+            .ok_or_else(|| {
+                self.err(
+                    "field `interactivity.layer`",
+                    format!("no layer is called {:?}", raw.layer),
+                )
+            })?;
+        if raw.fields.is_empty() {
+            return Err(self.err(
+                "field `interactivity.fields`",
+                "name at least one column of the layer's query",
+            ));
+        }
+        for (i, field) in raw.fields.iter().enumerate() {
+            let plain =
+                !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain || field == "geom" || raw.fields[..i].contains(field) {
+                return Err(self.err(
+                    "field `interactivity.fields`",
+                    format!("{field:?}: each field is a distinct column name of the query, other than `geom`"),
+                ));
+            }
+        }
+        Ok(Interactivity {
+            layer,
+            fields: raw.fields,
+        })
     }
 
     fn zoom_range(
@@ -1144,6 +1397,154 @@ text = { font = "DejaVu Sans Bold", size = 14, offset = [0, -8], wrap = 80 }
         let osm = set.get(&StyleName::parse("osm").unwrap()).unwrap();
         assert_eq!((osm.minzoom, osm.maxzoom), (0, 19));
         assert!(set.get(&StyleName::parse("osm@2x").unwrap()).is_some());
+    }
+
+    #[test]
+    fn composites_archives_and_interactivity_load() {
+        let c = parse("name = \"c\"\nhidpi = true\n[[composite]]\nstyle = \"base\"\n[[composite]]\nstyle = \"over\"\nopacity = 0.5\nblend = \"multiply\"\n").unwrap();
+        assert_eq!(c.len(), 2);
+        let inputs = c[0].inputs();
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(
+            (inputs[1].opacity, inputs[1].blend),
+            (0.5, BlendMode::Multiply)
+        );
+        assert_eq!(inputs[0].blend, BlendMode::Normal);
+        assert_eq!(c[1].inputs()[1].style.as_str(), "over@2x");
+        assert!(c[0].layers.is_empty() && c[0].is_rendered());
+
+        let a = parse("archive = \"../x/tiles.PMTiles\"\n")
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            a.kind,
+            StyleKind::Archive {
+                path: PathBuf::from("styles/../x/tiles.PMTiles"),
+                format: ArchiveFormat::Pmtiles
+            }
+        );
+        assert!(!a.is_rendered());
+        let a = parse("archive = \"/abs/t.db\"\narchive_format = \"mbtiles\"\n").unwrap();
+        assert_eq!(
+            a[0].kind,
+            StyleKind::Archive {
+                path: PathBuf::from("/abs/t.db"),
+                format: ArchiveFormat::Mbtiles
+            }
+        );
+
+        let i = parse(&MINIMAL.replace(
+            "[[layer]]",
+            "[interactivity]\nlayer = \"roads\"\nfields = [\"name\", \"osm_id\"]\n[[layer]]",
+        ))
+        .unwrap()
+        .remove(0);
+        let it = i.interactivity.as_ref().unwrap();
+        assert_eq!((it.layer, it.fields.len()), (0, 2));
+        assert_eq!(i.grid_name().unwrap().as_str(), "t@grid");
+    }
+
+    #[test]
+    fn bad_composites_archives_and_interactivity_are_named() {
+        let e = error_of("[[composite]]\nstyle = \"a\"\nblend = \"mix\"\n");
+        assert!(
+            e.contains("composite input #1, field `blend`") && e.contains("\"mix\""),
+            "{e}"
+        );
+        let e = error_of("[[composite]]\nstyle = \"a@2x\"\n");
+        assert!(e.contains("composite input #1, field `style`"), "{e}");
+        let e = error_of("[[composite]]\nstyle = \"a\"\nopacity = 2\n");
+        assert!(e.contains("field `opacity`"), "{e}");
+        let e = error_of(&format!("archive = \"t.zip\"\n{MINIMAL}"));
+        assert!(e.contains("only one of"), "{e}");
+        let e = error_of("archive = \"t.zip\"\n");
+        assert!(
+            e.contains("field `archive`") && e.contains("archive_format"),
+            "{e}"
+        );
+        let e = error_of("archive = \"t.mbtiles\"\nhidpi = true\n");
+        assert!(e.contains("field `hidpi`"), "{e}");
+        let e = error_of("name = \"t\"\n");
+        assert!(e.contains("at least one [[layer]]"), "{e}");
+        let with = |section: &str| MINIMAL.replace("[[layer]]", &format!("{section}\n[[layer]]"));
+        let e = error_of(&with("[interactivity]\nlayer = \"nope\"\nfields = [\"a\"]"));
+        assert!(
+            e.contains("`interactivity.layer`") && e.contains("nope"),
+            "{e}"
+        );
+        let e = error_of(&with("[interactivity]\nlayer = \"roads\"\nfields = []"));
+        assert!(e.contains("`interactivity.fields`"), "{e}");
+        let e = error_of(&with(
+            "[interactivity]\nlayer = \"roads\"\nfields = [\"a b\"]",
+        ));
+        assert!(e.contains("`interactivity.fields`"), "{e}");
+        let e = error_of(
+            "[interactivity]\nlayer = \"x\"\nfields = [\"a\"]\n[[composite]]\nstyle = \"a\"\n",
+        );
+        assert!(e.contains("only rendered styles"), "{e}");
+    }
+
+    #[test]
+    fn composite_inputs_must_be_rendered_styles_of_the_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            MINIMAL.replace("\"t\"", "\"base\""),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[[composite]]\nstyle = \"base\"\n[[composite]]\nstyle = \"gone\"\n",
+        )
+        .unwrap();
+        let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("composite input #2") && e.contains("\"gone\""),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "hidpi = true\n[[composite]]\nstyle = \"base\"\n",
+        )
+        .unwrap();
+        let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("base@2x"), "{e}");
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[[composite]]\nstyle = \"base\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("d.toml"), "[[composite]]\nstyle = \"c\"\n").unwrap();
+        let e = StyleSet::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a rendered style"), "{e}");
+        std::fs::remove_file(dir.path().join("d.toml")).unwrap();
+        let set = StyleSet::load_dir(dir.path()).unwrap();
+        let base = StyleName::parse("base").unwrap();
+        assert_eq!(
+            set.dependents(&base),
+            [Dependent::Composite(StyleName::parse("c").unwrap())]
+        );
+    }
+
+    #[test]
+    fn the_shipped_composite_blends_osm_and_transit_and_osm_has_grids() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("styles");
+        let set = StyleSet::load_dir(&dir).unwrap();
+        let osm = StyleName::parse("osm").unwrap();
+        let deps = set.dependents(&osm);
+        assert!(deps.contains(&Dependent::Grid(StyleName::parse("osm@grid").unwrap())));
+        assert!(deps.contains(&Dependent::Composite(
+            StyleName::parse("osm-transit").unwrap()
+        )));
+        let hidpi = set
+            .get(&StyleName::parse("osm-transit@2x").unwrap())
+            .unwrap();
+        assert_eq!(hidpi.inputs()[0].style.as_str(), "osm@2x");
+        assert!(set
+            .get(&StyleName::parse("osm@2x").unwrap())
+            .unwrap()
+            .interactivity
+            .is_none());
     }
 
     #[test]

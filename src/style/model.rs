@@ -1,5 +1,6 @@
 //! The validated style: what the source queries and the renderer paints.
 
+use crate::archive::ArchiveFormat;
 use crate::tile::StyleName;
 use std::path::PathBuf;
 
@@ -246,6 +247,109 @@ impl Layer {
     }
 }
 
+/// Where a style's tiles come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StyleKind {
+    /// Rendered from its layers' SQL, cached as metatiles.
+    Rendered,
+    /// Other styles' tiles blended, bottom first, cached as its own metatiles.
+    Composite(Vec<CompositeInput>),
+    /// Served as they are from an MBTiles or PMTiles file (read-only).
+    Archive {
+        path: PathBuf,
+        format: ArchiveFormat,
+    },
+}
+
+/// One input of a composite style.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompositeInput {
+    /// A rendered style of the same tile size (the `@2x` one for a composite's `@2x`).
+    pub style: StyleName,
+    /// 0..=1, applied to the whole input tile.
+    pub opacity: f32,
+    pub blend: BlendMode,
+}
+
+/// How an input is blended over what is below it (the separable and non-separable
+/// modes of CSS `mix-blend-mode`, as tiny-skia implements them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlendMode {
+    Normal,
+    Multiply,
+    Screen,
+    Overlay,
+    Darken,
+    Lighten,
+    ColorDodge,
+    ColorBurn,
+    HardLight,
+    SoftLight,
+    Difference,
+    Exclusion,
+    Hue,
+    Saturation,
+    Color,
+    Luminosity,
+}
+
+impl BlendMode {
+    pub const ALL: [BlendMode; 16] = [
+        BlendMode::Normal,
+        BlendMode::Multiply,
+        BlendMode::Screen,
+        BlendMode::Overlay,
+        BlendMode::Darken,
+        BlendMode::Lighten,
+        BlendMode::ColorDodge,
+        BlendMode::ColorBurn,
+        BlendMode::HardLight,
+        BlendMode::SoftLight,
+        BlendMode::Difference,
+        BlendMode::Exclusion,
+        BlendMode::Hue,
+        BlendMode::Saturation,
+        BlendMode::Color,
+        BlendMode::Luminosity,
+    ];
+
+    /// The name in style files (CSS's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlendMode::Normal => "normal",
+            BlendMode::Multiply => "multiply",
+            BlendMode::Screen => "screen",
+            BlendMode::Overlay => "overlay",
+            BlendMode::Darken => "darken",
+            BlendMode::Lighten => "lighten",
+            BlendMode::ColorDodge => "color-dodge",
+            BlendMode::ColorBurn => "color-burn",
+            BlendMode::HardLight => "hard-light",
+            BlendMode::SoftLight => "soft-light",
+            BlendMode::Difference => "difference",
+            BlendMode::Exclusion => "exclusion",
+            BlendMode::Hue => "hue",
+            BlendMode::Saturation => "saturation",
+            BlendMode::Color => "color",
+            BlendMode::Luminosity => "luminosity",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BlendMode> {
+        BlendMode::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+/// What a style's UTFGrid exposes: the features of one layer, with some of the
+/// columns its query returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interactivity {
+    /// Index of the layer in [`Style::layers`].
+    pub layer: usize,
+    /// Columns of that layer's query, in this order, as the grid's data of a feature.
+    pub fields: Vec<String>,
+}
+
 /// A validated style at one scale. A file with `hidpi = true` yields two: `name`
 /// (scale 1, 256 px tiles) and `name@2x` (scale 2, 512 px tiles).
 #[derive(Debug, Clone, PartialEq)]
@@ -275,8 +379,12 @@ pub struct Style {
     pub placeholder: bool,
     /// Who may fetch the style's tiles.
     pub access: StyleAccess,
-    /// Layers in draw order, bottom first.
+    /// Layers in draw order, bottom first (none for composite and archive styles).
     pub layers: Vec<Layer>,
+    /// Rendered, composite or archive-backed.
+    pub kind: StyleKind,
+    /// The UTFGrid section, for rendered styles that have one.
+    pub interactivity: Option<Interactivity>,
 }
 
 /// Access rules of a style (`[access]` in its file): an API key, allowed web origins.
@@ -293,6 +401,27 @@ pub struct StyleAccess {
 }
 
 impl Style {
+    /// Whether its tiles are rendered (and cached) by this server: rendered and
+    /// composite styles; archive styles are only read.
+    pub fn is_rendered(&self) -> bool {
+        !matches!(self.kind, StyleKind::Archive { .. })
+    }
+
+    /// The name of the cache tree of its UTFGrids (`<name>@grid`), for styles with
+    /// interactivity.
+    pub fn grid_name(&self) -> Option<StyleName> {
+        self.interactivity.as_ref()?;
+        StyleName::parse(&format!("{}@grid", self.name)).ok()
+    }
+
+    /// The composite's inputs (empty for other kinds).
+    pub fn inputs(&self) -> &[CompositeInput] {
+        match &self.kind {
+            StyleKind::Composite(inputs) => inputs,
+            _ => &[],
+        }
+    }
+
     /// This style without labels: every `text` symbolizer removed, and the rules that
     /// drew only text with them (layers left without rules are neither queried nor
     /// drawn). For measuring what labels cost.

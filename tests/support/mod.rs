@@ -94,6 +94,7 @@ pub fn test_settings(database_url: &str, cache_dir: &std::path::Path) -> Setting
     s.database.url = Some(database_url.to_string());
     s.cache.dir = cache_dir.to_path_buf();
     s.cache.fsync = false;
+    s.export.dir = cache_dir.join("exports");
     s.styles.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("styles");
     s.render.threads = 2;
     // Tests run in parallel on a small machine: give misses room. The miss timeout

@@ -23,7 +23,8 @@
 pub mod lines;
 pub mod request;
 
-use super::expiry::ServiceTarget;
+use super::expiry::{ServiceTarget, WithDependents};
+use super::export::{self, ExportError, ExportObserver, ExportPlan, ExportSummary};
 use super::jobs::{Job, JobLimits, JobReport, JobState, Jobs, TooManyJobs};
 use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
 use super::TileService;
@@ -32,7 +33,7 @@ use crate::expire::{apply, ActionCounts, ExpireMode, ExpireProgress, ExpireSumma
 use crate::tile::StyleName;
 use bytes::Bytes;
 use lines::{BuiltInput, ChunkReader, CHANNEL_CHUNKS};
-use request::{BadLines, ExpireOptions, ExpireSpec, JsonInput, SeedSpec};
+use request::{BadLines, ExpireOptions, ExpireSpec, ExportSpec, JsonInput, SeedSpec};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,8 @@ pub const DEFAULT_MAX_AREA_SQUARES: usize = 2_000_000;
 /// Limits of the admin work.
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
+    /// Where `POST /export` writes its files (`export.dir`).
+    pub export_dir: std::path::PathBuf,
     /// See [`DEFAULT_SYNC_MAX_METATILES`].
     pub sync_max_metatiles: u64,
     /// Capacity of the render pool's bulk queue: synchronous `render` expiries never
@@ -553,6 +556,7 @@ impl Admin {
             let (_, n) = seed::plan_total(&self.service, plan).map_err(|e| match e {
                 SeedError::Style(_) => AdminError::UnknownStyle(plan.style.to_string()),
                 SeedError::PoolStopped => AdminError::Internal("the render pool stopped".into()),
+                e @ SeedError::NotRendered(_) => AdminError::BadRequest(e.to_string()),
             })?;
             total = total.saturating_add(n);
         }
@@ -577,6 +581,92 @@ impl Admin {
         self.jobs.spawn(job, move |job| async move {
             let _held = held;
             run_seed_job(&service, &plans, total, &job).await
+        });
+        Ok(accepted)
+    }
+
+    /// Parses and checks an export.
+    pub fn parse_export_json(&self, body: &[u8]) -> Result<ExportSpec, AdminError> {
+        request::parse_export_json(self.service.styles(), body)
+    }
+
+    /// Starts an export job writing `export.dir/<file>`.
+    pub async fn export(&self, spec: ExportSpec) -> Result<JobAccepted, AdminError> {
+        let plan = ExportPlan {
+            style: spec.style.clone(),
+            area: spec.area.clone(),
+            zooms: spec.zooms,
+            format: spec.format,
+            path: self.options.export_dir.join(&spec.file),
+        };
+        let max_zoom = plan.zooms.max();
+        let area = plan.area.clone();
+        // Within the squares left, like every admin input (see the module docs).
+        let building = self.building.lock().await;
+        let limit = self.squares.room();
+        let set = tokio::task::spawn_blocking(move || area.to_set_within(max_zoom, limit))
+            .await
+            .map_err(|e| internal("building the export area", &e))?;
+        if set.overflowed() {
+            return Err(self.squares.overflowed(limit, max_zoom));
+        }
+        let held = self.squares.reserve(set.len())?;
+        drop(building);
+        let (_, total) = export::plan_total(&self.service, &plan, &set).map_err(|e| match e {
+            ExportError::Style(_) => AdminError::UnknownStyle(plan.style.to_string()),
+            other => AdminError::BadRequest(other.to_string()),
+        })?;
+        std::fs::create_dir_all(&self.options.export_dir).map_err(|e| {
+            tracing::error!(dir = %self.options.export_dir.display(), error = %e, "cannot create the export directory");
+            AdminError::Internal("cannot create the export directory".into())
+        })?;
+        let description = format!(
+            "{} z{} {} -> {}",
+            spec.style, spec.zooms, spec.format, spec.file
+        );
+        let job = self.jobs.create("export", description)?;
+        job.set_total(total);
+        let accepted = JobAccepted {
+            id: job.id,
+            kind: job.kind.clone(),
+            state: job.state(),
+            total,
+        };
+        let service = self.service.clone();
+        self.jobs.spawn(job, move |job| async move {
+            let _held = held;
+            let in_flight = service.pool().stats().threads * 4;
+            let mut observer = ExportJobObserver {
+                job: &job,
+                last_report: Instant::now(),
+            };
+            let result =
+                export::run(&service, &plan, &set, in_flight, &mut observer, &job.cancel_token())
+                    .await;
+            match result {
+                Ok(summary) => {
+                    job.set_result(to_json(&summary));
+                    job.add_errors(summary.failed);
+                    tracing::info!(
+                        job = job.id,
+                        style = %plan.style,
+                        path = %plan.path.display(),
+                        tiles = summary.archive.tiles,
+                        unique = summary.archive.unique_tiles,
+                        bytes = summary.archive.file_bytes,
+                        rendered = summary.rendered,
+                        failed = summary.failed,
+                        secs = summary.seconds,
+                        "exported"
+                    );
+                    Ok(())
+                }
+                Err(ExportError::Cancelled) => Ok(()),
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %crate::cache::error_chain(&e), "export failed");
+                    Err(e.to_string())
+                }
+            }
         });
         Ok(accepted)
     }
@@ -640,6 +730,7 @@ fn run_expiry(
                 job.set_progress(offset + p.done, total);
             }
         };
+        let target = WithDependents::new(target, service.styles());
         let done = apply(&target, style, &spec.plan, &input.set, &mut progress);
         summary.add(&done);
         if let Some(job) = job {
@@ -658,6 +749,22 @@ fn run_expiry(
         cancelled,
         started.elapsed().as_millis() as u64,
     )
+}
+
+/// Export progress into a job.
+struct ExportJobObserver<'a> {
+    job: &'a Job,
+    last_report: Instant,
+}
+
+impl ExportObserver for ExportJobObserver<'_> {
+    fn progress(&mut self, s: &ExportSummary) {
+        self.job.set_progress(s.done(), s.metatiles);
+        if self.last_report.elapsed() >= SEED_REPORT_EVERY {
+            self.last_report = Instant::now();
+            self.job.set_result(to_json(s));
+        }
+    }
 }
 
 /// Seed progress into a job.

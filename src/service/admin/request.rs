@@ -4,6 +4,7 @@
 //! left to the caller (on a blocking thread).
 
 use super::AdminError;
+use crate::archive::ArchiveFormat;
 use crate::area::{
     parse_tile_line, Area, BadLine, InputTile, LineError, LonLatBbox, MAX_LINE_BYTES,
 };
@@ -13,6 +14,7 @@ use crate::tile::{StyleName, ZoomRange, MAX_ZOOM};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+use std::path::Path;
 
 /// Bad lines (or bad entries of a JSON list) reported one by one; the rest are counted.
 pub const MAX_SHOWN_BAD_LINES: usize = 20;
@@ -65,6 +67,81 @@ pub struct SeedRequest<'a> {
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub force: Option<bool>,
+}
+
+/// `POST /export`: one style, an area, a zoom range, a format and a file name (written
+/// into the export directory). The geometry is kept as text, as for expiries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest<'a> {
+    pub style: String,
+    pub bbox: Option<LonLatBbox>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
+    pub minzoom: Option<u8>,
+    pub maxzoom: Option<u8>,
+    /// `mbtiles` or `pmtiles`; default: from the file's extension.
+    pub format: Option<ArchiveFormat>,
+    /// A plain file name (no directories) in `export.dir`.
+    pub file: String,
+}
+
+/// A checked export request.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    pub style: StyleName,
+    pub area: Area,
+    pub zooms: ZoomRange,
+    pub format: ArchiveFormat,
+    /// The file name, inside the export directory.
+    pub file: String,
+}
+
+/// Parses and checks a `POST /export` body.
+pub fn parse_export_json(styles: &StyleSet, body: &[u8]) -> Result<ExportSpec, AdminError> {
+    let req: ExportRequest = parse_json(body)?;
+    let selected = select_styles(styles, Some(&req.style))?;
+    let Some(area) = area(req.bbox, req.geometry)? else {
+        return Err(AdminError::BadRequest(
+            "nothing to export: give bbox or geometry".into(),
+        ));
+    };
+    if req.maxzoom.is_none() {
+        return Err(AdminError::BadRequest("maxzoom is needed to export".into()));
+    }
+    let (min, max) = zoom_range(styles, &selected, req.minzoom, req.maxzoom)?;
+    let zooms = ZoomRange::new(min, max).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let plain = !req.file.is_empty()
+        && !req.file.starts_with('.')
+        && req
+            .file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return Err(AdminError::BadRequest(format!(
+            "file {:?}: a plain file name (letters, digits, '_', '-', '.'; not starting with '.'), written into export.dir",
+            req.file
+        )));
+    }
+    let format = match (req.format, ArchiveFormat::from_path(Path::new(&req.file))) {
+        (Some(f), _) | (None, Some(f)) => f,
+        (None, None) => {
+            return Err(AdminError::BadRequest(
+                "format is needed (\"mbtiles\" or \"pmtiles\"): the file name does not end in .mbtiles or .pmtiles".into(),
+            ))
+        }
+    };
+    let style = selected
+        .into_iter()
+        .next()
+        .ok_or_else(|| AdminError::UnknownStyle(req.style.clone()))?;
+    Ok(ExportSpec {
+        style,
+        area,
+        zooms,
+        format,
+        file: req.file,
+    })
 }
 
 /// The entries of a JSON tile list, parsed as they are read (12 bytes a tile, never the
@@ -312,7 +389,11 @@ pub struct SeedSpec {
 /// Parses and checks a `POST /seed` body.
 pub fn parse_seed_json(styles: &StyleSet, body: &[u8]) -> Result<SeedSpec, AdminError> {
     let req: SeedRequest = parse_json(body)?;
-    let selected = select_styles(styles, req.style.as_deref())?;
+    let mut selected = select_styles(styles, req.style.as_deref())?;
+    if req.style.is_none() {
+        // "Every style": those this server renders (archives are only read).
+        selected.retain(|s| styles.get(s).is_some_and(|st| st.is_rendered()));
+    }
     let Some(area) = area(req.bbox, req.geometry)? else {
         return Err(AdminError::BadRequest(
             "nothing to seed: give bbox or geometry".into(),
@@ -439,7 +520,17 @@ mod tests {
     fn absent_options_mean_every_style_zooms_from_0_to_the_styles_max_and_dirty() {
         let (spec, _) = parse_expire_json(&styles(), br#"{"tiles":["1/0/0"]}"#).unwrap();
         let names: Vec<&str> = spec.styles.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, vec!["osm", "osm@2x"]);
+        assert_eq!(
+            names,
+            vec![
+                "osm",
+                "osm-transit",
+                "osm-transit@2x",
+                "osm@2x",
+                "transit",
+                "transit@2x"
+            ]
+        );
         assert_eq!((spec.plan.min_zoom, spec.plan.max_zoom), (0, 19));
         assert_eq!(spec.plan.action_at(0), ExpireMode::Dirty);
     }
@@ -535,5 +626,28 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_seed_of_every_style_leaves_archive_styles_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("drawn.toml"),
+            "name = \"drawn\"\n[[layer]]\nname = \"l\"\nsql = \"SELECT geom FROM t WHERE geom && !bbox!\"\n[[layer.rule]]\nfill = \"#000000\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("read.toml"),
+            "name = \"read\"\narchive = \"read.pmtiles\"\n",
+        )
+        .unwrap();
+        let set = StyleSet::load_dir(dir.path()).unwrap();
+        let bbox = r#""bbox":[24.93,60.16,24.96,60.18],"maxzoom":12"#;
+        let every = parse_seed_json(&set, format!("{{{bbox}}}").as_bytes()).unwrap();
+        assert_eq!(every.styles, vec![StyleName::parse("drawn").unwrap()]);
+        // Named, it is kept: seeding it is then refused with its reason.
+        let named =
+            parse_seed_json(&set, format!(r#"{{"style":"read",{bbox}}}"#).as_bytes()).unwrap();
+        assert_eq!(named.styles, vec![StyleName::parse("read").unwrap()]);
     }
 }
