@@ -89,6 +89,7 @@ fn main() {
         revalidate_secs: 5,
         planet_check_secs: 5,
         fsync: false,
+        shared: false,
     };
     let cache = TileCache::open(&settings).expect("open cache");
     let style = StyleName::parse("osm").expect("style");

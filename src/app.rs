@@ -6,12 +6,13 @@ use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
 use crate::config::{AdminSettings, Settings, UsageError};
+use crate::fleet::{Drain, ExpiryFollower, FleetHandle, FleetMetrics, Membership, RenderLocks};
 use crate::http::admin::{admin_server, AdminState, BodyLimits};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
-use crate::service::expiry::ServiceBatchTargets;
+use crate::service::expiry::{ServiceBatchTargets, ServiceFleetTargets};
 use crate::service::jobs::JobLimits;
 use crate::service::limits::{LimitOptions, Limits};
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
@@ -35,6 +36,7 @@ pub struct Core {
     /// Probes the database while it is down (and when a fetch hangs); stops when
     /// dropped.
     pub health_monitor: MonitorHandle,
+    pub(crate) fleet_metrics: FleetMetrics,
 }
 
 impl Core {
@@ -93,7 +95,8 @@ impl Core {
         metrics
             .registry()
             .register(Box::new(cache.corrupt_counter().clone()))?;
-        let backend = MetatileBackend::new(
+        let fleet_metrics = FleetMetrics::register(metrics.registry())?;
+        let mut backend = MetatileBackend::new(
             styles.clone(),
             postgis,
             cache.clone(),
@@ -101,6 +104,10 @@ impl Core {
             metrics.clone(),
             fonts,
         );
+        if settings.cache.shared {
+            let locks = crate::source::fleet::FleetLocks::new(&settings.database);
+            backend = backend.with_render_locks(RenderLocks::new(locks, fleet_metrics.clone()));
+        }
         let link = backend.pool_link();
         let threads = settings.render_threads();
         let r = &settings.render;
@@ -150,6 +157,7 @@ impl Core {
             service,
             import,
             health_monitor,
+            fleet_metrics,
         })
     }
 
@@ -209,6 +217,10 @@ pub struct Application {
     service: Arc<TileService>,
     watcher: Option<Watcher>,
     health_monitor: MonitorHandle,
+    membership: Membership,
+    follower: ExpiryFollower,
+    fleet: Arc<FleetHandle>,
+    drain_for: Duration,
     keys: Arc<ApiKeys>,
     shutdown_timeout: Duration,
 }
@@ -238,7 +250,34 @@ impl Application {
             service,
             import,
             health_monitor,
+            fleet_metrics,
         } = Core::build(settings).await?;
+        let drain = Arc::new(Drain::default());
+        let fleet = Arc::new(FleetHandle::new(
+            &settings.node,
+            settings.cache.shared,
+            &settings.fleet,
+            db.clone(),
+            fleet_metrics,
+            drain.clone(),
+        ));
+        let outdated_cache = service.cache().clone();
+        let membership = Membership::new(
+            fleet.clone(),
+            settings.fleet.clone(),
+            Box::new(move || {
+                if let Err(e) = outdated_cache.set_planet_time(None, std::time::SystemTime::now()) {
+                    tracing::error!(error = %crate::cache::error_chain(&e), "cannot mark the cache stale");
+                }
+            }),
+        );
+        let follower = ExpiryFollower::new(
+            &settings.database,
+            fleet.clone(),
+            service.styles().clone(),
+            Arc::new(ServiceFleetTargets(service.clone())),
+            settings.fleet.poll_secs,
+        );
         if settings.watch.install_on_start {
             let client = db
                 .get()
@@ -254,6 +293,7 @@ impl Application {
             let metrics = WatchMetrics::register(service.metrics().registry())?;
             Some(Watcher::new(
                 &settings.database,
+                (&settings.node.id, settings.cache.shared),
                 &settings.watch,
                 service.styles().clone(),
                 Arc::new(ServiceBatchTargets(service.clone())),
@@ -300,19 +340,23 @@ impl Application {
                 keys: keys.clone(),
             },
         )
-        .map_err(|e| UsageError(e.to_string()))?;
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_drain(drain);
         let public = public_server(public_listener, public_state, &options, tls.as_ref())
             .map_err(|e| UsageError(crate::cache::error_chain(&e)))?;
-        let admin_api = Arc::new(Admin::new(
-            service.clone(),
-            AdminOptions {
-                export_dir: settings.export.dir.clone(),
-                sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
-                bulk_queue: settings.render.queue_bulk,
-                max_area_squares: settings.admin.max_area_squares,
-                jobs: job_limits(&settings.admin),
-            },
-        ));
+        let admin_api = Arc::new(
+            Admin::new(
+                service.clone(),
+                AdminOptions {
+                    export_dir: settings.export.dir.clone(),
+                    sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
+                    bulk_queue: settings.render.queue_bulk,
+                    max_area_squares: settings.admin.max_area_squares,
+                    jobs: job_limits(&settings.admin),
+                },
+            )
+            .with_fleet(fleet.clone()),
+        );
         let admin_state = AdminState::new(
             admin_api.clone(),
             settings.admin.token.as_deref(),
@@ -331,6 +375,10 @@ impl Application {
             service,
             watcher,
             health_monitor,
+            membership,
+            follower,
+            fleet,
+            drain_for: Duration::from_secs(settings.node.drain_secs),
             keys,
             shutdown_timeout: options.shutdown_timeout,
         })
@@ -348,21 +396,41 @@ impl Application {
         &self.service
     }
 
-    /// Runs both listeners (and the database watcher, when enabled) until `stop`
-    /// resolves, then shuts down gracefully: stop accepting, stop watching (an
-    /// unfinished batch stays in the change log), finish in-flight requests, renders
-    /// and writes, each within the shutdown timeout.
+    /// This node in the fleet.
+    pub fn fleet(&self) -> &Arc<FleetHandle> {
+        &self.fleet
+    }
+
+    /// [`Application::run_until_drained`] with nothing to cut the drain short.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        self.run_until_drained(stop, std::future::pending()).await
+    }
+
+    /// Runs both listeners, the fleet's membership and expiry follower (and the
+    /// database watcher, when enabled) until `stop` resolves. Then drains for
+    /// `node.drain_secs` (`/ready` answers 503 while everything keeps serving; `hurry`
+    /// resolving, e.g. a second signal, cuts it short) and shuts down gracefully: stop
+    /// accepting, finish in-flight requests, renders and writes within the shutdown
+    /// timeout, stop watching and following (an unfinished batch is read again at the
+    /// next start), release the node id.
+    pub async fn run_until_drained(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        hurry: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let handles = [self.public.stop_handle(), self.admin.stop_handle()];
         let public = tokio::spawn(self.public.run());
         let admin = tokio::spawn(self.admin.run());
-        let stop_watching = CancellationToken::new();
+        let stop_background = CancellationToken::new();
         let watcher = self
             .watcher
-            .map(|w| tokio::spawn(w.run(stop_watching.clone())));
+            .map(|w| tokio::spawn(w.run(stop_background.clone())));
+        let follower = tokio::spawn(self.follower.run(stop_background.clone()));
+        let stop_membership = CancellationToken::new();
+        let membership = tokio::spawn(self.membership.run(stop_membership.clone()));
         let housekeeping = {
             let (service, keys) = (self.service.clone(), self.keys.clone());
             tokio::spawn(async move {
@@ -384,10 +452,21 @@ impl Application {
             })
         };
         stop.await;
+        if !self.drain_for.is_zero() {
+            self.fleet.drain().start();
+            tracing::info!(
+                drain.secs = self.drain_for.as_secs(),
+                "draining: /ready answers 503 while serving; a second signal stops at once"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain_for) => {}
+                _ = hurry => tracing::info!("drain cut short"),
+            }
+        }
         housekeeping.abort();
         tracing::info!("shutting down: finishing in-flight requests and renders");
         self.admin_api.jobs().cancel_all();
-        stop_watching.cancel();
+        stop_background.cancel();
         for h in &handles {
             h.stop().await;
         }
@@ -399,6 +478,9 @@ impl Application {
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        let _ = follower.await;
+        stop_membership.cancel();
+        let _ = membership.await;
         self.service.pool().shutdown(self.shutdown_timeout).await;
         self.health_monitor.stop().await;
         tracing::info!("stopped");

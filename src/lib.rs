@@ -28,7 +28,7 @@
 //! file ([`archive`]); nothing is rendered.
 //!
 //! # Layout
-//! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch,
+//! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch, fleet,
 //! expire, queue, render, source, cache, style, area, text} -> {archive, tile}` (checked by
 //! `tests/layering.rs`).
 //! - [`cli`]: the command line (clap), one file per subcommand, exit codes.
@@ -39,6 +39,9 @@
 //!   jobs, seeding, expiry in the server, metrics.
 //! - [`watch`]: freshness from the database: change triggers and the listener that
 //!   expires the metatiles of changed rows.
+//! - [`fleet`]: several nodes as one service through the shared PostgreSQL: node
+//!   registry, expiries for every node, render locks for a shared cache, draining,
+//!   the HAProxy configuration.
 //! - [`expire`]: what to do with existing metatiles (render_expired semantics).
 //! - [`queue`]: the bounded render pool: priorities, single flight, backpressure.
 //! - [`render`]: features -> tiny-skia pixmap of a whole metatile -> 64 PNG tiles.
@@ -59,6 +62,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod expire;
+pub mod fleet;
 pub(crate) mod http;
 pub(crate) mod queue;
 pub mod render;

@@ -129,7 +129,7 @@ fn writers_killed_at_random_moments_leave_only_complete_metatiles() {
         }
         if round + 1 < ROUNDS {
             DiskCache::new(dir.path(), false)
-                .clean_temp_files()
+                .clean_temp_files(false)
                 .unwrap();
         }
     }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,6 +46,8 @@ fn compose(args: &[&str]) -> Option<Output> {
         .env_remove("OSM_PBF")
         .env_remove("OSM_DATA_DIR")
         .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROFILES")
+        .env_remove("FLEET_PORT")
         .output()
         .expect("run docker compose");
     Some(output)
@@ -81,27 +83,126 @@ fn compose_file_is_valid() {
     }
 }
 
+/// `config` with the fleet profile, run once for the tests that read it (each run of
+/// Debian's docker-compose takes seconds); `None` without a compose tool.
+fn fleet_config() -> Option<&'static str> {
+    static TEXT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let out = compose(&["--profile", "fleet", "config"])?;
+        assert!(
+            out.status.success(),
+            "docker-compose --profile fleet config rejects docker-compose.yml:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .as_deref()
+}
+
 #[test]
-fn only_the_public_port_is_published() {
-    let Some(out) = compose(&["config"]) else {
+fn the_fleet_profile_is_valid_and_adds_a_balancer_and_nodes() {
+    let Some(services) = services_with_ports() else {
         return;
     };
+    for service in ["db", "import", "metatiled", "node", "balancer"] {
+        assert!(
+            services.contains_key(service),
+            "no service {service} in {services:?}"
+        );
+    }
+    // The nodes share a cache and drain before stopping; HAProxy gets the shipped config.
+    let text = fleet_config().expect("read above");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        text.contains("METATILED_CACHE_SHARED: \"true\"")
+            || text.contains("METATILED_CACHE_SHARED: 'true'"),
+        "{text}"
     );
-    // `config` prints ports in the long form (`published: 8080`, v2 quotes it).
-    let published: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            line.trim()
-                .trim_start_matches("- ")
-                .strip_prefix("published:")
-        })
-        .map(|port| port.trim().trim_matches('"').to_owned())
-        .collect();
-    assert_eq!(published, ["8080"], "published ports: {published:?}");
+    assert!(text.contains("METATILED_NODE_DRAIN_SECS"), "{text}");
+    assert!(text.contains("deploy/haproxy.cfg"), "{text}");
+    assert!(text.contains("image: haproxy:2.6"), "{text}");
+}
+
+/// A service of `config`'s output: its profiles and the host ports it publishes.
+#[derive(Debug, Default)]
+struct Service {
+    profiles: Vec<String>,
+    published: Vec<String>,
+}
+
+/// Every service of `config`'s output by name. (Debian's docker-compose 1.29 prints
+/// every service whatever the profiles; v2 only the active ones: both are read the
+/// same way here.)
+fn services_with_ports() -> Option<BTreeMap<String, Service>> {
+    let text = fleet_config()?;
+    let mut services: BTreeMap<String, Service> = BTreeMap::new();
+    let mut in_services = false;
+    let mut current: Option<String> = None;
+    let mut in_profiles = false;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if indent == 0 {
+            in_services = trimmed == "services:";
+            current = None;
+            continue;
+        }
+        if !in_services {
+            continue;
+        }
+        if indent == 2 && trimmed.ends_with(':') {
+            let name = trimmed.trim_end_matches(':').to_string();
+            services.entry(name.clone()).or_default();
+            current = Some(name);
+            in_profiles = false;
+            continue;
+        }
+        let Some(service) = &current else { continue };
+        let entry = services.get_mut(service).expect("entered above");
+        if indent == 4 && !trimmed.starts_with("- ") {
+            in_profiles = trimmed == "profiles:";
+        }
+        let item = trimmed.trim_start_matches("- ");
+        if in_profiles && trimmed.starts_with("- ") {
+            entry
+                .profiles
+                .push(item.trim_matches(['"', '\'']).to_string());
+        }
+        // Ports in the long form (`published: 8080`, v2 quotes it).
+        if let Some(port) = item.strip_prefix("published:") {
+            entry
+                .published
+                .push(port.trim().trim_matches('"').to_string());
+        }
+    }
+    Some(services)
+}
+
+#[test]
+fn only_the_public_port_is_published() {
+    let Some(services) = services_with_ports() else {
+        return;
+    };
+    let published = |profile: Option<&str>| {
+        let mut ports: Vec<String> = services
+            .values()
+            .filter(|s| {
+                s.profiles.is_empty() || profile.is_some_and(|p| s.profiles.iter().any(|x| x == p))
+            })
+            .flat_map(|s| s.published.clone())
+            .collect();
+        ports.sort();
+        ports
+    };
+    assert_eq!(published(None), ["8080"], "{services:?}");
+    // The fleet adds the balancer's port; its nodes are reached through it only.
+    assert_eq!(published(Some("fleet")), ["8000", "8080"], "{services:?}");
+    for service in ["node", "balancer"] {
+        assert_eq!(
+            services[service].profiles,
+            ["fleet"],
+            "{service} is in the fleet profile only"
+        );
+    }
 }
 
 #[test]

@@ -26,38 +26,42 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["expire", "area", "source", "style", "cache", "tile"],
     ),
     (
+        "fleet",
+        &["expire", "area", "source", "style", "cache", "tile"],
+    ),
+    (
         "service",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "archive", "tile",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "archive", "tile",
         ],
     ),
     (
         "config",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "text",
-            "archive", "tile",
+            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
+            "text", "archive", "tile",
         ],
     ),
     (
         "http",
         &[
             "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "text", "archive", "tile",
+            "fleet", "text", "archive", "tile",
         ],
     ),
     (
         "app",
         &[
             "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "archive", "tile",
+            "area", "watch", "fleet", "text", "archive", "tile",
         ],
     ),
     (
         "cli",
         &[
             "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "text", "archive", "tile",
+            "area", "watch", "fleet", "text", "archive", "tile",
         ],
     ),
 ];

@@ -1,6 +1,7 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting, finishes the
 //! render a client is waiting for (the client gets its tile, the metatile lands on
-//! disk) and exits 0.
+//! disk) and exits 0. With `node.drain_secs` it first answers `/ready` with 503 for
+//! that long while serving (a second signal ends the drain at once).
 #![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly on what they set up
 
 mod common;
@@ -70,4 +71,87 @@ async fn sigterm_finishes_the_render_in_flight_and_exits_cleanly() {
     assert!(log.contains("shutting down"), "{log}");
     let meta = cache.path().join("osm/18");
     assert!(meta.exists(), "the metatile was not written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_first_ready_503_while_serving_and_a_second_signal_stops_at_once() {
+    let Some(url) = common::database_url() else {
+        eprintln!("skipping: no DATABASE_URL");
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metatiled"))
+        .args(["serve", "--database-url", &url, "--styles-dir"])
+        .arg(common::repo_root().join("styles"))
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        // Longer than this test may take: only the second signal can end the drain.
+        .env("METATILED_NODE_DRAIN_SECS", "120")
+        .env("METATILED_NODE_ID", "test-shutdown-drain")
+        .env("METATILED_FLEET_NAME", "test-shutdown-drain")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    let term = || {
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+    };
+    term();
+    // Draining: not ready, yet alive and serving tiles.
+    let since = Instant::now();
+    loop {
+        let r = client.get(format!("{base}/ready")).send().await.unwrap();
+        if r.status() == 503 {
+            assert_eq!(r.text().await.unwrap(), "draining\n");
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "/ready never said 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let tile = client
+        .get(format!("{base}/osm/16/37309/18966.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tile.status(), 200, "still serving while draining");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+
+    let second = Instant::now();
+    term();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "exit {:?}: {log}", status.status);
+    assert!(
+        second.elapsed() < Duration::from_secs(30),
+        "the second signal did not cut the drain short"
+    );
+    assert!(
+        log.contains("draining") && log.contains("drain cut short"),
+        "{log}"
+    );
 }

@@ -229,6 +229,49 @@ impl MetatileSet {
         }
     }
 
+    /// The squares as flattened (level, x, y) triples: how a set is stored and sent to
+    /// the other nodes of a fleet ([`MetatileSet::from_squares_flat`] reads it back).
+    pub fn squares_flat(&self) -> Vec<i32> {
+        let mut squares: Vec<Square> = self.squares.iter().copied().collect();
+        squares.sort_unstable();
+        let as_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        squares
+            .iter()
+            .flat_map(|s| [i32::from(s.level), as_i32(s.x), as_i32(s.y)])
+            .collect()
+    }
+
+    /// A set from [`MetatileSet::squares_flat`]'s triples. Triples that name no square
+    /// of the quadtree (a level finer than the set needs, coordinates outside the grid,
+    /// a partial triple) are skipped and counted in the second value.
+    pub fn from_squares_flat(max_zoom: u8, flat: &[i32]) -> (Self, usize) {
+        let mut set = Self::new(max_zoom);
+        let finest = set.finest_level();
+        let mut bad = 0;
+        for t in flat.chunks(3) {
+            let square = match *t {
+                [level, x, y] => u8::try_from(level)
+                    .ok()
+                    .zip(u32::try_from(x).ok())
+                    .zip(u32::try_from(y).ok())
+                    .map(|((level, x), y)| Square { level, x, y })
+                    .filter(|s| {
+                        s.level <= finest
+                            && u64::from(s.x) < 1 << s.level
+                            && u64::from(s.y) < 1 << s.level
+                    }),
+                _ => None,
+            };
+            match square {
+                Some(s) => {
+                    set.squares.insert(s);
+                }
+                None => bad += 1,
+            }
+        }
+        (set, bad)
+    }
+
     /// How many metatiles [`MetatileSet::blocks`] covers, without enumerating them.
     pub fn metatile_count(&self, min_zoom: u8) -> u64 {
         self.blocks(min_zoom).map(|b| b.len()).sum()

@@ -15,7 +15,10 @@
 //!   [`STALE_TEMP_AGE`]. Its cost is one `readdir` per directory: walking 87,000
 //!   metatiles (and `stat`ing each, which cleaning does not) took 0.8 s with a warm
 //!   page cache and 5 s cold, on the development VM. Another live metatiled sharing the
-//!   directory keeps its temp files (checked through `/proc`, so Linux only).
+//!   directory keeps its temp files (checked through `/proc`, so Linux only). In a
+//!   directory shared with other hosts or containers (`cache.shared`) a pid says nothing
+//!   about another machine's writers, so only temp files older than [`STALE_TEMP_AGE`]
+//!   are removed.
 
 use super::format::{self, MetatileHeader, HEADER_LEN};
 use super::freshness::{self, PLANET_FILE};
@@ -370,9 +373,10 @@ impl DiskCache {
         }
     }
 
-    /// Removes temp files left by writers that are gone (see the module docs). Returns
-    /// how many were removed; errors on single files are logged and skipped.
-    pub fn clean_temp_files(&self) -> Result<usize, CacheError> {
+    /// Removes temp files left by writers that are gone (see the module docs); with
+    /// `shared`, only old ones. Returns how many were removed; errors on single files are
+    /// logged and skipped.
+    pub fn clean_temp_files(&self, shared: bool) -> Result<usize, CacheError> {
         if !self.root.exists() {
             return Ok(0);
         }
@@ -388,7 +392,7 @@ impl DiskCache {
                     continue;
                 }
             };
-            if temp_file_is_abandoned(&path, now, proc_usable) {
+            if temp_file_is_abandoned(&path, now, proc_usable, shared) {
                 match fs::remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -503,7 +507,7 @@ fn temp_file_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-fn temp_file_is_abandoned(path: &Path, now: SystemTime, proc_usable: bool) -> bool {
+fn temp_file_is_abandoned(path: &Path, now: SystemTime, proc_usable: bool, shared: bool) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let Some(pid) = temp_file_pid(name) else {
         return false;
@@ -512,8 +516,10 @@ fn temp_file_is_abandoned(path: &Path, now: SystemTime, proc_usable: bool) -> bo
         .and_then(|m| m.modified())
         .map(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP_AGE)
         .unwrap_or(false);
-    let writer_gone =
-        pid == std::process::id() || !proc_usable || !Path::new(&format!("/proc/{pid}")).exists();
+    let writer_gone = !shared
+        && (pid == std::process::id()
+            || !proc_usable
+            || !Path::new(&format!("/proc/{pid}")).exists());
     old || writer_gone
 }
 
@@ -820,7 +826,7 @@ mod tests {
         let only_other: Vec<_> = disk.walk(Some(&other)).collect();
         assert_eq!(only_other.len(), 1);
 
-        assert_eq!(disk.clean_temp_files().unwrap(), 1);
+        assert_eq!(disk.clean_temp_files(false).unwrap(), 1);
         assert!(!leaf_dir.join("128.meta.tmp.999999999.00ff").exists());
         assert!(leaf_dir.join("notes.txt").exists());
     }
@@ -837,13 +843,32 @@ mod tests {
         let mine = leaf_dir.join(format!("0.meta.tmp.{}.abcdef", std::process::id()));
         fs::write(&live, b"x").unwrap();
         fs::write(&mine, b"x").unwrap();
-        assert_eq!(disk.clean_temp_files().unwrap(), 1);
+        assert_eq!(disk.clean_temp_files(false).unwrap(), 1);
         assert!(live.exists());
         assert!(!mine.exists());
         let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
         filetime::set_file_mtime(&live, old).unwrap();
-        assert_eq!(disk.clean_temp_files().unwrap(), 1);
+        assert_eq!(disk.clean_temp_files(false).unwrap(), 1);
         assert!(!live.exists());
+    }
+
+    #[test]
+    fn a_shared_directory_loses_only_old_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::new(dir.path(), false);
+        let m = MetatileCoord::try_new(3, 0, 0).unwrap();
+        let path = disk.write_metatile(&style(), m, &tiles_for(m, 1)).unwrap();
+        let leaf_dir = path.parent().unwrap();
+        // Another host's writer: its pid means nothing here, whether it runs or not.
+        let foreign = leaf_dir.join("0.meta.tmp.999999999.abcdef");
+        let mine = leaf_dir.join(format!("0.meta.tmp.{}.abcdef", std::process::id()));
+        fs::write(&foreign, b"x").unwrap();
+        fs::write(&mine, b"x").unwrap();
+        assert_eq!(disk.clean_temp_files(true).unwrap(), 0);
+        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        filetime::set_file_mtime(&foreign, old).unwrap();
+        assert_eq!(disk.clean_temp_files(true).unwrap(), 1);
+        assert!(!foreign.exists() && mine.exists());
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(crate) struct MemoryLayer {
     /// Recent `stat`s of metatile files, by [`MemoryKey::file`].
     files: moka::sync::Cache<MemoryKey, FileCheck, Hasher>,
     revalidate_ms: u64,
+    /// Entries and file checks made before this instant (ms since `started`) are due
+    /// for a check whatever their age ([`MemoryLayer::revalidate_all`]); 0 = none.
+    revalidate_before_ms: AtomicU64,
     started: Instant,
     capacity: u64,
 }
@@ -104,6 +107,7 @@ impl MemoryLayer {
             tiles,
             files,
             revalidate_ms: u64::try_from(revalidate.as_millis()).unwrap_or(u64::MAX),
+            revalidate_before_ms: AtomicU64::new(0),
             started: Instant::now(),
             capacity: capacity_bytes,
         }
@@ -119,15 +123,26 @@ impl MemoryLayer {
 
     /// Whether the entry is due for a comparison with its file.
     pub(super) fn needs_check(&self, entry: &MemoryEntry) -> bool {
-        self.now_ms()
-            .saturating_sub(entry.checked_ms.load(Ordering::Relaxed))
-            >= self.revalidate_ms
+        !self.still_valid(entry.checked_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether a check made at `checked_ms` still holds.
+    fn still_valid(&self, checked_ms: u64) -> bool {
+        self.now_ms().saturating_sub(checked_ms) < self.revalidate_ms
+            && checked_ms >= self.revalidate_before_ms.load(Ordering::SeqCst)
+    }
+
+    /// Every entry and file check made until now is due for a comparison with its file
+    /// at its next use (see [`super::TileCache::revalidate_all`]).
+    pub(super) fn revalidate_all(&self) {
+        self.revalidate_before_ms
+            .fetch_max(self.now_ms() + 1, Ordering::SeqCst);
     }
 
     /// A `stat` of the file made less than the interval ago, if any.
     pub(super) fn recent_file_check(&self, file: MemoryKey) -> Option<FileCheck> {
         let check = self.files.get(&file)?;
-        (self.now_ms().saturating_sub(check.checked_ms) < self.revalidate_ms).then_some(check)
+        self.still_valid(check.checked_ms).then_some(check)
     }
 
     /// Remembers a `stat` made just now; returns it.

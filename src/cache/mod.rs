@@ -221,7 +221,7 @@ impl TileCache {
     pub fn open(settings: &CacheSettings) -> Result<TileCache, CacheError> {
         let disk = DiskCache::new(&settings.dir, settings.fsync);
         disk.create_root()?;
-        let removed = disk.clean_temp_files()?;
+        let removed = disk.clean_temp_files(settings.shared)?;
         if removed > 0 {
             tracing::info!(removed, dir = %settings.dir.display(), "removed abandoned temp files");
         }
@@ -532,6 +532,14 @@ impl TileCache {
         self.memory.forget_file_check(MemoryKey::file(id, meta));
     }
 
+    /// Makes every memory-cached tile compare itself with its file at its next hit (one
+    /// `stat` per metatile), whenever it was last checked: for changes made to a shared
+    /// cache directory by another node, which this node hears of through the fleet.
+    pub fn revalidate_all(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.memory.revalidate_all();
+    }
+
     pub fn memory_stats(&self) -> MemoryStats {
         self.memory.stats()
     }
@@ -614,6 +622,10 @@ pub struct CacheSettings {
     pub planet_check_secs: u64,
     /// fsync metatiles before renaming them into place (durability across power loss).
     pub fsync: bool,
+    /// The directory is shared with other nodes (a shared volume, NFS): renders of one
+    /// metatile are serialized across nodes, expiries received by another node make the
+    /// memory layer re-check its tiles, and only old temp files are cleaned at start.
+    pub shared: bool,
 }
 
 impl Default for CacheSettings {
@@ -624,6 +636,7 @@ impl Default for CacheSettings {
             revalidate_secs: 5,
             planet_check_secs: 5,
             fsync: true,
+            shared: false,
         }
     }
 }

@@ -15,6 +15,7 @@ fn settings(dir: &Path, revalidate_secs: u64) -> CacheSettings {
         revalidate_secs,
         planet_check_secs: 0,
         fsync: false,
+        shared: false,
     }
 }
 
@@ -111,6 +112,38 @@ fn a_change_by_another_process_is_seen_after_the_revalidation_interval() {
     ));
     other.delete(&style(), m).unwrap();
     assert!(matches!(eager.lookup(&style(), t).unwrap(), Lookup::Miss));
+}
+
+#[test]
+fn revalidating_everything_makes_memory_see_another_nodes_change_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (tile(10, 100, 100), tile(10, 101, 103));
+    let m = a.metatile();
+    // An hour between checks: only revalidate_all makes memory look at the file.
+    let cache = TileCache::open(&settings(dir.path(), 3600)).unwrap();
+    let other = DiskCache::new(dir.path(), false);
+    other.write_metatile(&style(), m, &tiles_for(m, 1)).unwrap();
+    for t in [a, b] {
+        cache.lookup(&style(), t).unwrap();
+        assert!(matches!(
+            cache.lookup(&style(), t).unwrap(),
+            Lookup::Memory(_)
+        ));
+    }
+    other.mark_dirty(&style(), m, SystemTime::now()).unwrap();
+    assert!(matches!(
+        cache.lookup(&style(), a).unwrap(),
+        Lookup::Memory(_)
+    ));
+    cache.revalidate_all();
+    for t in [a, b] {
+        let seen = cache.lookup(&style(), t).unwrap();
+        assert!(matches!(seen, Lookup::Stale(_)), "{seen:?}");
+    }
+    other.delete(&style(), m).unwrap();
+    cache.revalidate_all();
+    assert!(matches!(cache.lookup(&style(), a).unwrap(), Lookup::Miss));
+    assert!(matches!(cache.lookup(&style(), b).unwrap(), Lookup::Miss));
 }
 
 #[test]

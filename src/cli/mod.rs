@@ -8,6 +8,7 @@
 mod cache;
 mod expire;
 mod export;
+mod fleet;
 mod seed;
 mod serve;
 mod watch;
@@ -72,6 +73,17 @@ pub fn run() -> ExitCode {
         Command::Unwatch(args) => with_config(&args.common, args.common.overrides(), |loaded| {
             run_async(watch::unwatch(loaded.settings, &args))
         }),
+        Command::Fleet(FleetCommand::HaproxyConfig(args)) => finish(fleet::haproxy_config(*args)),
+        Command::Fleet(FleetCommand::Status(common)) => {
+            with_config(&common, common.overrides(), |loaded| {
+                run_async(fleet::status(loaded.settings))
+            })
+        }
+        Command::Fleet(FleetCommand::Forget { common, node }) => {
+            with_config(&common, common.overrides(), |loaded| {
+                run_async(fleet::forget(loaded.settings, &node))
+            })
+        }
     }
 }
 
@@ -236,6 +248,24 @@ enum Command {
     Watch(WatchArgs),
     /// Remove the change-tracking triggers.
     Unwatch(WatchArgs),
+    /// Run several nodes as one service: balancer configuration, the fleet's state.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Print an HAProxy configuration that routes each metatile to one node.
+    HaproxyConfig(Box<fleet::HaproxyArgs>),
+    /// List the nodes as the database sees them (last seen, how far behind).
+    Status(CommonArgs),
+    /// Forget a node that left for good (the logs stop waiting for it).
+    Forget {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Its node.id.
+        node: String,
+    },
 }
 
 /// Flags shared by every subcommand that touches the database, the styles or the cache.

@@ -3,16 +3,37 @@
 use crate::app::Application;
 use crate::config::Settings;
 
-/// `metatiled serve`: run until SIGINT/SIGTERM.
+/// `metatiled serve`: run until SIGINT/SIGTERM (after `node.drain_secs` of draining,
+/// which a second signal cuts short).
 pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(&settings).await?;
     tracing::info!(
         public = %app.public_addr(),
         admin = %app.admin_addr(),
+        node = %app.fleet().node_id(),
         styles = ?app.service().styles().public_names(),
         "serving"
     );
-    app.run_until(shutdown_signal()).await
+    let (first_tx, first) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second) = tokio::sync::oneshot::channel::<()>();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = first_tx.send(());
+        shutdown_signal().await;
+        let _ = second_tx.send(());
+    });
+    let result = app
+        .run_until_drained(
+            async {
+                let _ = first.await;
+            },
+            async {
+                let _ = second.await;
+            },
+        )
+        .await;
+    signals.abort();
+    result
 }
 
 /// `metatiled migrate`: apply the migrations and report what was done.

@@ -322,6 +322,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             s.database.probe_interval_max_ms,
         ),
         ("watch.poll_secs", s.watch.poll_secs),
+        ("fleet.heartbeat_secs", s.fleet.heartbeat_secs),
+        ("fleet.retention_secs", s.fleet.retention_secs),
+        ("fleet.poll_secs", s.fleet.poll_secs),
     ];
     for (key, v) in positive {
         if v == 0 {
@@ -338,6 +341,23 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
                 "expected -1 (none) to {}, got {}",
                 crate::tile::MAX_ZOOM,
                 s.watch.render_up_to_zoom
+            ),
+        });
+    }
+    crate::fleet::check_node_id(&s.node.id).map_err(|message| ConfigError::Invalid {
+        key: "node.id",
+        message,
+    })?;
+    crate::fleet::check_node_id(&s.fleet.name).map_err(|message| ConfigError::Invalid {
+        key: "fleet.name",
+        message,
+    })?;
+    if s.fleet.retention_secs < 2 * s.fleet.heartbeat_secs {
+        return Err(ConfigError::Invalid {
+            key: "fleet.retention_secs",
+            message: format!(
+                "must be at least two heartbeats (fleet.heartbeat_secs = {})",
+                s.fleet.heartbeat_secs
             ),
         });
     }
@@ -579,6 +599,32 @@ mod tests {
         );
         let err = load_with(None, &[], &[("render.png", "jpeg")]).unwrap_err();
         assert!(err.to_string().contains("render.png"), "{err}");
+    }
+
+    #[test]
+    fn the_node_id_defaults_to_the_host_name_and_is_checked() {
+        let s = load_with(None, &[], &[]).unwrap().settings;
+        assert_eq!(s.node.id, crate::fleet::host_name());
+        assert_eq!(s.node.drain_secs, 0);
+        let s = load_with(
+            None,
+            &[
+                ("METATILED_NODE_ID", "tiles-2"),
+                ("METATILED_NODE_DRAIN_SECS", "5"),
+            ],
+            &[],
+        )
+        .unwrap()
+        .settings;
+        assert_eq!((s.node.id.as_str(), s.node.drain_secs), ("tiles-2", 5));
+        let err = load_with(None, &[("METATILED_NODE_ID", "two words")], &[]).unwrap_err();
+        assert!(err.to_string().contains("node.id"), "{err}");
+        let err = load_with(None, &[("METATILED_FLEET_RETENTION_SECS", "1")], &[]).unwrap_err();
+        assert!(err.to_string().contains("fleet.retention_secs"), "{err}");
+        let s = load_with(None, &[("METATILED_CACHE_SHARED", "true")], &[])
+            .unwrap()
+            .settings;
+        assert!(s.cache.shared);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::render::PngMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cache::CacheSettings;
+pub use crate::fleet::{FleetSettings, NodeSettings};
 pub use crate::source::DatabaseSettings;
 pub use crate::watch::WatchSettings;
 use ipnet::IpNet;
@@ -24,6 +25,8 @@ pub struct Settings {
     pub export: ExportSettings,
     pub limits: LimitsSettings,
     pub access: AccessSettings,
+    pub node: NodeSettings,
+    pub fleet: FleetSettings,
     pub log: LogSettings,
 }
 

@@ -279,11 +279,23 @@ async fn cancel_job(
 }
 
 /// `GET /status`: workers, queue depths, memory cache, jobs, client budgets and the top
-/// clients by renders caused.
+/// clients by renders caused, this node and the fleet as the database sees it.
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let pool = state.service.pool().stats();
     let mem = state.service.cache().memory_stats();
     let (queued, running) = state.admin.jobs().active();
+    let node = state.admin.fleet().map(|f| {
+        json!({
+            "id": f.node_id(),
+            "cache_shared": f.cache_shared(),
+            "draining": f.drain().is_draining(),
+        })
+    });
+    let fleet = match state.admin.fleet_status().await {
+        None => serde_json::Value::Null,
+        Some(Ok(nodes)) => json!(nodes),
+        Some(Err(e)) => json!({ "error": e }),
+    };
     let limits = match state.service.limits() {
         Some(limits) => json!({
             "enabled": true,
@@ -293,6 +305,8 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         None => json!({ "enabled": false }),
     };
     HttpResponse::Ok().json(json!({
+        "node": node,
+        "fleet": fleet,
         "limits": limits,
         "render": {
             "threads": pool.threads,

@@ -66,6 +66,9 @@ pub(crate) enum HttpError {
     /// `/ready` while the database does not answer.
     #[error("database unavailable")]
     NotReady,
+    /// `/ready` while the node drains before stopping.
+    #[error("draining")]
+    Draining,
     /// Anything else; the cause was logged where it happened.
     #[error("internal error")]
     Internal,
@@ -149,7 +152,8 @@ impl ResponseError for HttpError {
             | HttpError::TooManyJobs(_)
             | HttpError::Unavailable { .. }
             | HttpError::Fault { .. }
-            | HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            | HttpError::NotReady
+            | HttpError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

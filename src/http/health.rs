@@ -14,10 +14,14 @@ pub(super) async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
-/// `GET /ready`: 200 only when the database answers. Answered from the source's health
-/// state at once (a probe checks the database in the background when nothing has
-/// answered lately); without one, by a query.
+/// `GET /ready`: 200 only when the database answers, and 503 while the node drains
+/// before stopping (a balancer takes it out of rotation while it still serves).
+/// Answered from the source's health state at once (a probe checks the database in the
+/// background when nothing has answered lately); without one, by a query.
 pub(super) async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
+    if state.drain.is_draining() {
+        return Err(HttpError::Draining);
+    }
     let ok = match state.service.source_health() {
         Some(health) => {
             health.suspect();

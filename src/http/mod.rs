@@ -26,6 +26,7 @@ mod tls;
 mod viewer;
 
 use crate::area::LonLatBbox;
+use crate::fleet::Drain;
 use crate::service::TileService;
 use crate::source::DbPool;
 use actix_web::body::{EitherBody, MessageBody};
@@ -49,6 +50,8 @@ pub(crate) struct PublicState {
     bounds: LonLatBbox,
     edge: Edge,
     retry_after_secs: u64,
+    /// Set once the node drains before stopping: `/ready` answers 503.
+    drain: Arc<Drain>,
 }
 
 /// A setting the HTTP layer cannot use.
@@ -104,7 +107,14 @@ impl PublicState {
             bounds,
             edge,
             retry_after_secs: options.retry_after_secs,
+            drain: Arc::new(Drain::default()),
         })
+    }
+
+    /// `/ready` answers 503 once `drain` has started.
+    pub(crate) fn with_drain(mut self, drain: Arc<Drain>) -> Self {
+        self.drain = drain;
+        self
     }
 }
 

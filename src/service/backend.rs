@@ -13,10 +13,17 @@
 //! rendered (and stored) on the same render thread first. Rendering inputs inside the
 //! composite's own job, rather than waiting for their jobs, keeps the pool free of
 //! jobs that wait for other jobs, so it cannot deadlock.
+//!
+//! With a cache shared by several nodes (`cache.shared`), the fetch stage first takes
+//! the metatile's render lock ([`RenderLocks`]), waiting while another node renders it;
+//! then, if the file has become fresh meanwhile (and the job was not a forced
+//! re-render of a fresh file), the job is done without rendering: the other node's file
+//! is what the waiters are served.
 
 use super::fault::Fault;
 use super::metrics::Metrics;
-use crate::cache::{MetatileState, TileCache};
+use crate::cache::{FileStamp, MetatileState, TileCache};
+use crate::fleet::{RenderLockGuard, RenderLocks};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure, RenderPool};
 use crate::render::{blend_tiles, render_metatile, BlendInput, PngMode, RenderedMetatile};
 use crate::source::{PostgisSource, RawMetatile, SourceError};
@@ -39,6 +46,8 @@ pub struct MetatileBackend {
     /// The pool running this backend, to see whether a composite's input is being
     /// re-rendered (set once the pool has started).
     pool: Arc<OnceLock<Weak<RenderPool<MetatileBackend>>>>,
+    /// Render locks across the nodes sharing the cache (`cache.shared`).
+    locks: Option<RenderLocks>,
 }
 
 /// What the fetch stage hands to a render thread.
@@ -46,6 +55,8 @@ pub struct Fetched {
     style: Arc<Style>,
     work: Work,
     started: Instant,
+    /// The metatile's render lock, released when the job is done.
+    _lock: Option<RenderLockGuard>,
 }
 
 enum Work {
@@ -53,6 +64,8 @@ enum Work {
     Rows(RawMetatile),
     /// A composite: per input, where its tiles come from.
     Composite(Vec<InputTiles>),
+    /// Nothing: another node sharing the cache has just rendered the metatile.
+    RenderedElsewhere,
 }
 
 enum InputTiles {
@@ -89,7 +102,30 @@ impl MetatileBackend {
             metrics,
             fonts,
             pool: Arc::default(),
+            locks: None,
         }
+    }
+
+    /// Serializes renders of one metatile across the nodes that share the cache.
+    pub(crate) fn with_render_locks(mut self, locks: RenderLocks) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// Whether the metatile needs no render after all: its file is fresh now and, for a
+    /// forced re-render (bulk), it changed since the job started.
+    fn rendered_elsewhere(
+        &self,
+        key: &JobKey,
+        priority: Priority,
+        before: Option<FileStamp>,
+    ) -> bool {
+        let fresh = matches!(
+            self.cache.metatile_state(&key.style, key.meta),
+            Ok(MetatileState::Fresh)
+        );
+        let now = self.cache.disk().stamp(&key.style, key.meta).ok().flatten();
+        fresh && (priority != Priority::Bulk || now != before)
     }
 
     /// The link to give the pool once it runs ([`PoolLink::attach`]).
@@ -283,6 +319,23 @@ impl RenderBackend for MetatileBackend {
                 let failure = RenderFailure::new(format!("style {} is not loaded", key.style));
                 return Err(self.failed(&key, priority, failure));
             };
+            let mut lock = None;
+            if let (Some(locks), false) =
+                (&self.locks, matches!(style.kind, StyleKind::Archive { .. }))
+            {
+                let before = self.cache.disk().stamp(&key.style, key.meta).ok().flatten();
+                let (guard, waited) = locks.acquire(&key.style, key.meta).await;
+                lock = guard;
+                if self.rendered_elsewhere(&key, priority, before) {
+                    tracing::debug!(style = %key.style, meta = %key.meta, waited, "rendered by another node meanwhile");
+                    return Ok(Fetched {
+                        style,
+                        work: Work::RenderedElsewhere,
+                        started,
+                        _lock: lock,
+                    });
+                }
+            }
             let work = match &style.kind {
                 StyleKind::Rendered => match self.source.query_metatile(&style, key.meta).await {
                     Ok(rows) => {
@@ -312,6 +365,7 @@ impl RenderBackend for MetatileBackend {
                 style,
                 work,
                 started,
+                _lock: lock,
             })
         })
     }
@@ -326,12 +380,24 @@ impl RenderBackend for MetatileBackend {
             style,
             work,
             started,
+            _lock,
         } = fetched;
         let result = match work {
             Work::Rows(rows) => self
                 .render_and_store(&style, key.meta, rows)
                 .map(|r| r.bytes()),
             Work::Composite(inputs) => self.blend_and_store(&style, key.meta, inputs),
+            Work::RenderedElsewhere => {
+                // Another node wrote the files: what memory holds of them is old.
+                self.cache.forget(&key.style, key.meta);
+                if let Some(grid_name) = style.grid_name() {
+                    self.cache.forget(&grid_name, key.meta);
+                }
+                if let Some(locks) = &self.locks {
+                    locks.skipped(&key.style);
+                }
+                return Ok(());
+            }
         };
         let bytes = result.map_err(|failure| self.failed(key, priority, failure))?;
         let secs = started.elapsed().as_secs_f64();

@@ -15,6 +15,7 @@
 use super::TileService;
 use crate::cache::{CacheError, DiskCache, ExpireOutcome};
 use crate::expire::{ExpireMode, ExpireTarget};
+use crate::fleet::FleetTargets;
 use crate::queue::{JobKey, Priority};
 use crate::style::{Dependent, StyleSet};
 use crate::tile::{MetatileCoord, StyleName};
@@ -236,6 +237,24 @@ impl<T: ExpireTarget> ExpireTarget for WithDependents<T> {
             Dependent::Composite(name) => t.render(name, meta),
         });
         outcome
+    }
+}
+
+/// Expiries published by other nodes of the fleet go to the same target, dependents
+/// included; with a shared cache, only the memory layer needs to look at the files again.
+pub struct ServiceFleetTargets(pub Arc<TileService>);
+
+impl FleetTargets for ServiceFleetTargets {
+    fn target(&self, cancel: CancellationToken) -> Box<dyn ExpireTarget + Send> {
+        let styles = self.0.styles().clone();
+        Box::new(WithDependents::new(
+            ServiceTarget::new(self.0.clone()).cancelled_by(cancel),
+            &styles,
+        ))
+    }
+
+    fn revalidate_memory(&self) {
+        self.0.cache().revalidate_all();
     }
 }
 

@@ -1,12 +1,12 @@
 //! The database side of change tracking (`migrations/V2__change_log.sql`, `V3__...`):
 //! which tables have a geometry column, installing and removing the statement-level
-//! triggers that log changed boxes to `metatiled.change_log`, and [`ChangeFeed`], the
-//! dedicated connection that LISTENs on [`CHANGE_CHANNEL`], reads the log in id order
-//! and deletes the rows it was told are done.
+//! triggers that log changed boxes to `metatiled.change_log`, and [`ChangeFeed`], a
+//! dedicated connection that LISTENs on a channel ([`CHANGE_CHANNEL`] for the change
+//! log) and wakes its reader.
 //!
-//! The log is the truth; a notification only wakes the reader. Rows are deleted by
-//! their ids (never "everything up to id N"): a transaction that committed late with a
-//! lower id is read on the next pass instead of being skipped.
+//! The log is the truth; a notification only wakes the reader. Every node reads the
+//! log past its own cursor (`super::fleet`): a transaction that committed late with a
+//! lower id is read on a later pass instead of being skipped.
 
 use super::pool::DatabaseSettings;
 use super::pool::{chain, describe_target};
@@ -312,6 +312,8 @@ pub async fn watched_tables(client: &Client) -> Result<Vec<TableRef>, ChangeErro
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeRow {
     pub id: i64,
+    /// The transaction that wrote it (see `super::fleet` on cursors).
+    pub xact: i64,
     /// `schema.table`, as the trigger logged it.
     pub table: String,
     /// The changed extent in EPSG:3857 (as stored: not checked or clamped).
@@ -332,7 +334,7 @@ pub enum FeedEvent {
     Closed(String),
 }
 
-/// The listener's own connection (not from the pool): LISTENs on [`CHANGE_CHANNEL`].
+/// A listener's own connection (not from the pool): LISTENs on one channel.
 pub struct ChangeFeed {
     client: Client,
     wake: mpsc::Receiver<()>,
@@ -340,12 +342,22 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// Connects (as [`WATCH_APPLICATION_NAME`], with the pool's timeouts) and LISTENs.
+    /// Connects (as [`WATCH_APPLICATION_NAME`], with the pool's timeouts) and LISTENs
+    /// on [`CHANGE_CHANNEL`].
     pub async fn connect(settings: &DatabaseSettings) -> Result<ChangeFeed, ChangeError> {
+        Self::connect_to(settings, CHANGE_CHANNEL, WATCH_APPLICATION_NAME).await
+    }
+
+    /// Connects as `application_name` and LISTENs on `channel`.
+    pub async fn connect_to(
+        settings: &DatabaseSettings,
+        channel: &str,
+        application_name: &str,
+    ) -> Result<ChangeFeed, ChangeError> {
         let url = settings.url.as_deref().ok_or(ChangeError::NoUrl)?;
         let mut pg: tokio_postgres::Config = url.parse().map_err(ChangeError::BadUrl)?;
         pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
-        pg.application_name(WATCH_APPLICATION_NAME);
+        pg.application_name(application_name);
         pg.keepalives_idle(KEEPALIVE_IDLE);
         pg.options(format!(
             "-c statement_timeout={} -c client_min_messages=warning",
@@ -382,7 +394,7 @@ impl ChangeFeed {
             driver,
         };
         feed.client
-            .batch_execute(&format!("LISTEN {}", quote_ident(CHANGE_CHANNEL)))
+            .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
             .await
             .map_err(|source| ChangeError::Query {
                 context: format!(": LISTEN on {target}"),
@@ -402,45 +414,9 @@ impl ChangeFeed {
         }
     }
 
-    /// The oldest `limit` rows of the log, in id order.
-    pub async fn read(&self, limit: i64) -> Result<Vec<ChangeRow>, ChangeError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT id, table_name, minx, miny, maxx, maxy, changed_rows,
-                        extract(epoch FROM clock_timestamp() - changed_at)::float8
-                 FROM metatiled.change_log ORDER BY id LIMIT $1",
-                &[&limit],
-            )
-            .await
-            .map_err(query_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| ChangeRow {
-                id: r.get(0),
-                table: r.get(1),
-                bbox: Bbox {
-                    min_x: r.get(2),
-                    min_y: r.get(3),
-                    max_x: r.get(4),
-                    max_y: r.get(5),
-                },
-                changed_rows: r.get(6),
-                age: Duration::try_from_secs_f64(r.get::<_, f64>(7).max(0.0))
-                    .unwrap_or(Duration::ZERO),
-            })
-            .collect())
-    }
-
-    /// Deletes the rows with these ids (done with), returning how many went.
-    pub async fn consume(&self, ids: &[i64]) -> Result<u64, ChangeError> {
-        self.client
-            .execute(
-                "DELETE FROM metatiled.change_log WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await
-            .map_err(query_error)
+    /// The connection, for reading past a cursor (`super::fleet`).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The tables that have our triggers (to warn when there are none).

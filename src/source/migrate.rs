@@ -3,6 +3,10 @@
 
 use super::pool::{DbError, DbPool};
 
+/// Advisory lock held while migrating ("mtmg"): nodes of a fleet that start together
+/// migrate one after the other, and the later ones find nothing left to do.
+const MIGRATION_LOCK: i64 = 0x6d74_6d67;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -17,10 +21,26 @@ pub struct MigrationReport {
 pub async fn run_migrations(pool: &DbPool) -> Result<MigrationReport, DbError> {
     let mut client = pool.get().await.map_err(DbError::Pool)?;
     client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(DbError::Query)?;
+    let result = migrate(&mut client).await;
+    // Released with the session anyway if this fails; the connection goes back to the
+    // pool, so release it here.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(DbError::Query);
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<MigrationReport, DbError> {
+    client
         .batch_execute("CREATE SCHEMA IF NOT EXISTS metatiled")
         .await
         .map_err(DbError::Query)?;
-    let client: &mut tokio_postgres::Client = &mut client;
     let mut runner = embedded::migrations::runner()
         // A database already migrated by a newer metatiled (rolling upgrade, or two
         // versions sharing a database) is not a reason to refuse to start.

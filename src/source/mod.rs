@@ -1,9 +1,11 @@
 //! PostGIS: the connection pool, migrations, one query per style layer per metatile
-//! (`postgis`, which owns the bind order of the style placeholders), and the change log
-//! and its triggers (`changes`), and the database's health (`health`: fail fast while it
-//! is down, probe until it is back). The only module that runs SQL.
+//! (`postgis`, which owns the bind order of the style placeholders), the change log
+//! and its triggers (`changes`), the fleet's bookkeeping: nodes, cursors, the expiry
+//! log and render locks (`fleet`), and the database's health (`health`: fail fast while
+//! it is down, probe until it is back). The only module that runs SQL.
 
 pub mod changes;
+pub mod fleet;
 pub mod health;
 mod migrate;
 mod pool;

@@ -1,16 +1,20 @@
 //! The watcher `serve` runs when `watch.enabled`: a [`ChangeFeed`] (its own connection,
 //! not a pooled one) that LISTENs for the triggers' notifications and reads the change
-//! log in id order on start, on every notification and every `watch.poll_secs` (in
-//! case one was missed). Each batch of rows is turned into metatiles per style and zoom
-//! ([`super::plan`]), expired through the server's [`BatchTargets`] on a blocking
-//! thread, and only then deleted from the log: a crash, a stop or a lost connection in
-//! between means the rows are read and expired again (expiring twice is harmless),
-//! never lost. When the connection goes, it reconnects with exponential backoff.
+//! log past this node's cursor (`node.id`, see [`crate::source::fleet`]) on start, on
+//! every notification and every `watch.poll_secs` (in case one was missed). Each batch
+//! of rows is turned into metatiles per style and zoom ([`super::plan`]), expired
+//! through the server's [`BatchTargets`] on a blocking thread, and only then recorded in
+//! the cursor: a crash, a stop or a lost connection in between means the rows are read
+//! and expired again (expiring twice is harmless), never lost. Every node of a fleet
+//! applies every row once; the rows leave the log when every live node is past them
+//! (pruned by the fleet's membership loop). When the connection goes, it reconnects
+//! with exponential backoff.
 
 use super::plan::{expire_work, group_by_style, StyleZooms, WatchPolicy};
 use super::{WatchError, WatchMetrics, WatchSettings};
 use crate::expire::{ExpireMode, ExpireTarget};
 use crate::source::changes::{ChangeFeed, ChangeRow, FeedEvent, TableRef};
+use crate::source::fleet::{self, LogCursor, LogKind};
 use crate::source::DatabaseSettings;
 use crate::style::StyleSet;
 use std::collections::HashMap;
@@ -36,6 +40,10 @@ pub(crate) trait BatchTargets: Send + Sync + 'static {
 /// run it with [`Watcher::run`].
 pub(crate) struct Watcher {
     db: DatabaseSettings,
+    /// This node's id: whose cursor in the change log to follow.
+    node_id: String,
+    /// The cache is shared with other nodes (see [`fleet::Start::EndIfOthers`]).
+    shared_cache: bool,
     styles: Arc<StyleSet>,
     expiry: Arc<dyn BatchTargets>,
     metrics: WatchMetrics,
@@ -48,6 +56,7 @@ pub(crate) struct Watcher {
 impl Watcher {
     pub(crate) fn new(
         db: &DatabaseSettings,
+        node: (&str, bool),
         settings: &WatchSettings,
         styles: Arc<StyleSet>,
         expiry: Arc<dyn BatchTargets>,
@@ -55,6 +64,8 @@ impl Watcher {
     ) -> Watcher {
         Watcher {
             db: db.clone(),
+            node_id: node.0.to_string(),
+            shared_cache: node.1,
             styles,
             expiry,
             metrics,
@@ -119,7 +130,18 @@ impl Watcher {
             let names: Vec<String> = watched.iter().map(TableRef::to_string).collect();
             tracing::info!(tables = ?names, "watch: listening for changes");
         }
-        if self.drain(feed, stop).await? {
+        // A new node with a shared cache that others keep current starts at the end.
+        let start = if self.shared_cache {
+            fleet::Start::EndIfOthers
+        } else {
+            fleet::Start::Beginning
+        };
+        let (mut cursor, new) =
+            fleet::load_cursor(feed.client(), &self.node_id, LogKind::Changes, start).await?;
+        if new {
+            tracing::info!(node = %self.node_id, horizon = cursor.horizon, "watch: first start of this node: following the change log");
+        }
+        if self.drain(feed, &mut cursor, stop).await? {
             return Ok(());
         }
         *backoff = MIN_BACKOFF;
@@ -136,7 +158,7 @@ impl Watcher {
                 }
                 _ = tick.tick() => {}
             }
-            if self.drain(feed, stop).await? {
+            if self.drain(feed, &mut cursor, stop).await? {
                 return Ok(());
             }
         }
@@ -159,16 +181,22 @@ impl Watcher {
         targets
     }
 
-    /// Expires and consumes the whole log, batch by batch. `Ok(true)` when stopped
-    /// midway (the unfinished batch stays in the log).
+    /// Expires everything past the cursor, batch by batch, moving the cursor after each.
+    /// `Ok(true)` when stopped midway (the unfinished batch is read again next time).
     async fn drain(
         &mut self,
         feed: &ChangeFeed,
+        cursor: &mut LogCursor,
         stop: &CancellationToken,
     ) -> Result<bool, WatchError> {
         loop {
-            let rows = feed.read(BATCH_ROWS).await?;
+            let read = fleet::read_changes(feed.client(), cursor, BATCH_ROWS).await?;
+            let rows = read.rows;
             if rows.is_empty() {
+                if cursor.advance([], read.snapshot_xmin, read.complete) {
+                    fleet::save_cursor(feed.client(), &self.node_id, LogKind::Changes, cursor)
+                        .await?;
+                }
                 return Ok(false);
             }
             let started = Instant::now();
@@ -193,10 +221,14 @@ impl Watcher {
                     return Ok(true);
                 }
             };
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            feed.consume(&ids).await?;
+            cursor.advance(
+                rows.iter().map(|r| (r.id, r.xact)),
+                read.snapshot_xmin,
+                read.complete,
+            );
+            fleet::save_cursor(feed.client(), &self.node_id, LogKind::Changes, cursor).await?;
             self.record(&rows, &summary, started.elapsed());
-            if (rows.len() as i64) < BATCH_ROWS {
+            if read.complete {
                 return Ok(false);
             }
         }

@@ -26,14 +26,14 @@ impl WatchMetrics {
             changes: IntCounterVec::new(
                 Opts::new(
                     "metatiled_watch_changes_total",
-                    "Change-log rows (merged changed boxes) consumed by the database watcher",
+                    "Change-log rows (merged changed boxes) applied by this node's database watcher",
                 ),
                 &["table"],
             )?,
             changed_rows: IntCounterVec::new(
                 Opts::new(
                     "metatiled_watch_changed_rows_total",
-                    "Changed geometries behind the consumed change-log rows (old and new for updates)",
+                    "Changed geometries behind the applied change-log rows (old and new for updates)",
                 ),
                 &["table"],
             )?,

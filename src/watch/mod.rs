@@ -36,6 +36,8 @@ use tokio_postgres::Client;
 pub(crate) enum WatchError {
     #[error(transparent)]
     Database(#[from] ChangeError),
+    #[error(transparent)]
+    Cursor(#[from] crate::source::fleet::FleetDbError),
     #[error("the connection closed: {0}")]
     Closed(String),
     #[error("the expiry task failed")]

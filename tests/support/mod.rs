@@ -85,9 +85,26 @@ impl TestApp {
     }
 }
 
+/// A node id of its own for each test app of this test binary (apps that share a node
+/// id share cursors in the fleet's logs). The same ids come back in the next run, so
+/// the test database's node list does not grow.
+pub fn next_node_id() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "test-{}-{}",
+        env!("CARGO_CRATE_NAME").replace('_', "-"),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
 /// Settings for a test app: ephemeral ports, a temporary cache, the repo's styles.
 pub fn test_settings(database_url: &str, cache_dir: &std::path::Path) -> Settings {
     let mut s = Settings::default();
+    s.node.id = next_node_id();
+    // A fleet of its own: apps running side by side in a test binary must not apply
+    // each other's admin expiries (tests/fleet.rs makes real fleets).
+    s.fleet.name = s.node.id.clone();
     s.server.listen = "127.0.0.1:0".parse().expect("addr");
     s.admin.listen = "127.0.0.1:0".parse().expect("addr");
     s.server.workers = 2;

@@ -162,3 +162,21 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+#[test]
+fn a_set_survives_its_flat_form_and_bad_triples_are_counted() {
+    let mut set = MetatileSet::new(18);
+    set.insert(t(18, 149236, 75878));
+    set.insert(t(16, 37310, 18969));
+    set.insert(t(14, 9300, 4700));
+    let flat = set.squares_flat();
+    assert_eq!(flat.len(), 9);
+    let (back, bad) = MetatileSet::from_squares_flat(18, &flat);
+    assert_eq!(bad, 0);
+    assert_eq!(enumerate(&back, 0), enumerate(&set, 0));
+    assert_eq!(back.squares_flat(), flat);
+    // A level finer than z18 metatiles need, x outside level 1, and a partial triple.
+    let (back, bad) = MetatileSet::from_squares_flat(18, &[16, 1, 1, 1, 2, 0, 3, 1]);
+    assert_eq!(bad, 3);
+    assert!(back.is_empty());
+}

@@ -8,6 +8,10 @@
 //! - [`Admin`]: deciding between answering now and starting a job, running expiries
 //!   (every input deduplicated to metatiles before any file is touched) and seeds.
 //!
+//! Fleet: once an expiry is applied here (and was not a dry run or cancelled), it is
+//! published for the other nodes ([`FleetHandle::publish_expiry`]); the answer says so
+//! under `fleet`.
+//!
 //! Bounded work: an expiry answers synchronously when it names at most
 //! [`DEFAULT_SYNC_MAX_METATILES`] metatiles (over all its styles) and no more re-renders
 //! than the bulk queue holds; anything larger is a job. Big blocks are walked on disk
@@ -30,6 +34,8 @@ use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
 use super::TileService;
 use crate::area::MetatileSet;
 use crate::expire::{apply, ActionCounts, ExpireMode, ExpireProgress, ExpireSummary};
+use crate::fleet::FleetHandle;
+use crate::source::fleet::NodeStatus;
 use crate::tile::StyleName;
 use bytes::Bytes;
 use lines::{BuiltInput, ChunkReader, CHANNEL_CHUNKS};
@@ -247,6 +253,49 @@ pub struct ExpireReport {
     pub actions: ActionsReport,
     pub cancelled: bool,
     pub ms: u64,
+    /// Whether the other nodes of the fleet were told (absent for a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetPublish>,
+}
+
+/// The expiry's publication to the other nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetPublish {
+    pub published: bool,
+    /// Its id in `metatiled.expiry_log`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One node of the fleet as `GET /status` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetNodeReport {
+    pub node: String,
+    /// This is the node answering.
+    pub this_node: bool,
+    /// `up` (heartbeats arrive), `draining`, `down` (missed heartbeats), or `gone`
+    /// (away longer than the retention: logs no longer wait for it).
+    pub state: &'static str,
+    pub version: String,
+    pub cache_shared: bool,
+    pub last_seen_secs_ago: f64,
+    pub started_secs_ago: f64,
+    /// How far behind it is in the change log (absent: it does not watch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<LagReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiries: Option<LagReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LagReport {
+    /// Log rows it has not applied yet.
+    pub pending: i64,
+    /// Age of the oldest of them, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -289,6 +338,7 @@ impl ExpireReport {
             },
             cancelled,
             ms,
+            fleet: None,
         }
     }
 
@@ -328,7 +378,7 @@ fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-/// The admin API's state: the service it acts on and its jobs.
+/// The admin API's state: the service it acts on, its jobs, and the fleet it tells.
 pub struct Admin {
     service: Arc<TileService>,
     jobs: Jobs,
@@ -336,6 +386,7 @@ pub struct Admin {
     squares: Arc<SquareBudget>,
     /// Inputs are turned into sets one at a time, each within what is left.
     building: Arc<tokio::sync::Mutex<()>>,
+    fleet: Option<Arc<FleetHandle>>,
 }
 
 impl Admin {
@@ -349,12 +400,38 @@ impl Admin {
             }),
             building: Arc::new(tokio::sync::Mutex::new(())),
             options,
+            fleet: None,
         }
     }
 
     /// Squares held by requests and jobs right now (for `/status`).
     pub fn area_squares_held(&self) -> usize {
         self.squares.used()
+    }
+
+    /// Publishes applied expiries to the other nodes, and lists them in the status.
+    pub fn with_fleet(mut self, fleet: Arc<FleetHandle>) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<FleetHandle>> {
+        self.fleet.as_ref()
+    }
+
+    /// The fleet as the database sees it (`None` without a fleet handle).
+    pub async fn fleet_status(&self) -> Option<Result<Vec<FleetNodeReport>, String>> {
+        let fleet = self.fleet.as_ref()?;
+        Some(
+            fleet
+                .status()
+                .await
+                .map(|nodes| nodes.iter().map(|n| node_report(fleet, n)).collect())
+                .map_err(|e| {
+                    tracing::warn!(error = %crate::cache::error_chain(&e), "admin: cannot read the fleet");
+                    "cannot read the fleet from the database".to_string()
+                }),
+        )
     }
 
     pub fn service(&self) -> &Arc<TileService> {
@@ -468,10 +545,14 @@ impl Admin {
         .map_err(|e| internal("counting metatiles", &e))?;
         let service = self.service.clone();
         if total <= self.options.sync_max_metatiles && renders <= self.options.bulk_queue as u64 {
-            let report =
-                tokio::task::spawn_blocking(move || run_expiry(&service, &spec, &input, None))
-                    .await
-                    .map_err(|e| internal("expiring", &e))?;
+            let (mut report, spec, input) = tokio::task::spawn_blocking(move || {
+                let report = run_expiry(&service, &spec, &input, None);
+                (report, spec, input)
+            })
+            .await
+            .map_err(|e| internal("expiring", &e))?;
+            report.fleet = publish(self.fleet.as_deref(), &spec, &input, &report).await;
+            drop(input);
             drop(held);
             report.log(None);
             return Ok(ExpireAnswer::Done(Box::new(report)));
@@ -497,19 +578,22 @@ impl Admin {
             state: job.state(),
             total,
         };
+        let fleet = self.fleet.clone();
         self.jobs.spawn(job, move |job| async move {
             // The input and its squares are let go when the job ends.
             let _held = held;
             let id = job.id;
             let worker = job.clone();
-            let report = tokio::task::spawn_blocking(move || {
-                run_expiry(&service, &spec, &input, Some(&worker))
+            let (mut report, spec, input) = tokio::task::spawn_blocking(move || {
+                let report = run_expiry(&service, &spec, &input, Some(&worker));
+                (report, spec, input)
             })
             .await
             .map_err(|e| {
                 tracing::error!(job = id, error = %e, "expire job failed");
                 format!("the expiry stopped: {e}")
             })?;
+            report.fleet = publish(fleet.as_deref(), &spec, &input, &report).await;
             report.log(Some(id));
             job.set_result(to_json(&report));
             Ok(())
@@ -683,6 +767,60 @@ impl Admin {
             .get(id)
             .map(|j| j.report())
             .ok_or(AdminError::UnknownJob(id))
+    }
+}
+
+/// Tells the other nodes about an expiry applied here; `None` when there is nothing to
+/// tell (no fleet, a dry run, a cancelled job).
+async fn publish(
+    fleet: Option<&FleetHandle>,
+    spec: &ExpireSpec,
+    input: &BuiltInput,
+    report: &ExpireReport,
+) -> Option<FleetPublish> {
+    let fleet = fleet?;
+    if spec.dry_run || report.cancelled {
+        return None;
+    }
+    Some(
+        match fleet
+            .publish_expiry(&spec.styles, &spec.plan, &input.set)
+            .await
+        {
+            Ok(id) => FleetPublish {
+                published: true,
+                id: Some(id),
+                error: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %crate::cache::error_chain(&e), "admin: expired here, but cannot tell the other nodes");
+                FleetPublish {
+                    published: false,
+                    id: None,
+                    error: Some("cannot publish the expiry to the fleet (database)".into()),
+                }
+            }
+        },
+    )
+}
+
+fn node_report(fleet: &FleetHandle, n: &NodeStatus) -> FleetNodeReport {
+    let lag = |l: &Option<crate::source::fleet::LogLag>| {
+        l.as_ref().map(|l| LagReport {
+            pending: l.pending,
+            lag_secs: l.oldest_pending_secs,
+        })
+    };
+    FleetNodeReport {
+        node: n.node_id.clone(),
+        this_node: n.node_id == fleet.node_id(),
+        state: fleet.node_state(n),
+        version: n.version.clone(),
+        cache_shared: n.cache_shared,
+        last_seen_secs_ago: n.last_seen_secs_ago,
+        started_secs_ago: n.started_secs_ago,
+        changes: lag(&n.changes),
+        expiries: lag(&n.expiries),
     }
 }
 
