@@ -80,6 +80,14 @@ pub fn connect_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Con
         "-c statement_timeout={} -c client_min_messages=warning",
         settings.statement_timeout_ms
     ));
+    set_keepalives(&mut pg, settings);
+    Ok(pg)
+}
+
+/// TCP keepalives per `database.keepalive_secs` (nothing when it is 0): also for the
+/// connections outside the pool (the change feed, the fleet's render locks), so none of
+/// them waits for hours on a peer that vanished.
+pub(crate) fn set_keepalives(pg: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
     if settings.keepalive_secs > 0 {
         let idle = Duration::from_secs(settings.keepalive_secs);
         let interval = Duration::from_secs((settings.keepalive_secs / 3).max(1));
@@ -91,7 +99,6 @@ pub fn connect_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Con
             // connection after as long as an idle one takes to be given up.
             .tcp_user_timeout(idle + interval * KEEPALIVE_RETRIES);
     }
-    Ok(pg)
 }
 
 /// Builds the pool and opens one connection, so a wrong URL fails at start with the host
