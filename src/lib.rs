@@ -31,7 +31,7 @@
 //! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch, fleet,
 //! expire, queue, render, source, cache, style, area, text} -> {archive, tile}` (checked by
 //! `tests/layering.rs`).
-//! - [`cli`]: the command line (clap), one file per subcommand, exit codes.
+//! - [`cli`]: the command line (argument parsing), one file per subcommand, exit codes.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`config`]: settings layered from defaults, file, environment and flags.
 //! - [`http`]: actix-web handlers and listeners; the only module that knows HTTP.

@@ -56,13 +56,7 @@ pub(super) struct ExpireReport {
 impl ExpireCommand {
     /// Checks the arguments; errors here are usage errors (exit 2).
     pub(super) fn from_args(args: &ExpireArgs) -> Result<Self, ExpireCliError> {
-        let area = match (&args.bbox, &args.polygon) {
-            (Some(b), _) => Some(Area::Bbox(*b)),
-            (None, Some(file)) => {
-                Some(Area::from_geojson_file(file).map_err(ExpireCliError::Polygon)?)
-            }
-            (None, None) => None,
-        };
+        let area = args.area.given().map_err(ExpireCliError::Polygon)?;
         Ok(Self {
             area,
             style: args.style.clone(),

@@ -5,18 +5,20 @@
 //! Values are parsed once here, into the library's types (`StyleName`, `ZoomRange`,
 //! `LonLatBbox`): a bad one stops the program with exit code 2 and one line.
 
+mod area;
 mod cache;
 mod expire;
 mod export;
 mod fleet;
+mod progress;
 mod seed;
 mod serve;
 mod watch;
 
 use crate::archive::ArchiveFormat;
-use crate::area::LonLatBbox;
 use crate::config::{self, ConfigSources, Loaded, Override, UsageError};
 use crate::tile::{StyleName, ZoomRange};
+use area::AreaArgs;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -361,12 +363,9 @@ struct SeedArgs {
     /// Style to render.
     #[arg(long)]
     pub style: StyleName,
-    /// MINLON,MINLAT,MAXLON,MAXLAT in degrees; default: the imported data's bounds.
-    #[arg(long, allow_hyphen_values = true)]
-    pub bbox: Option<LonLatBbox>,
-    /// GeoJSON file with a Polygon or MultiPolygon (EPSG:4326) instead of a bbox.
-    #[arg(long, value_name = "FILE", conflicts_with = "bbox")]
-    pub polygon: Option<PathBuf>,
+    /// The area; default: the imported data's bounds.
+    #[command(flatten)]
+    pub area: AreaArgs,
     /// Zoom range, `A-B` or a single zoom.
     #[arg(long)]
     pub zoom: ZoomRange,
@@ -385,12 +384,9 @@ struct ExportArgs {
     /// Style to export (rendered or composite).
     #[arg(long)]
     pub style: StyleName,
-    /// MINLON,MINLAT,MAXLON,MAXLAT in degrees; default: the imported data's bounds.
-    #[arg(long, allow_hyphen_values = true)]
-    pub bbox: Option<LonLatBbox>,
-    /// GeoJSON file with a Polygon or MultiPolygon (EPSG:4326) instead of a bbox.
-    #[arg(long, value_name = "FILE", conflicts_with = "bbox")]
-    pub polygon: Option<PathBuf>,
+    /// The area; default: the imported data's bounds.
+    #[command(flatten)]
+    pub area: AreaArgs,
     /// Zoom range, `A-B` or a single zoom.
     #[arg(long)]
     pub zoom: ZoomRange,
@@ -412,13 +408,9 @@ struct ExpireArgs {
     /// Style whose cache to expire.
     #[arg(long)]
     pub style: StyleName,
-    /// Expire a MINLON,MINLAT,MAXLON,MAXLAT box (degrees) instead of reading stdin.
-    #[arg(long, allow_hyphen_values = true)]
-    pub bbox: Option<LonLatBbox>,
-    /// Expire what a GeoJSON Polygon or MultiPolygon (EPSG:4326) file covers instead of
-    /// reading stdin.
-    #[arg(long, value_name = "FILE", conflicts_with = "bbox")]
-    pub polygon: Option<PathBuf>,
+    /// The area to expire instead of the `z/x/y` lines on stdin.
+    #[command(flatten)]
+    pub area: AreaArgs,
     /// Lowest zoom to act on.
     #[arg(long, default_value_t = 0)]
     pub min_zoom: u8,
