@@ -145,7 +145,7 @@ fn main() {
         ));
     }
     let t = Instant::now();
-    let built = read_tile_text(text.as_bytes(), 20).expect("parse");
+    let built = read_tile_text(text.as_bytes(), MetatileSet::new(20)).expect("parse");
     let parse_secs = t.elapsed().as_secs_f64();
     println!(
         "list of {lines} lines ({:.1} MB): parsed into {} squares in {parse_secs:.3} s ({:.0} lines/s)",

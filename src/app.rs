@@ -5,19 +5,21 @@
 use crate::archive::ArchiveReader;
 use crate::area::LonLatBbox;
 use crate::cache::TileCache;
-use crate::config::{Settings, UsageError};
+use crate::config::{AdminSettings, Settings, UsageError};
 use crate::fleet::{Drain, ExpiryFollower, FleetHandle, FleetMetrics, Membership, RenderLocks};
-use crate::http::admin::{admin_server, AdminState};
+use crate::http::admin::{admin_server, AdminState, BodyLimits};
 use crate::http::{public_server, Listener, PublicOptions, PublicState, ServerOptions};
 use crate::purge::Purger;
 use crate::queue::{PoolConfig, RenderPool};
 use crate::service::access::ApiKeys;
 use crate::service::admin::{Admin, AdminOptions, DEFAULT_SYNC_MAX_METATILES};
 use crate::service::expiry::{ServiceBatchTargets, ServiceFleetTargets};
+use crate::service::jobs::JobLimits;
 use crate::service::limits::{LimitOptions, Limits};
 use crate::service::reload::StyleReloader;
 use crate::service::{MetatileBackend, Metrics, ServiceOptions, TileService};
-use crate::source::{self, DbPool, ImportInfo, PostgisSource};
+use crate::source::health::{HealthOptions, MonitorHandle, PgProbe};
+use crate::source::{self, DbPool, ImportInfo, PostgisSource, SourceHealth};
 use crate::style::{LiveStyles, StyleKind, StyleSet};
 use crate::tile::StyleName;
 use crate::watch::{WatchMetrics, Watcher};
@@ -35,6 +37,9 @@ pub struct Core {
     pub import: Option<ImportInfo>,
     /// Reads the style files again (SIGHUP, `POST /styles/reload`, `styles.watch`).
     pub reloader: Arc<StyleReloader>,
+    /// Probes the database while it is down (and when a fetch hangs); stops when
+    /// dropped.
+    pub health_monitor: MonitorHandle,
     pub(crate) fleet_metrics: FleetMetrics,
 }
 
@@ -62,7 +67,14 @@ impl Core {
             .check_fonts(&fonts)
             .map_err(|e| UsageError(e.to_string()))?;
         let styles = Arc::new(styles);
-        let postgis = PostgisSource::new(db.clone());
+        let health =
+            SourceHealth::for_pool(HealthOptions::from_settings(&settings.database), db.clone());
+        let health_monitor = MonitorHandle::start(
+            health.clone(),
+            Arc::new(PgProbe::new(source::connect_config(&settings.database)?)),
+        );
+        let postgis =
+            PostgisSource::new(db.clone()).with_health(health.clone(), &settings.database);
         for style in styles.iter() {
             postgis
                 .check_style(style)
@@ -102,6 +114,9 @@ impl Core {
         }
         let styles = Arc::new(LiveStyles::new(styles));
         let metrics = Arc::new(Metrics::new()?);
+        metrics
+            .registry()
+            .register(Box::new(cache.corrupt_counter().clone()))?;
         let fleet_metrics = FleetMetrics::register(metrics.registry())?;
         let purger = Arc::new(
             Purger::new(
@@ -148,6 +163,7 @@ impl Core {
                 placeholder_max_age_secs: settings.server.placeholder_max_age_secs,
             },
         )
+        .with_source_health(health)
         .with_archives(
             archives,
             Duration::from_secs(settings.cache.revalidate_secs),
@@ -179,13 +195,16 @@ impl Core {
             service,
             import,
             reloader,
+            health_monitor,
             fleet_metrics,
         })
     }
 
-    /// Closes the render pool: running renders finish and are stored, up to `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) {
+    /// Closes the render pool: running renders finish and are stored, up to `timeout`;
+    /// then stops probing the database.
+    pub async fn shutdown(self, timeout: Duration) {
         self.service.pool().shutdown(timeout).await;
+        self.health_monitor.stop().await;
     }
 }
 
@@ -217,6 +236,15 @@ fn fetch_slots(threads: usize, db_pool_size: usize) -> usize {
     (threads * 2).min(db_pool_size.saturating_sub(1)).max(1)
 }
 
+/// The job registry's bounds from `[admin]`.
+fn job_limits(admin: &AdminSettings) -> JobLimits {
+    JobLimits {
+        max_active: admin.max_active_jobs,
+        kept: admin.jobs_kept,
+        kept_for: Duration::from_secs(admin.jobs_kept_secs),
+    }
+}
+
 /// A built, not yet running server.
 pub struct Application {
     public_addr: SocketAddr,
@@ -227,6 +255,7 @@ pub struct Application {
     admin_api: Arc<Admin>,
     service: Arc<TileService>,
     watcher: Option<Watcher>,
+    health_monitor: MonitorHandle,
     membership: Membership,
     follower: ExpiryFollower,
     fleet: Arc<FleetHandle>,
@@ -268,6 +297,7 @@ impl Application {
             service,
             import,
             reloader,
+            health_monitor,
             fleet_metrics,
         } = Core::build(settings).await?;
         let drain = Arc::new(Drain::default());
@@ -369,6 +399,8 @@ impl Application {
                     export_dir: settings.export.dir.clone(),
                     sync_max_metatiles: DEFAULT_SYNC_MAX_METATILES,
                     bulk_queue: settings.render.queue_bulk,
+                    max_area_squares: settings.admin.max_area_squares,
+                    jobs: job_limits(&settings.admin),
                 },
             )
             .with_fleet(fleet.clone()),
@@ -376,7 +408,10 @@ impl Application {
         let admin_state = AdminState::new(
             admin_api.clone(),
             settings.admin.token.as_deref(),
-            settings.admin.max_body_bytes,
+            BodyLimits {
+                any: settings.admin.max_body_bytes,
+                json: settings.admin.max_json_bytes,
+            },
         )
         .with_reloader(reloader.clone());
         let admin = admin_server(admin_listener, admin_state, &options)?;
@@ -388,6 +423,7 @@ impl Application {
             admin_api,
             service,
             watcher,
+            health_monitor,
             membership,
             follower,
             fleet,
@@ -531,6 +567,7 @@ impl Application {
         {
             tracing::warn!("purges still queued at shutdown were not all sent");
         }
+        self.health_monitor.stop().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -538,7 +575,17 @@ impl Application {
 
 #[cfg(test)]
 mod tests {
-    use super::fetch_slots;
+    use super::*;
+
+    #[test]
+    fn the_admin_settings_default_to_the_admin_services_own_limits() {
+        let admin = AdminSettings::default();
+        assert_eq!(job_limits(&admin), JobLimits::default());
+        assert_eq!(
+            admin.max_area_squares,
+            crate::service::admin::DEFAULT_MAX_AREA_SQUARES
+        );
+    }
 
     #[test]
     fn fetches_in_flight_never_exceed_the_database_pool() {

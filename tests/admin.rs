@@ -422,7 +422,11 @@ async fn a_world_bbox_to_zoom_20_is_a_job_that_walks_only_what_is_cached() {
         .json()
         .await
         .unwrap();
-    assert_eq!(status["jobs"], json!({"queued": 0, "running": 0}));
+    assert_eq!(
+        status["jobs"],
+        json!({"queued": 0, "running": 0, "area_squares_held": 0}),
+        "the finished job let its input go"
+    );
     let missing = app
         .client
         .get(app.admin_url("/jobs/999"))
@@ -634,6 +638,77 @@ async fn bodies_over_the_cap_get_413_declared_or_streamed() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inputs_that_name_more_squares_than_allowed_get_413_quickly() {
+    let Some(app) = support::spawn_app_with(|s| s.admin.max_area_squares = 1000).await else {
+        return;
+    };
+    let started = Instant::now();
+    // A zigzag across the world at zoom 20 would name millions of squares.
+    let zigzag: Vec<[f64; 2]> = (0..200)
+        .map(|i| {
+            [
+                -170.0 + i as f64 * 1.7,
+                if i % 2 == 0 { -60.0 } else { 60.0 },
+            ]
+        })
+        .chain([[170.0, -70.0], [-170.0, -70.0], [-170.0, -60.0]])
+        .collect();
+    let bodies = [
+        (
+            "/expire",
+            json!({"geometry": {"type": "Polygon", "coordinates": [zigzag]}, "maxzoom": 20}),
+        ),
+        (
+            "/expire",
+            json!({"bbox": [10.0, 50.0, 20.0, 60.0], "maxzoom": 20, "dry_run": true}),
+        ),
+        (
+            "/seed",
+            json!({"style": "osm", "bbox": [10.0, 50.0, 20.0, 60.0], "maxzoom": 20}),
+        ),
+        (
+            "/expire",
+            json!({"tiles": (0..2000).map(|i| format!("18/{}/{}", i * 64, i * 64)).collect::<Vec<_>>()}),
+        ),
+    ];
+    for (path, body) in bodies {
+        let (status, text) = admin_json(&app, path, &body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+        assert!(text.contains("admin.max_area_squares"), "{text}");
+    }
+    let lines: String = (0..2000)
+        .map(|i| format!("18/{}/{}\n", i * 64, i * 64))
+        .collect();
+    let (status, text) = admin_text(&app, "style=osm&maxzoom=18", lines).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refusing took {:?}",
+        started.elapsed()
+    );
+    // What fits still works, and nothing is held afterwards.
+    let (status, text) = admin_json(
+        &app,
+        "/expire",
+        &json!({"bbox": [24.93, 60.16, 24.96, 60.18], "maxzoom": 18, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let status: Value = app
+        .client
+        .get(app.admin_url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["jobs"]["area_squares_held"], 0, "{status}");
+    assert_eq!(status["database"]["up"], true, "{status}");
     app.stop().await;
 }
 

@@ -73,15 +73,46 @@ impl MetatileBlock {
 pub struct MetatileSet {
     max_zoom: u8,
     squares: HashSet<Square>,
+    /// Most squares this set may hold; a square beyond it is not added and the set is
+    /// marked [`MetatileSet::overflowed`].
+    limit: usize,
+    overflowed: bool,
 }
 
 impl MetatileSet {
     /// An empty set for metatiles up to `max_zoom` (at most [`MAX_ZOOM`]).
     pub fn new(max_zoom: u8) -> Self {
+        Self::with_limit(max_zoom, usize::MAX)
+    }
+
+    /// An empty set that holds at most `limit` squares (what its memory grows with):
+    /// inputs that would need more stop being added and mark it
+    /// [`MetatileSet::overflowed`], so a caller can refuse them in bounded memory and
+    /// time.
+    pub fn with_limit(max_zoom: u8, limit: usize) -> Self {
         Self {
             max_zoom: max_zoom.min(MAX_ZOOM),
             squares: HashSet::new(),
+            limit,
+            overflowed: false,
         }
+    }
+
+    /// Whether something was left out because the set was full: it names less than
+    /// its input.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    fn add(&mut self, square: Square) {
+        if self.overflowed {
+            return;
+        }
+        if self.squares.len() >= self.limit && !self.squares.contains(&square) {
+            self.overflowed = true;
+            return;
+        }
+        self.squares.insert(square);
     }
 
     /// The highest zoom of the metatiles this set names.
@@ -98,7 +129,7 @@ impl MetatileSet {
     pub fn insert(&mut self, tile: InputTile) {
         let level = tile.z.min(self.finest_level());
         let shift = u32::from(tile.z - level);
-        self.squares.insert(Square {
+        self.add(Square {
             level,
             x: tile.x.checked_shr(shift).unwrap_or(0),
             y: tile.y.checked_shr(shift).unwrap_or(0),
@@ -141,11 +172,11 @@ impl MetatileSet {
             u64::from(r.2),
             u64::from(r.3),
         );
-        if x1 < rx0 || x0 > rx1 || y1 < ry0 || y0 > ry1 {
+        if self.overflowed || x1 < rx0 || x0 > rx1 || y1 < ry0 || y0 > ry1 {
             return;
         }
         if (rx0 <= x0 && x1 <= rx1 && ry0 <= y0 && y1 <= ry1) || d == 0 {
-            self.squares.insert(node);
+            self.add(node);
             return;
         }
         for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {

@@ -13,6 +13,9 @@
 
 use super::{InputTile, LonLatBbox, MetatileSet};
 use crate::tile::{Bbox, LonLat, MetatileCoord, TileCoord};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -25,6 +28,9 @@ const EDGE_EPSILON_DEG: f64 = 1e-9;
 const MAX_BANDS: usize = 4096;
 /// An edge spanning more bands than this is checked for every point instead.
 const MAX_BANDS_PER_EDGE: usize = 64;
+/// Most positions an area's outline may have, all rings together: bounds the memory of
+/// its edges and index (tens of MB at most); an expiry or seed needs no finer outline.
+pub(crate) const MAX_POSITIONS: usize = 100_000;
 
 /// Why an area was refused. The messages are meant for the person who sent it.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -80,11 +86,28 @@ impl Area {
     }
 
     /// A GeoJSON Polygon or MultiPolygon, or a Feature or FeatureCollection of them.
+    /// (Text is cheaper: [`Area::from_geojson_raw`].)
     pub fn from_geojson(value: &Value) -> Result<Area, AreaError> {
+        let text = value.to_string();
+        let raw: &RawValue = serde_json::from_str(&text)
+            .map_err(|e| AreaError::GeoJson(format!("not JSON: {e}")))?;
+        Area::from_geojson_raw(raw)
+    }
+
+    /// [`Area::from_geojson`] from JSON text: positions become numbers as they are
+    /// parsed, never a JSON tree (which takes several times the text's size), so an
+    /// area costs about its own text in memory.
+    pub fn from_geojson_raw(raw: &RawValue) -> Result<Area, AreaError> {
         let mut rings = Vec::new();
-        collect_geojson(value, &mut rings)?;
+        collect_raw_geojson(raw, &mut rings, false)?;
         if rings.is_empty() {
             return Err(AreaError::GeoJson("no polygon in the geometry".into()));
+        }
+        let positions: usize = rings.iter().map(Vec::len).sum();
+        if positions > MAX_POSITIONS {
+            return Err(AreaError::GeoJson(format!(
+                "the outline has {positions} positions, more than {MAX_POSITIONS}: simplify it"
+            )));
         }
         Ok(Area::Polygons(Polygons { rings }))
     }
@@ -95,11 +118,12 @@ impl Area {
             path: path.to_path_buf(),
             source,
         })?;
-        let value: Value = serde_json::from_slice(&text).map_err(|source| AreaFileError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Area::from_geojson(&value).map_err(|source| AreaFileError::Area {
+        let raw: &RawValue =
+            serde_json::from_slice(&text).map_err(|source| AreaFileError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Area::from_geojson_raw(raw).map_err(|source| AreaFileError::Area {
             path: path.to_path_buf(),
             source,
         })
@@ -115,7 +139,14 @@ impl Area {
 
     /// The squares of the tiles this area touches, for metatiles up to `max_zoom`.
     pub fn to_set(&self, max_zoom: u8) -> MetatileSet {
-        let mut set = MetatileSet::new(max_zoom);
+        self.to_set_within(max_zoom, usize::MAX)
+    }
+
+    /// [`Area::to_set`] holding at most `limit` squares: an outline that needs more
+    /// stops early, in bounded time and memory, with the set marked
+    /// [`MetatileSet::overflowed`].
+    pub fn to_set_within(&self, max_zoom: u8, limit: usize) -> MetatileSet {
+        let mut set = MetatileSet::with_limit(max_zoom, limit);
         self.insert_into(&mut set);
         set
     }
@@ -255,47 +286,140 @@ fn geojson_err(message: impl Into<String>) -> AreaError {
     AreaError::GeoJson(message.into())
 }
 
-fn collect_geojson(value: &Value, rings: &mut Vec<Vec<(f64, f64)>>) -> Result<(), AreaError> {
-    let Some(object) = value.as_object() else {
-        return Err(geojson_err("expected an object with a \"type\""));
-    };
+/// A ring's positions checked (longitude/latitude ranges, at least 3 distinct) and the
+/// closing position dropped.
+fn checked_ring(
+    mut points: Vec<(f64, f64)>,
+    what: &str,
+    r: usize,
+) -> Result<Vec<(f64, f64)>, AreaError> {
+    for (i, &(lon, lat)) in points.iter().enumerate() {
+        if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+            return Err(geojson_err(format!(
+                "{what} ring {r} position {i} ({lon}, {lat}) is not a longitude/latitude \
+                 in EPSG:4326"
+            )));
+        }
+    }
+    if points.len() > 1 && points.first() == points.last() {
+        points.pop();
+    }
+    if points.len() < 3 {
+        return Err(geojson_err(format!(
+            "{what} ring {r} needs at least 3 distinct positions"
+        )));
+    }
+    Ok(points)
+}
+
+/// A GeoJSON object as far as areas care, its parts left as text until its `type` says
+/// what they hold (members may come in any order).
+#[derive(Deserialize)]
+struct RawGeoObject<'a> {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    coordinates: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    geometry: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    features: Option<Vec<&'a RawValue>>,
+}
+
+/// A GeoJSON position: longitude and latitude (an altitude or more is skipped).
+struct Position(f64, f64);
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PositionVisitor;
+        impl<'de> Visitor<'de> for PositionVisitor {
+            type Value = Position;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a position [longitude, latitude]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Position, A::Error> {
+                let lon: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let lat: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Position(lon, lat))
+            }
+        }
+        deserializer.deserialize_seq(PositionVisitor)
+    }
+}
+
+fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, AreaError> {
+    serde_json::from_str(raw.get()).map_err(|e| geojson_err(format!("{what}: {e}")))
+}
+
+fn raw_polygon(
+    raw: &RawValue,
+    rings: &mut Vec<Vec<(f64, f64)>>,
+    what: &str,
+) -> Result<(), AreaError> {
+    let list: Vec<Vec<Position>> = parse_raw(
+        raw,
+        &format!("{what} coordinates must be rings of [longitude, latitude] positions"),
+    )?;
+    if list.is_empty() {
+        return Err(geojson_err(format!("{what} has no rings")));
+    }
+    for (r, ring) in list.into_iter().enumerate() {
+        let points = ring
+            .into_iter()
+            .map(|Position(lon, lat)| (lon, lat))
+            .collect();
+        rings.push(checked_ring(points, what, r)?);
+    }
+    Ok(())
+}
+
+/// `member_of_collection`: only a Feature is allowed.
+fn collect_raw_geojson(
+    text: &RawValue,
+    rings: &mut Vec<Vec<(f64, f64)>>,
+    member_of_collection: bool,
+) -> Result<(), AreaError> {
+    let object: RawGeoObject = serde_json::from_str(text.get())
+        .map_err(|_| geojson_err("expected an object with a \"type\""))?;
     let kind = object
-        .get("type")
-        .and_then(Value::as_str)
+        .kind
+        .as_deref()
         .ok_or_else(|| geojson_err("expected an object with a \"type\""))?;
+    if member_of_collection && kind != "Feature" {
+        return Err(geojson_err("FeatureCollection members must be Features"));
+    }
     let coordinates = || {
         object
-            .get("coordinates")
+            .coordinates
             .ok_or_else(|| geojson_err(format!("{kind} without \"coordinates\"")))
     };
     match kind {
-        "Polygon" => polygon(coordinates()?, rings, "Polygon"),
+        "Polygon" => raw_polygon(coordinates()?, rings, "Polygon"),
         "MultiPolygon" => {
-            let parts = coordinates()?
-                .as_array()
-                .ok_or_else(|| geojson_err("MultiPolygon coordinates must be an array"))?;
+            let parts: Vec<&RawValue> = parse_raw(coordinates()?, "MultiPolygon coordinates")?;
             if parts.is_empty() {
                 return Err(geojson_err("MultiPolygon without polygons"));
             }
-            for (i, part) in parts.iter().enumerate() {
-                polygon(part, rings, &format!("MultiPolygon polygon {i}"))?;
+            for (i, part) in parts.into_iter().enumerate() {
+                raw_polygon(part, rings, &format!("MultiPolygon polygon {i}"))?;
             }
             Ok(())
         }
-        "Feature" => match object.get("geometry") {
-            Some(g) if !g.is_null() => collect_geojson(g, rings),
+        "Feature" => match object.geometry {
+            Some(g) if g.get() != "null" => collect_raw_geojson(g, rings, false),
             _ => Err(geojson_err("Feature without a geometry")),
         },
         "FeatureCollection" => {
             let features = object
-                .get("features")
-                .and_then(Value::as_array)
+                .features
                 .ok_or_else(|| geojson_err("FeatureCollection without \"features\""))?;
             for f in features {
-                if f.get("type").and_then(Value::as_str) != Some("Feature") {
-                    return Err(geojson_err("FeatureCollection members must be Features"));
-                }
-                collect_geojson(f, rings)?;
+                collect_raw_geojson(f, rings, true)?;
             }
             Ok(())
         }
@@ -303,54 +427,6 @@ fn collect_geojson(value: &Value, rings: &mut Vec<Vec<(f64, f64)>>) -> Result<()
             "the geometry must be a Polygon or MultiPolygon, not a {other}"
         ))),
     }
-}
-
-fn polygon(
-    coordinates: &Value,
-    rings: &mut Vec<Vec<(f64, f64)>>,
-    what: &str,
-) -> Result<(), AreaError> {
-    let list = coordinates
-        .as_array()
-        .ok_or_else(|| geojson_err(format!("{what}: coordinates must be an array of rings")))?;
-    if list.is_empty() {
-        return Err(geojson_err(format!("{what} has no rings")));
-    }
-    for (r, ring) in list.iter().enumerate() {
-        let positions = ring
-            .as_array()
-            .ok_or_else(|| geojson_err(format!("{what} ring {r} must be an array of positions")))?;
-        let mut points = Vec::with_capacity(positions.len());
-        for (i, p) in positions.iter().enumerate() {
-            let pair = p.as_array().filter(|a| a.len() >= 2).and_then(|a| {
-                let lon = a[0].as_f64()?;
-                let lat = a[1].as_f64()?;
-                Some((lon, lat))
-            });
-            let Some((lon, lat)) = pair else {
-                return Err(geojson_err(format!(
-                    "{what} ring {r} position {i} must be [longitude, latitude]"
-                )));
-            };
-            if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
-                return Err(geojson_err(format!(
-                    "{what} ring {r} position {i} ({lon}, {lat}) is not a longitude/latitude \
-                     in EPSG:4326"
-                )));
-            }
-            points.push((lon, lat));
-        }
-        if points.len() > 1 && points.first() == points.last() {
-            points.pop();
-        }
-        if points.len() < 3 {
-            return Err(geojson_err(format!(
-                "{what} ring {r} needs at least 3 distinct positions"
-            )));
-        }
-        rings.push(points);
-    }
-    Ok(())
 }
 
 /// One polygon edge, in degrees: (lon, lat) to (lon, lat).
@@ -495,6 +571,9 @@ struct Decompose<'a> {
 
 impl Decompose<'_> {
     fn visit(&mut self, level: u8, x: u32, y: u32, parent_edges: &[u32]) {
+        if self.set.overflowed() {
+            return;
+        }
         let b = tile_box(level, x, y);
         let grown = (
             b.0 - EDGE_EPSILON_DEG,
@@ -675,6 +754,32 @@ mod tests {
         };
         let t = Bbox::from_lonlat(p, p).tile_range(8);
         assert!(!got.contains(&(t.min_x, t.min_y)));
+    }
+
+    #[test]
+    fn an_outline_too_detailed_for_a_limited_set_stops_early_and_says_so() {
+        let zigzag: Vec<(f64, f64)> = (0..200)
+            .map(|i| {
+                (
+                    -170.0 + f64::from(i) * 1.7,
+                    if i % 2 == 0 { -60.0 } else { 60.0 },
+                )
+            })
+            .chain([(170.0, -70.0), (-170.0, -70.0)])
+            .collect();
+        let started = std::time::Instant::now();
+        let set = polygons(vec![zigzag]).to_set_within(20, 10_000);
+        assert!(set.overflowed());
+        assert!(set.len() <= 10_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        let too_many: Vec<[f64; 2]> = (0..=MAX_POSITIONS)
+            .map(|i| [i as f64 / 1e6, (i % 2) as f64 / 1e6])
+            .collect();
+        let err = Area::from_geojson(&json!({"type": "Polygon", "coordinates": [too_many]}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("simplify"), "{err}");
     }
 
     #[test]

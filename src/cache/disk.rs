@@ -27,7 +27,7 @@ use super::{CacheError, ExpireOutcome};
 use crate::tile::{MetatileCoord, StyleName, TileCoord, MAX_ZOOM};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +36,8 @@ use std::time::{Duration, SystemTime};
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 /// What sits between `<h0>.meta` and `<pid>.<random>` in a temp file's name.
 const TEMP_INFIX: &str = ".meta.tmp.";
+/// What a corrupt metatile is renamed to, beside where it was: `<h0>.meta.corrupt`.
+pub const CORRUPT_SUFFIX: &str = ".corrupt";
 
 /// What identifies one version of a metatile file: a rewrite (new inode), a dirty mark
 /// (new mtime) or a truncation (new length) all change it.
@@ -56,6 +58,13 @@ impl FileStamp {
             len: md.len(),
         })
     }
+}
+
+/// A failed read, with the stamp of the file when it was opened.
+#[derive(Debug)]
+pub(crate) struct ReadError {
+    pub(crate) error: CacheError,
+    pub(crate) stamp: Option<FileStamp>,
 }
 
 /// A whole metatile's tiles (index order, empty = no tile) and its file's stamp.
@@ -115,33 +124,75 @@ impl DiskCache {
         style: &StyleName,
         tile: TileCoord,
     ) -> Result<Option<DiskTile>, CacheError> {
+        self.read_tile_stamped(style, tile).map_err(|e| e.error)
+    }
+
+    /// [`DiskCache::read_tile`], with the stamp of the file that failed, when it got
+    /// that far (so a corrupt file can be moved aside only if it is still the same).
+    pub(crate) fn read_tile_stamped(
+        &self,
+        style: &StyleName,
+        tile: TileCoord,
+    ) -> Result<Option<DiskTile>, ReadError> {
         let meta = tile.metatile();
         let path = self.path_of(style, meta);
-        let file = match File::open(&path) {
+        let failed = |error: CacheError, stamp: Option<FileStamp>| ReadError { error, stamp };
+        let corrupt = |source, stamp: Option<FileStamp>| {
+            failed(
+                CacheError::Corrupt {
+                    path: path.clone(),
+                    source,
+                },
+                stamp,
+            )
+        };
+        // Non-blocking: a FIFO where a metatile belongs must not hang the reader (it
+        // changes nothing for regular files).
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("open", &path, e)),
+            Err(e) => {
+                // A socket or device cannot even be opened: corrupt, not an I/O fault.
+                return match fs::metadata(&path) {
+                    Ok(md) if !md.is_file() => Err(corrupt(
+                        format::FormatError::NotRegularFile,
+                        FileStamp::of(&md, &path).ok(),
+                    )),
+                    _ => Err(failed(io_err("open", &path, e), None)),
+                };
+            }
         };
-        let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
-        let stamp = FileStamp::of(&md, &path)?;
-        let corrupt = |source| CacheError::Corrupt {
-            path: path.clone(),
-            source,
-        };
+        let md = file
+            .metadata()
+            .map_err(|e| failed(io_err("stat", &path, e), None))?;
+        let stamp = FileStamp::of(&md, &path).map_err(|e| failed(e, None))?;
+        if !md.is_file() {
+            return Err(corrupt(format::FormatError::NotRegularFile, Some(stamp)));
+        }
         if stamp.len < HEADER_LEN as u64 {
-            return Err(corrupt(format::FormatError::ShortHeader { len: stamp.len }));
+            return Err(corrupt(
+                format::FormatError::ShortHeader { len: stamp.len },
+                Some(stamp),
+            ));
         }
         let mut head = [0u8; HEADER_LEN];
-        read_exact_at(&file, &mut head, 0, &path, stamp.len)?;
-        let header = MetatileHeader::validate(&head, stamp.len, Some(meta)).map_err(corrupt)?;
+        read_exact_at(&file, &mut head, 0, &path, stamp.len).map_err(|e| failed(e, Some(stamp)))?;
+        let header = MetatileHeader::validate(&head, stamp.len, Some(meta))
+            .map_err(|e| corrupt(e, Some(stamp)))?;
         let entry_index = tile.index_in_metatile();
         let entry = header.entries[entry_index];
         if entry.size == 0 {
             return Ok(None);
         }
         let mut blob = vec![0u8; entry.size as usize];
-        read_exact_at(&file, &mut blob, u64::from(entry.offset), &path, stamp.len)?;
-        let bytes = format::decode_blob(header.compressed, entry_index, blob).map_err(corrupt)?;
+        read_exact_at(&file, &mut blob, u64::from(entry.offset), &path, stamp.len)
+            .map_err(|e| failed(e, Some(stamp)))?;
+        let bytes = format::decode_blob(header.compressed, entry_index, blob)
+            .map_err(|e| corrupt(e, Some(stamp)))?;
         Ok(Some(DiskTile { bytes, stamp }))
     }
 
@@ -249,6 +300,48 @@ impl DiskCache {
             Ok(()) => Ok(ExpireOutcome::Changed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ExpireOutcome::Absent),
             Err(e) => Err(io_err("set the mtime of", &path, e)),
+        }
+    }
+
+    /// Moves a corrupt metatile (or whatever is in its place) aside, to
+    /// `<h0>.meta.corrupt` (replacing an older one), so it is neither read again nor in
+    /// the way of the re-rendered one. Only if it is still the file of `found` (when
+    /// given): a file that was replaced meanwhile (a new render, another reader that
+    /// moved it first) is left alone, and `None` is returned.
+    pub fn move_aside(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+        found: Option<FileStamp>,
+    ) -> Result<Option<PathBuf>, CacheError> {
+        let path = self.path_of(style, meta);
+        if let Some(found) = found {
+            match fs::symlink_metadata(&path) {
+                Ok(md) if md.dev() == found.dev && md.ino() == found.ino => {}
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("stat", &path, e)),
+            }
+        }
+        let mut aside = path.clone().into_os_string();
+        aside.push(CORRUPT_SUFFIX);
+        let aside = PathBuf::from(aside);
+        let moved = fs::rename(&path, &aside).or_else(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                return Err(e);
+            }
+            // An older corrupt one of another kind (a directory) is in the way.
+            match fs::symlink_metadata(&aside) {
+                Ok(md) if md.is_dir() => fs::remove_dir_all(&aside),
+                Ok(_) => fs::remove_file(&aside),
+                Err(_) => Err(e),
+            }
+            .and_then(|()| fs::rename(&path, &aside))
+        });
+        match moved {
+            Ok(()) => Ok(Some(aside)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("move aside", &path, e)),
         }
     }
 

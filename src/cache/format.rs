@@ -71,6 +71,19 @@ pub enum FormatError {
     WrongTileCount(usize),
     #[error("tile {entry} lies outside the world at zoom {z} but is not empty")]
     TileOutsideWorld { entry: usize, z: u8 },
+    #[error("tile {entry} is not a PNG (no PNG signature and IHDR chunk)")]
+    NotPng { entry: usize },
+    #[error("tile {entry} is a {width}x{height} PNG, expected {expected}x{expected}")]
+    WrongTileSize {
+        entry: usize,
+        width: u32,
+        height: u32,
+        expected: u32,
+    },
+    #[error("tile {entry} is a PNG cut short (it does not end with IEND)")]
+    PngCutShort { entry: usize },
+    #[error("not a regular file")]
+    NotRegularFile,
 }
 
 /// One index entry: where a blob starts (from the start of the file) and its length.
@@ -306,6 +319,40 @@ pub fn decode_blob(compressed: bool, entry: usize, raw: Vec<u8>) -> Result<Vec<u
     Ok(out)
 }
 
+/// The 8 bytes every PNG starts with.
+pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+/// The IHDR chunk that must follow: length 13, type.
+const PNG_IHDR: [u8; 8] = [0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+/// The IEND chunk every PNG ends with: length 0, type, CRC.
+const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
+
+/// Checks that tile bytes are a whole PNG of `size` x `size` pixels: the signature, an
+/// IHDR chunk with that width and height, and IEND at the very end (a blob cut short or
+/// overwritten fails here). Looks at 36 bytes; decodes nothing.
+pub fn check_png_tile(entry: usize, bytes: &[u8], size: u32) -> Result<(), FormatError> {
+    let header_ok = bytes.len() >= 24 + PNG_IEND.len()
+        && bytes[..8] == PNG_SIGNATURE
+        && bytes[8..16] == PNG_IHDR;
+    if !header_ok {
+        return Err(FormatError::NotPng { entry });
+    }
+    let be_u32 =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let (width, height) = (be_u32(16), be_u32(20));
+    if (width, height) != (size, size) {
+        return Err(FormatError::WrongTileSize {
+            entry,
+            width,
+            height,
+            expected: size,
+        });
+    }
+    if !bytes.ends_with(&PNG_IEND) {
+        return Err(FormatError::PngCutShort { entry });
+    }
+    Ok(())
+}
+
 /// A whole metatile read from memory: for inspection, tests and tools, not for serving
 /// (serving reads one blob).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +393,19 @@ mod tests {
 
     fn blobs(sizes: impl Fn(usize) -> usize) -> Vec<Vec<u8>> {
         (0..64).map(|i| vec![i as u8; sizes(i)]).collect()
+    }
+
+    /// A grey `size` x `size` PNG.
+    pub(crate) fn test_png(size: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, size, size);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer
+            .write_image_data(&vec![128u8; (size * size) as usize])
+            .unwrap();
+        writer.finish().unwrap();
+        out
     }
 
     fn put_i32(bytes: &mut [u8], at: usize, v: i32) {
@@ -407,6 +467,39 @@ mod tests {
             encode_metatile(meta(5, 0, 0), &big),
             Err(FormatError::TileTooLarge { entry: 0, .. })
         ));
+    }
+
+    #[test]
+    fn only_whole_pngs_of_the_expected_size_pass_the_tile_check() {
+        let png = test_png(256);
+        assert_eq!(check_png_tile(3, &png, 256), Ok(()));
+        assert_eq!(
+            check_png_tile(3, &png, 512),
+            Err(FormatError::WrongTileSize {
+                entry: 3,
+                width: 256,
+                height: 256,
+                expected: 512
+            })
+        );
+        assert_eq!(
+            check_png_tile(3, &png[..png.len() - 5], 256),
+            Err(FormatError::PngCutShort { entry: 3 })
+        );
+        let mut garbage = png.clone();
+        garbage[1] = b'X';
+        assert_eq!(
+            check_png_tile(3, &garbage, 256),
+            Err(FormatError::NotPng { entry: 3 })
+        );
+        assert_eq!(
+            check_png_tile(3, b"", 256),
+            Err(FormatError::NotPng { entry: 3 })
+        );
+        assert_eq!(
+            check_png_tile(3, &png[..20], 256),
+            Err(FormatError::NotPng { entry: 3 })
+        );
     }
 
     #[test]

@@ -13,7 +13,14 @@
 //! (render_expired, another metatiled, a new `planet-import-complete`) show within that
 //! bound; a tile read from disk always reflects the file as it is. Changes made through
 //! this [`TileCache`] (store, mark dirty, delete) drop the metatile's tiles from memory
-//! at once. A file that fails validation is logged and reported as a miss, never served.
+//! at once.
+//!
+//! A file that fails validation is never served: a bad header or index, a blob that is
+//! not a whole PNG of the style's tile size (when the caller said what to expect with
+//! [`TileCache::expect_png_tiles`]; checked before a tile is served or kept in memory),
+//! or anything but a regular file where a metatile belongs. It is logged, counted in
+//! `metatiled_corrupt_metatiles_total{reason}`, moved aside to `<h0>.meta.corrupt`, and
+//! reported as a miss, so it is rendered again.
 
 pub mod disk;
 pub mod format;
@@ -36,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slots::{StyleId, StyleSlots};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -66,6 +73,8 @@ pub enum CacheError {
     },
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error("cannot create the cache's metrics")]
+    Metrics(#[source] prometheus::Error),
 }
 
 /// A tile ready to serve: its bytes, ETag and render time.
@@ -203,6 +212,11 @@ pub struct TileCache {
     /// When metatiles were last served and the bytes on disk, for the disk quota (off
     /// without one).
     served: quota::ServedClock,
+    /// Per style id: the edge in pixels of its PNG tiles, 0 = not checked.
+    png_sizes: Box<[AtomicU32]>,
+    /// `metatiled_corrupt_metatiles_total{reason}`; registered by whoever exposes
+    /// metrics ([`TileCache::corrupt_counter`]).
+    corrupt: prometheus::IntCounterVec,
 }
 
 impl TileCache {
@@ -228,7 +242,60 @@ impl TileCache {
             styles: StyleSlots::new(),
             changes: AtomicU64::new(0),
             served: quota::ServedClock::new(settings.has_quota()),
+            png_sizes: (0..slots::MAX_STYLES).map(|_| AtomicU32::new(0)).collect(),
+            corrupt: corrupt_counter()?,
         })
+    }
+
+    /// From now on, every tile of `style` read from disk must be a whole PNG of `size` x
+    /// `size` pixels, or its metatile is corrupt. (Styles beyond the 256th name seen are
+    /// not checked.)
+    pub fn expect_png_tiles(&self, style: &StyleName, size: u32) {
+        if let Some(id) = self.styles.id(style) {
+            self.png_sizes[id.index()].store(size, Ordering::Relaxed);
+        }
+    }
+
+    /// The counter of corrupt metatiles found, by reason, to register for `/metrics`.
+    pub fn corrupt_counter(&self) -> &prometheus::IntCounterVec {
+        &self.corrupt
+    }
+
+    /// A corrupt metatile: moved aside, logged and counted once (by the reader that
+    /// moved it), forgotten; a miss from now on. A file replaced since it was read is
+    /// left alone.
+    fn found_corrupt(
+        &self,
+        style: &StyleName,
+        meta: MetatileCoord,
+        path: &Path,
+        why: &FormatError,
+        found: Option<FileStamp>,
+    ) {
+        let reason = match why {
+            FormatError::NotPng { .. }
+            | FormatError::WrongTileSize { .. }
+            | FormatError::PngCutShort { .. } => "bad_tile",
+            FormatError::NotRegularFile => "not_a_file",
+            _ => "bad_file",
+        };
+        match self.disk.move_aside(style, meta, found) {
+            Ok(Some(aside)) => tracing::warn!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                error = %why,
+                "corrupt metatile moved aside; rendering it again"
+            ),
+            Ok(None) => return,
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %why,
+                move_error = %error_chain(&e),
+                "corrupt metatile (cannot be moved aside); rendering it again"
+            ),
+        }
+        self.corrupt.with_label_values(&[reason]).inc();
+        self.forget(style, meta);
     }
 
     pub fn disk(&self) -> &DiskCache {
@@ -321,18 +388,35 @@ impl TileCache {
         planet: Option<SystemTime>,
     ) -> Result<Lookup, CacheError> {
         let changes = self.changes.load(Ordering::SeqCst);
-        let read = match self.disk.read_tile(style, tile) {
+        let meta = tile.metatile();
+        let read = match self.disk.read_tile_stamped(style, tile) {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(Lookup::Miss),
-            Err(CacheError::Corrupt { path, source }) => {
-                tracing::warn!(path = %path.display(), error = %source, "invalid metatile, treated as a miss");
+            Err(disk::ReadError {
+                error: CacheError::Corrupt { path, source },
+                stamp,
+            }) => {
+                self.found_corrupt(style, meta, &path, &source, stamp);
                 return Ok(Lookup::Miss);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.error),
         };
+        let png_size = match self.styles.id(style) {
+            Some(id) => self.png_sizes[id.index()].load(Ordering::Relaxed),
+            None => 0,
+        };
+        if png_size > 0 {
+            if let Err(why) =
+                format::check_png_tile(tile.index_in_metatile(), &read.bytes, png_size)
+            {
+                let path = self.disk.path_of(style, meta);
+                self.found_corrupt(style, meta, &path, &why, Some(read.stamp));
+                return Ok(Lookup::Miss);
+            }
+        }
         if self.served.is_enabled() {
             self.served
-                .record(self.styles.id(style), tile.metatile(), now);
+                .record(self.styles.id(style), meta, now);
         }
         let stale = freshness::is_stale(read.stamp.mtime, planet, now);
         let tile = Arc::new(CachedTile::new(
@@ -561,6 +645,23 @@ pub fn touch_planet_import_complete(
     filetime::set_file_times(&path, t, t)
         .map_err(|e| disk::io_err("set the times of", &path, e))?;
     Ok(path)
+}
+
+fn corrupt_counter() -> Result<prometheus::IntCounterVec, CacheError> {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "metatiled_corrupt_metatiles_total",
+            "Metatiles found invalid, moved aside and rendered again, by reason: bad_file \
+             (header or index), bad_tile (a blob not a whole PNG of the tile size), not_a_file",
+        ),
+        &["reason"],
+    )
+    .map_err(CacheError::Metrics)
+    .inspect(|counter| {
+        for reason in ["bad_file", "bad_tile", "not_a_file"] {
+            counter.with_label_values(&[reason]);
+        }
+    })
 }
 
 #[cfg(test)]

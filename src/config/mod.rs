@@ -309,6 +309,18 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("render.queue_bulk", s.render.queue_bulk as u64),
         ("database.pool_size", s.database.pool_size as u64),
         ("admin.max_body_bytes", s.admin.max_body_bytes as u64),
+        ("admin.max_json_bytes", s.admin.max_json_bytes as u64),
+        ("admin.max_area_squares", s.admin.max_area_squares as u64),
+        ("admin.max_active_jobs", s.admin.max_active_jobs as u64),
+        ("database.connect_timeout_ms", s.database.connect_timeout_ms),
+        (
+            "database.statement_timeout_ms",
+            s.database.statement_timeout_ms,
+        ),
+        (
+            "database.probe_interval_max_ms",
+            s.database.probe_interval_max_ms,
+        ),
         ("watch.poll_secs", s.watch.poll_secs),
         ("fleet.heartbeat_secs", s.fleet.heartbeat_secs),
         ("fleet.retention_secs", s.fleet.retention_secs),

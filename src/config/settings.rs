@@ -169,16 +169,34 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Bearer token required on every admin request when set.
     pub token: Option<String>,
-    /// Largest accepted request body.
+    /// Largest accepted request body (text tile lists stream under it).
     pub max_body_bytes: usize,
+    /// Largest accepted JSON body: held whole while it is parsed.
+    pub max_json_bytes: usize,
+    /// Most quadtree squares one input may name, and all inputs held at once by admin
+    /// requests and jobs (~30 bytes each).
+    pub max_area_squares: usize,
+    /// Jobs queued or running at once; more are refused (503).
+    pub max_active_jobs: usize,
+    /// Finished jobs remembered by `GET /jobs`, the most recent ones...
+    pub jobs_kept: usize,
+    /// ...for at most this many seconds after they ended.
+    pub jobs_kept_secs: u64,
 }
 
 impl Default for AdminSettings {
+    /// The same defaults as the admin service's own (`service::admin`,
+    /// `service::jobs::JobLimits`); `app` checks they agree.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             token: None,
             max_body_bytes: 64 * 1024 * 1024,
+            max_json_bytes: 16 * 1024 * 1024,
+            max_area_squares: 2_000_000,
+            max_active_jobs: 32,
+            jobs_kept: 100,
+            jobs_kept_secs: 24 * 3600,
         }
     }
 }

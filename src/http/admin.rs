@@ -4,7 +4,10 @@
 //!
 //! - Every request needs `Authorization: Bearer <admin.token>` when a token is set
 //!   (compared in constant time), else 401.
-//! - Bodies are capped at `admin.max_body_bytes` (413 beyond), counted as they stream.
+//! - Bodies are capped at `admin.max_body_bytes` (413 beyond), counted as they stream;
+//!   JSON bodies, held whole while parsed, at `admin.max_json_bytes`. At most
+//!   [`MAX_BODIES_AT_ONCE`] bodies are read and turned into work at a time (the others
+//!   wait their turn), so the memory they take is bounded whatever the clients send.
 //! - `POST /expire`: JSON (`tiles`, `bbox` or `geometry` plus options), or `text/plain`
 //!   `z/x/y` lines streamed to the parser (options in the query string). 200 with the
 //!   counts, or 202 `{"id": ...}` for a job.
@@ -30,6 +33,18 @@ use std::sync::Arc;
 use super::error::HttpError;
 use super::{Listener, ServerOptions};
 
+/// Requests whose bodies are read and turned into work at the same time.
+pub(crate) const MAX_BODIES_AT_ONCE: usize = 2;
+
+/// The largest bodies accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Any body (text lists stream under it).
+    pub any: usize,
+    /// JSON bodies, held whole.
+    pub json: usize,
+}
+
 /// What the admin handlers share.
 pub(crate) struct AdminState {
     service: Arc<TileService>,
@@ -37,19 +52,25 @@ pub(crate) struct AdminState {
     /// SHA-256 of the bearer token, when one is required (hashing first makes the
     /// comparison constant-time whatever the lengths).
     token_digest: Option<[u8; 32]>,
-    max_body_bytes: usize,
+    limits: BodyLimits,
+    /// Turns of reading a body ([`MAX_BODIES_AT_ONCE`]).
+    bodies: tokio::sync::Semaphore,
     /// `POST /styles/reload`; absent in tests that build no reloader.
     reloader: Option<Arc<crate::service::reload::StyleReloader>>,
 }
 
 impl AdminState {
     /// `token`: the bearer token every request must carry, if any.
-    pub(crate) fn new(admin: Arc<Admin>, token: Option<&str>, max_body_bytes: usize) -> Self {
+    pub(crate) fn new(admin: Arc<Admin>, token: Option<&str>, limits: BodyLimits) -> Self {
         Self {
             service: admin.service().clone(),
             admin,
             token_digest: token.map(digest),
-            max_body_bytes,
+            limits: BodyLimits {
+                any: limits.any,
+                json: limits.json.min(limits.any),
+            },
+            bodies: tokio::sync::Semaphore::new(MAX_BODIES_AT_ONCE),
             reloader: None,
         }
     }
@@ -60,6 +81,11 @@ impl AdminState {
     ) -> Self {
         self.reloader = Some(reloader);
         self
+    }
+
+    /// Waits for a turn to read a body and act on it.
+    async fn body_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HttpError> {
+        self.bodies.acquire().await.map_err(|_| HttpError::Internal)
     }
 
     /// Whether the request carries the token (or none is needed).
@@ -165,12 +191,18 @@ async fn post_expire(
     payload: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, HttpError> {
-    let limit = state.max_body_bytes;
+    let text = is_text(&req);
+    let limit = if text {
+        state.limits.any
+    } else {
+        state.limits.json
+    };
     check_declared_length(&req, limit)?;
+    let _turn = state.body_turn().await?;
     let admin = &state.admin;
-    let (spec, input) = if is_text(&req) {
+    let (spec, input) = if text {
         let spec = admin.parse_expire_text_options(req.query_string())?;
-        let (feed, built) = admin.text_input(spec.plan.max_zoom);
+        let (feed, built) = admin.text_input(spec.plan.max_zoom).await;
         pump(payload, feed, limit).await?;
         (spec, built.await?)
     } else {
@@ -218,8 +250,9 @@ async fn post_export(
     payload: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, HttpError> {
-    check_declared_length(&req, state.max_body_bytes)?;
-    let body = read_body(payload, state.max_body_bytes).await?;
+    check_declared_length(&req, state.limits.json)?;
+    let _turn = state.body_turn().await?;
+    let body = read_body(payload, state.limits.json).await?;
     let spec = state.admin.parse_export_json(&body)?;
     Ok(accepted(&state.admin.export(spec).await?))
 }
@@ -230,8 +263,9 @@ async fn post_seed(
     payload: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, HttpError> {
-    check_declared_length(&req, state.max_body_bytes)?;
-    let body = read_body(payload, state.max_body_bytes).await?;
+    check_declared_length(&req, state.limits.json)?;
+    let _turn = state.body_turn().await?;
+    let body = read_body(payload, state.limits.json).await?;
     let spec = state.admin.parse_seed_json(&body)?;
     Ok(accepted(&state.admin.seed(spec).await?))
 }
@@ -308,13 +342,26 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             "promoted": pool.promoted,
         },
         "memory_cache": { "entries": mem.entries, "bytes": mem.bytes },
-        "jobs": { "queued": queued, "running": running },
+        "jobs": {
+            "queued": queued,
+            "running": running,
+            "area_squares_held": state.admin.area_squares_held(),
+        },
         "styles": state.service.styles().iter().filter(|s| s.scale == 1.0).map(|s| json!({
             "name": s.name.as_str(),
             "minzoom": s.minzoom,
             "maxzoom": s.maxzoom,
             "hidpi": state.service.styles().has_hidpi(&s.name),
         })).collect::<Vec<_>>(),
+        "database": state.service.source_health().map(|h| {
+            let health = h.snapshot();
+            json!({
+                "up": health.healthy,
+                "since": health.since.map(httpdate::fmt_http_date),
+                "cause": health.cause.as_deref(),
+                "outages": health.outages,
+            })
+        }),
     }))
 }
 

@@ -1,11 +1,12 @@
-//! The one place where failures become HTTP status codes. Bodies are a short plain-text
+//! The one place where failures become HTTP status codes. A fault outside the server
+//! (database, disk, permissions) is a 503 with `Retry-After`; 500 is for bugs. Bodies are a short plain-text
 //! line; causes are logged where they happened (or here, once, for the few that only
 //! show up here), never sent (no SQL, no paths, no chains).
 
 use crate::service::access::Denied;
 use crate::service::admin::AdminError;
 use crate::service::limits::Refusal;
-use crate::service::ServiceError;
+use crate::service::{Fault, ServiceError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -41,6 +42,9 @@ pub(crate) enum HttpError {
     TooManyRequests(Refusal),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The input is within the byte limits but names too much to hold.
+    #[error("{0}")]
+    InputTooLarge(String),
     /// The render queue is full: try again shortly.
     #[error("busy rendering, retry in {retry_after} s")]
     Busy { retry_after: u64 },
@@ -53,6 +57,12 @@ pub(crate) enum HttpError {
     /// Shutting down.
     #[error("service unavailable")]
     Unavailable { retry_after: u64 },
+    /// A fault outside the server (database, disk, permissions): try again later.
+    #[error("{what} unavailable, retry in {retry_after} s")]
+    Fault {
+        what: &'static str,
+        retry_after: u64,
+    },
     /// `/ready` while the database does not answer.
     #[error("database unavailable")]
     NotReady,
@@ -88,13 +98,20 @@ impl HttpError {
             },
             ServiceError::MissTimeout => HttpError::StillRendering { retry_after },
             ServiceError::ShuttingDown => HttpError::Unavailable { retry_after },
-            // The database did not answer: not the server's fault, try again later.
-            // (Logged once by the render backend.)
-            ServiceError::RenderFailed(f) if f.is_data_unavailable() => {
-                HttpError::Unavailable { retry_after }
+            // Logged once: when the database went down, or by the render backend.
+            e @ (ServiceError::SourceUnavailable(_) | ServiceError::RenderFailed(_)) => {
+                match e.fault() {
+                    Some(Fault::Database) => HttpError::Fault {
+                        what: "database",
+                        retry_after,
+                    },
+                    Some(Fault::DiskFull | Fault::Permission | Fault::Io) => HttpError::Fault {
+                        what: "tile storage",
+                        retry_after,
+                    },
+                    None => HttpError::Internal,
+                }
             }
-            // Logged once by the render backend.
-            ServiceError::RenderFailed(_) => HttpError::Internal,
             e @ ServiceError::MissingAfterRender(_) => {
                 tracing::error!(error = %e, "tile missing after its render");
                 HttpError::Internal
@@ -110,6 +127,8 @@ impl From<AdminError> for HttpError {
             e @ AdminError::UnknownStyle(_) => HttpError::NotFound(e.to_string()),
             e @ AdminError::UnknownJob(_) => HttpError::NotFound(e.to_string()),
             AdminError::TooManyJobs(e) => HttpError::TooManyJobs(e.to_string()),
+            AdminError::Busy(m) => HttpError::TooManyJobs(m),
+            AdminError::TooLarge(m) => HttpError::InputTooLarge(m),
             // Logged where it happened.
             AdminError::Internal(_) => HttpError::Internal,
         }
@@ -125,11 +144,14 @@ impl ResponseError for HttpError {
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::PayloadTooLarge(_) | HttpError::InputTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             HttpError::Busy { .. }
             | HttpError::StillRendering { .. }
             | HttpError::TooManyJobs(_)
             | HttpError::Unavailable { .. }
+            | HttpError::Fault { .. }
             | HttpError::NotReady
             | HttpError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,7 +166,8 @@ impl ResponseError for HttpError {
         match self {
             HttpError::Busy { retry_after }
             | HttpError::StillRendering { retry_after }
-            | HttpError::Unavailable { retry_after } => {
+            | HttpError::Unavailable { retry_after }
+            | HttpError::Fault { retry_after, .. } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             HttpError::Unauthorized => {
@@ -171,5 +194,63 @@ impl ResponseError for HttpError {
             _ => {}
         }
         res.body(format!("{self}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheError;
+    use crate::queue::RenderFailure;
+    use crate::source::Unavailable;
+    use std::sync::Arc;
+
+    fn status_and_retry(e: ServiceError) -> (u16, Option<String>) {
+        let res = HttpError::from_service(e, 2).error_response();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        (res.status().as_u16(), retry)
+    }
+
+    fn io_failure(errno: i32) -> ServiceError {
+        ServiceError::RenderFailed(RenderFailure::caused_by(
+            "storing the metatile",
+            CacheError::Io {
+                action: "write",
+                path: "/cache/osm/1.meta".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            },
+        ))
+    }
+
+    #[test]
+    fn faults_outside_the_server_are_503s_with_retry_after_and_bugs_are_500s() {
+        let down = Unavailable {
+            since: std::time::SystemTime::now(),
+            cause: Arc::from("connection refused"),
+        };
+        let retry = Some("2".to_string());
+        assert_eq!(
+            status_and_retry(ServiceError::SourceUnavailable(down.clone())),
+            (503, retry.clone())
+        );
+        assert_eq!(
+            status_and_retry(ServiceError::RenderFailed(RenderFailure::caused_by(
+                "the metatile's data",
+                down
+            ))),
+            (503, retry.clone())
+        );
+        for errno in [28, 13, 30, 5] {
+            assert_eq!(status_and_retry(io_failure(errno)), (503, retry.clone()));
+        }
+        assert_eq!(
+            status_and_retry(ServiceError::RenderFailed(RenderFailure::new(
+                "the renderer panicked"
+            ))),
+            (500, None)
+        );
     }
 }

@@ -16,13 +16,21 @@ pub(super) async fn health() -> HttpResponse {
 
 /// `GET /ready`: 200 only when the database answers, and 503 while the node drains
 /// before stopping (a balancer takes it out of rotation while it still serves).
+/// Answered from the source's health state at once (a probe checks the database in the
+/// background when nothing has answered lately); without one, by a query.
 pub(super) async fn ready(state: web::Data<PublicState>) -> Result<HttpResponse, HttpError> {
     if state.drain.is_draining() {
         return Err(HttpError::Draining);
     }
-    let ok = match state.db.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
+    let ok = match state.service.source_health() {
+        Some(health) => {
+            health.suspect();
+            health.is_healthy()
+        }
+        None => match state.db.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        },
     };
     if !ok {
         return Err(HttpError::NotReady);

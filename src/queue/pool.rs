@@ -44,15 +44,28 @@ pub struct JobKey {
 /// A failed render, shared by every waiter of the job. It keeps its cause (a database
 /// error, a full disk); the backend logged it once where it happened, so waiters pass
 /// it on without logging it again.
-#[derive(Debug, Error, Clone)]
-#[error("{message}")]
+#[derive(Debug, Clone)]
 pub struct RenderFailure {
     message: Arc<str>,
-    #[source]
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
     /// The data could not be fetched (the database): a fault outside the server that
     /// a retry may not meet.
     unavailable: bool,
+}
+
+impl std::fmt::Display for RenderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RenderFailure {
+    /// The cause itself (not the `Arc` around it), so it can be told apart by type.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl RenderFailure {
@@ -132,6 +145,12 @@ pub trait RenderBackend: Send + Sync + 'static {
         priority: Priority,
         fetched: Self::Fetched,
     ) -> Result<(), RenderFailure>;
+    /// `Some` while jobs cannot succeed (the database is down): stale and bulk jobs
+    /// then wait in their queues until the future resolves, instead of failing one by
+    /// one. Interactive jobs still run, and fail fast: a client is waiting for an answer.
+    fn paused(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// Why a job was not accepted.
@@ -516,7 +535,7 @@ async fn dispatch_loop<B: RenderBackend>(
     backend: Arc<B>,
     painters: Arc<rayon::ThreadPool>,
 ) {
-    while let Some((key, priority, slot)) = next_job(&shared).await {
+    while let Some((key, priority, slot)) = next_job(&shared, &*backend).await {
         // Started here, in dispatch (priority) order; fetches may finish in any order.
         let fetch = backend.clone().fetch(key.clone(), priority);
         tokio::spawn(run_job(
@@ -532,26 +551,43 @@ async fn dispatch_loop<B: RenderBackend>(
 
 /// The next job to fetch with the fetch slot it runs in, or `None` once the pool is
 /// closed. The slot is taken and the job leaves its queue under one lock, so a submit
-/// never sees a free slot and a queued job that are about to meet.
-async fn next_job(shared: &Shared) -> Option<(JobKey, Priority, OwnedSemaphorePermit)> {
+/// never sees a free slot and a queued job that are about to meet. While the backend is
+/// paused only interactive jobs are taken; the others wait for it to resume.
+async fn next_job<B: RenderBackend>(
+    shared: &Shared,
+    backend: &B,
+) -> Option<(JobKey, Priority, OwnedSemaphorePermit)> {
     loop {
         // Registered before looking, so a submit or a freed slot between the look and
         // the wait is not missed.
         let notified = shared.work_ready.notified();
+        let resumed = backend.paused();
         {
             let mut state = shared.lock();
             if state.closed {
                 return None;
             }
-            if state.queues.iter().any(|q| !q.is_empty()) {
+            let paused = resumed.is_some();
+            let takeable = Priority::ALL.iter().any(|&p| {
+                (!paused || p == Priority::Interactive) && !state.queues[p as usize].is_empty()
+            });
+            if takeable {
                 if let Ok(slot) = shared.slots.clone().try_acquire_owned() {
-                    if let Some((key, priority)) = take_next(&mut state, shared) {
+                    if let Some((key, priority)) = take_next(&mut state, shared, paused) {
                         return Some((key, priority, slot));
                     }
                 }
             }
         }
-        notified.await;
+        match resumed {
+            Some(resumed) => {
+                tokio::select! {
+                    () = notified => {}
+                    () = resumed => {}
+                }
+            }
+            None => notified.await,
+        }
     }
 }
 
@@ -613,8 +649,11 @@ async fn run_job<B: RenderBackend>(
     shared.finish(&key, result);
 }
 
-fn take_next(state: &mut State, shared: &Shared) -> Option<(JobKey, Priority)> {
+fn take_next(state: &mut State, shared: &Shared, paused: bool) -> Option<(JobKey, Priority)> {
     for p in Priority::ALL {
+        if paused && p != Priority::Interactive {
+            break;
+        }
         if let Some(key) = state.queues[p as usize].pop_front() {
             shared.room[p as usize].notify_waiters();
             if let Some(job) = state.jobs.get_mut(&key) {
@@ -661,6 +700,8 @@ mod tests {
         gate: Gate,
         /// Jobs in the order their fetch started (the order priorities decide).
         started: Mutex<Vec<(JobKey, Priority)>>,
+        /// True: the backend says it is paused.
+        paused: watch::Sender<bool>,
     }
 
     impl Default for CountingBackend {
@@ -669,6 +710,7 @@ mod tests {
                 renders: Mutex::default(),
                 gate: Gate::default(),
                 started: Mutex::default(),
+                paused: watch::Sender::new(false),
             };
             backend.gate.open();
             backend
@@ -689,6 +731,15 @@ mod tests {
             self.gate.pass();
             self.renders.lock().unwrap().push((key.clone(), p));
             Ok(())
+        }
+        fn paused(&self) -> Option<BoxFuture<'static, ()>> {
+            if !*self.paused.borrow() {
+                return None;
+            }
+            let mut rx = self.paused.subscribe();
+            Some(Box::pin(async move {
+                let _ = rx.wait_for(|paused| !*paused).await;
+            }))
         }
     }
 
@@ -889,6 +940,36 @@ mod tests {
             .map(|(_, p)| *p)
             .collect();
         assert_eq!(renders_of_3, vec![Priority::Interactive]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_paused_only_interactive_jobs_run_and_the_others_wait_their_turn() {
+        let pool = pool(1, 8);
+        pool.backend().paused.send_replace(true);
+        let held: Vec<Waiter> = [(1, Priority::Bulk), (2, Priority::Stale)]
+            .into_iter()
+            .map(|(x, p)| pool.submit(key(x), p).unwrap().into_waiter())
+            .collect();
+        pool.submit(key(3), Priority::Interactive)
+            .unwrap()
+            .into_waiter()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(pool.stats().queued, [0, 1, 1], "stale and bulk held");
+        pool.backend().paused.send_replace(false);
+        for w in held {
+            w.wait().await.unwrap();
+        }
+        let order: Vec<u32> = pool
+            .backend()
+            .started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.meta.x / 8)
+            .collect();
+        assert_eq!(order, vec![3, 2, 1], "then in priority order");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

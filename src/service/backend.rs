@@ -3,7 +3,10 @@
 //! paints with tiny-skia, encodes the tiles and writes the metatile (and, for styles with
 //! interactivity, its UTFGrids from the same rows, into `<style>@grid`). A failure is
 //! logged here, once, with its cause; every waiter of the job gets it without logging
-//! again.
+//! again. Faults outside the server (database, disk, permissions) are warnings counted
+//! by cause; a fetch refused because the database is known to be down is not logged
+//! again (the outage was, once). While the database is down the pool holds stale and
+//! bulk jobs in their queues ([`RenderBackend::paused`]) instead of failing them.
 //!
 //! A composite style's job blends its inputs' tiles: an input metatile that is fresh on
 //! disk (and not being re-rendered) is read from the cache; any other is queried here and
@@ -17,13 +20,14 @@
 //! re-render of a fresh file), the job is done without rendering: the other node's file
 //! is what the waiters are served.
 
+use super::fault::Fault;
 use super::metrics::Metrics;
 use crate::cache::{FileStamp, MetatileState, TileCache};
 use crate::fleet::{RenderLockGuard, RenderLocks};
 use crate::purge::{Change, Purger};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure, RenderPool};
 use crate::render::{blend_tiles, render_metatile, BlendInput, PngMode, RenderedMetatile};
-use crate::source::{PostgisSource, RawMetatile};
+use crate::source::{PostgisSource, RawMetatile, SourceError};
 use crate::style::{LiveStyles, Style, StyleKind};
 use crate::text::FontSet;
 use crate::tile::MetatileCoord;
@@ -167,14 +171,43 @@ impl MetatileBackend {
 
     /// Logs and counts a failed job once, and hands the failure to its waiters.
     fn failed(&self, key: &JobKey, priority: Priority, failure: RenderFailure) -> RenderFailure {
-        tracing::error!(
-            style = %key.style,
-            meta = %key.meta,
-            priority = priority.as_str(),
-            error = %crate::cache::error_chain(&failure),
-            "render failed"
-        );
         self.count(key, priority, "error");
+        let refused = failure
+            .cause()
+            .and_then(|c| c.downcast_ref::<SourceError>())
+            .is_some_and(|e| matches!(e, SourceError::Unavailable { .. }));
+        match Fault::of(&failure) {
+            Some(fault) => {
+                self.metrics
+                    .render_faults
+                    .with_label_values(&[fault.as_str()])
+                    .inc();
+                if refused {
+                    tracing::debug!(
+                        style = %key.style,
+                        meta = %key.meta,
+                        priority = priority.as_str(),
+                        "render refused: the database is unavailable"
+                    );
+                } else {
+                    tracing::warn!(
+                        style = %key.style,
+                        meta = %key.meta,
+                        priority = priority.as_str(),
+                        cause = fault.as_str(),
+                        error = %crate::cache::error_chain(&failure),
+                        "render failed"
+                    );
+                }
+            }
+            None => tracing::error!(
+                style = %key.style,
+                meta = %key.meta,
+                priority = priority.as_str(),
+                error = %crate::cache::error_chain(&failure),
+                "render failed"
+            ),
+        }
         failure
     }
 
@@ -293,6 +326,14 @@ impl MetatileBackend {
 
 impl RenderBackend for MetatileBackend {
     type Fetched = Fetched;
+
+    fn paused(&self) -> Option<BoxFuture<'static, ()>> {
+        let health = self.source.health()?;
+        if health.is_healthy() {
+            return None;
+        }
+        Some(Box::pin(health.until_healthy()))
+    }
 
     fn fetch(
         self: Arc<Self>,

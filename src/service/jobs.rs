@@ -1,8 +1,10 @@
 //! Long-running admin work (large expiries, seeds) as jobs with ids, progress and
 //! cancellation, so no request ever holds a connection for minutes and an operator can
 //! watch and stop what runs. At most [`MAX_RUNNING_JOBS`] run at once (the others wait
-//! as `queued`), at most [`MAX_ACTIVE_JOBS`] may be queued or running, and only the most
-//! recent finished jobs are remembered: the registry itself is bounded.
+//! as `queued`), at most [`JobLimits::max_active`] may be queued or running, and
+//! finished jobs are remembered up to a count and an age: the registry itself is
+//! bounded. A job's work (and the input it holds) is dropped when it ends; what stays
+//! is its report, whose error list and messages are capped too.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,20 +12,42 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How many finished jobs `GET /jobs` remembers.
-const MAX_KEPT_JOBS: usize = 100;
 /// How many error lines one job keeps (the count keeps going).
 const MAX_KEPT_ERRORS: usize = 50;
+/// Longest error line kept, in bytes (longer ones are cut).
+const MAX_ERROR_BYTES: usize = 500;
 /// Jobs running at the same time: expiry walks the disk and seeding fills the bulk
 /// queue, so more would only compete for the same disk and render threads.
 pub const MAX_RUNNING_JOBS: usize = 2;
-/// Jobs queued or running at the same time; beyond it a new job is refused (503).
-pub const MAX_ACTIVE_JOBS: usize = 32;
+/// Default of [`JobLimits::max_active`].
+pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 32;
+
+/// How many jobs the registry holds (`[admin]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Jobs queued or running at the same time; beyond it a new job is refused (503).
+    pub max_active: usize,
+    /// Finished jobs remembered (the most recent).
+    pub kept: usize,
+    /// Finished jobs are forgotten this long after they ended.
+    pub kept_for: Duration,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self {
+            max_active: DEFAULT_MAX_ACTIVE_JOBS,
+            kept: 100,
+            kept_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,8 +67,8 @@ impl JobState {
 
 /// Too many jobs are queued or running.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
-#[error("{MAX_ACTIVE_JOBS} jobs are already queued or running")]
-pub struct TooManyJobs;
+#[error("{0} jobs are already queued or running")]
+pub struct TooManyJobs(pub usize);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -106,12 +130,22 @@ impl Job {
         *lock(&self.result) = Some(result);
     }
 
-    /// Records one error; the first [`MAX_KEPT_ERRORS`] messages are kept.
+    /// Records one error; the first [`MAX_KEPT_ERRORS`] messages are kept, each cut to
+    /// [`MAX_ERROR_BYTES`].
     pub fn error(&self, message: impl Into<String>) {
         self.error_count.fetch_add(1, Ordering::Relaxed);
         let mut errors = lock(&self.errors);
         if errors.len() < MAX_KEPT_ERRORS {
-            errors.push(message.into());
+            let mut message = message.into();
+            if message.len() > MAX_ERROR_BYTES {
+                let mut cut = MAX_ERROR_BYTES;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                message.push('…');
+            }
+            errors.push(message);
         }
     }
 
@@ -142,6 +176,14 @@ impl Job {
 
     pub fn state(&self) -> JobState {
         *lock(&self.state)
+    }
+
+    /// How long ago a finished job ended (`None` while it is active).
+    fn ended_ago(&self) -> Option<Duration> {
+        if self.state().is_active() {
+            return None;
+        }
+        lock(&self.finished).map(|t| t.elapsed())
     }
 
     /// Moves a queued job to running; false when it was cancelled meanwhile.
@@ -213,28 +255,47 @@ pub struct Jobs {
     next_id: AtomicU64,
     recent: Mutex<VecDeque<Arc<Job>>>,
     slots: Arc<Semaphore>,
+    limits: JobLimits,
 }
 
 impl Default for Jobs {
     fn default() -> Self {
-        Self::new()
+        Self::new(JobLimits::default())
     }
 }
 
 impl Jobs {
-    pub fn new() -> Self {
+    pub fn new(limits: JobLimits) -> Self {
         Self {
             next_id: AtomicU64::new(1),
             recent: Mutex::new(VecDeque::new()),
             slots: Arc::new(Semaphore::new(MAX_RUNNING_JOBS)),
+            limits,
+        }
+    }
+
+    /// Forgets finished jobs beyond the count and the age kept; active ones stay.
+    fn prune(&self, recent: &mut VecDeque<Arc<Job>>) {
+        let kept_for = self.limits.kept_for;
+        recent.retain(|j| j.ended_ago().map_or(true, |ago| ago <= kept_for));
+        let mut finished = recent.iter().filter(|j| !j.state().is_active()).count();
+        while finished > self.limits.kept {
+            match recent.iter().position(|j| !j.state().is_active()) {
+                Some(i) => {
+                    recent.remove(i);
+                    finished -= 1;
+                }
+                None => break,
+            }
         }
     }
 
     /// Registers a queued job; [`Jobs::spawn`] runs it.
     pub fn create(&self, kind: &str, description: String) -> Result<Arc<Job>, TooManyJobs> {
         let mut recent = lock(&self.recent);
-        if recent.iter().filter(|j| j.state().is_active()).count() >= MAX_ACTIVE_JOBS {
-            return Err(TooManyJobs);
+        self.prune(&mut recent);
+        if recent.iter().filter(|j| j.state().is_active()).count() >= self.limits.max_active {
+            return Err(TooManyJobs(self.limits.max_active));
         }
         let job = Arc::new(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -252,15 +313,6 @@ impl Jobs {
             finished: Mutex::new(None),
         });
         recent.push_back(job.clone());
-        // Forget the oldest finished jobs beyond the limit; active ones stay.
-        while recent.len() > MAX_KEPT_JOBS {
-            match recent.iter().position(|j| !j.state().is_active()) {
-                Some(i) => {
-                    recent.remove(i);
-                }
-                None => break,
-            }
-        }
         Ok(job)
     }
 
@@ -301,11 +353,9 @@ impl Jobs {
 
     /// Newest first.
     pub fn list(&self) -> Vec<JobReport> {
-        lock(&self.recent)
-            .iter()
-            .rev()
-            .map(|j| j.report())
-            .collect()
+        let mut recent = lock(&self.recent);
+        self.prune(&mut recent);
+        recent.iter().rev().map(|j| j.report()).collect()
     }
 
     /// (queued, running) jobs.
@@ -322,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_job_reports_progress_and_ends_in_the_state_it_reached() {
-        let jobs = Jobs::new();
+        let jobs = Jobs::default();
         let job = jobs.create("expire", "bbox z0-20".into()).unwrap();
         assert_eq!(job.state(), JobState::Queued);
         assert!(job.start());
@@ -369,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_job_cancelled_while_queued_never_starts() {
-        let jobs = Jobs::new();
+        let jobs = Jobs::default();
         let job = jobs.create("expire", String::new()).unwrap();
         job.cancel();
         assert_eq!(job.state(), JobState::Cancelled);
@@ -378,21 +428,50 @@ mod tests {
 
     #[test]
     fn only_recent_finished_jobs_are_kept_and_active_ones_are_bounded() {
-        let jobs = Jobs::new();
+        let limits = JobLimits::default();
+        let jobs = Jobs::default();
         let first = jobs.create("expire", String::new()).unwrap();
-        for _ in 0..MAX_KEPT_JOBS + 10 {
+        for _ in 0..limits.kept + 10 {
             jobs.create("expire", String::new()).unwrap().finish(Ok(()));
         }
         // The first job never finished, so it is still there.
         assert!(jobs.get(first.id).is_some());
-        assert!(jobs.list().len() <= MAX_KEPT_JOBS + 1);
-        for _ in 1..MAX_ACTIVE_JOBS {
+        assert_eq!(jobs.list().len(), limits.kept + 1);
+        for _ in 1..limits.max_active {
             jobs.create("expire", String::new()).unwrap();
         }
-        assert_eq!(jobs.active(), (MAX_ACTIVE_JOBS, 0));
+        assert_eq!(jobs.active(), (limits.max_active, 0));
         assert_eq!(
             jobs.create("expire", String::new()).err(),
-            Some(TooManyJobs)
+            Some(TooManyJobs(limits.max_active))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_jobs_are_forgotten_after_their_age_and_long_errors_are_cut() {
+        let jobs = Jobs::new(JobLimits {
+            max_active: 4,
+            kept: 10,
+            kept_for: Duration::from_millis(30),
+        });
+        let old = jobs.create("seed", String::new()).unwrap();
+        old.error("x".repeat(100_000));
+        old.finish(Ok(()));
+        let running = jobs.create("seed", String::new()).unwrap();
+        assert!(running.start());
+        let errors = old.report().errors;
+        assert!(
+            errors[0].len() <= MAX_ERROR_BYTES + '…'.len_utf8(),
+            "{}",
+            errors[0].len()
+        );
+        assert_eq!(jobs.list().len(), 2);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let ids: Vec<u64> = jobs.list().iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            vec![running.id],
+            "the old finished one is gone, the running one stays"
         );
     }
 
@@ -406,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_two_jobs_run_at_once_and_the_rest_wait_queued() {
-        let jobs = Jobs::new();
+        let jobs = Jobs::default();
         let (open, gate) = tokio::sync::watch::channel(false);
         let mut all = Vec::new();
         for _ in 0..MAX_RUNNING_JOBS + 1 {

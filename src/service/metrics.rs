@@ -58,6 +58,9 @@ pub struct Metrics {
     pub memory_cache_entries: IntGauge,
     pub render_threads_busy: IntGauge,
     pub jobs_running: IntGauge,
+    pub fault_responses: IntCounterVec,
+    pub render_faults: IntCounterVec,
+    pub database_up: IntGauge,
     /// Requests refused by a budget: `budget="requests|renders|node_renders"`.
     pub throttled: IntCounterVec,
     /// Clients forgotten at once because more than `limits.max_clients` were tracked.
@@ -162,6 +165,25 @@ impl Metrics {
                 "metatiled_render_jobs_running",
                 "Render jobs between fetch start and stored",
             )?,
+            fault_responses: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_fault_responses_total",
+                    "Tile requests refused (503 or a placeholder) because of a fault outside \
+                     the server, by cause: database, disk_full, permission, io",
+                ),
+                &["cause"],
+            )?,
+            render_faults: IntCounterVec::new(
+                Opts::new(
+                    "metatiled_render_faults_total",
+                    "Renders that failed because of a fault outside the server, by cause",
+                ),
+                &["cause"],
+            )?,
+            database_up: IntGauge::new(
+                "metatiled_database_up",
+                "1 while the database answers, 0 while it is known to be unavailable",
+            )?,
             throttled: IntCounterVec::new(
                 Opts::new(
                     "metatiled_throttled_total",
@@ -261,6 +283,10 @@ impl Metrics {
         m.registry
             .register(Box::new(m.render_threads_busy.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;
+        m.registry.register(Box::new(m.fault_responses.clone()))?;
+        m.registry.register(Box::new(m.render_faults.clone()))?;
+        m.registry.register(Box::new(m.database_up.clone()))?;
+        m.database_up.set(1);
         m.registry.register(Box::new(m.throttled.clone()))?;
         m.registry
             .register(Box::new(m.limit_clients_forgotten.clone()))?;
@@ -280,6 +306,10 @@ impl Metrics {
         }
         for mode in ExpireMode::ALL {
             m.expired_metatiles.with_label_values(&[mode.as_str()]);
+        }
+        for fault in super::Fault::ALL {
+            m.fault_responses.with_label_values(&[fault.as_str()]);
+            m.render_faults.with_label_values(&[fault.as_str()]);
         }
         Ok(m)
     }

@@ -5,6 +5,8 @@
 //!   single-flight render), generic over its render backend.
 //! - `backend`: [`MetatileBackend`], what one render job does (query, decode, paint,
 //!   encode, store).
+//! - [`fault`]: failures caused outside the server (database, disk, permissions), told
+//!   apart from bugs.
 //! - [`expiry`]: the server's expiry target (cache, memory layer, bulk re-renders).
 //! - [`export`]: an area's tiles into an MBTiles or PMTiles file (CLI and admin jobs).
 //! - [`seed`]: pre-rendering an area and zoom range through the render pool.
@@ -23,6 +25,7 @@ pub mod admin;
 mod backend;
 pub mod expiry;
 pub mod export;
+pub mod fault;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
@@ -33,5 +36,6 @@ pub mod seed;
 mod tiles;
 
 pub use backend::MetatileBackend;
+pub use fault::Fault;
 pub use metrics::Metrics;
 pub use tiles::{ServedTile, ServiceError, ServiceOptions, TileService};

@@ -4,6 +4,7 @@
 //! with a backend that counts and holds renders.
 
 use super::backend::MetatileBackend;
+use super::fault::Fault;
 use super::limits::{ClientId, Limits, Refusal};
 use super::metrics::{LookupResult, Metrics};
 use super::placeholder::{Placeholder, Placeholders};
@@ -14,6 +15,7 @@ use crate::purge::Purger;
 use crate::queue::{
     JobKey, Priority, RenderBackend, RenderFailure, RenderPool, Submit, SubmitError,
 };
+use crate::source::{SourceHealth, Unavailable};
 use crate::style::{LiveStyles, Style, StyleSet};
 use crate::tile::{StyleName, TileCoord};
 use prometheus::IntCounter;
@@ -36,6 +38,11 @@ pub enum ServiceError {
     MissTimeout,
     #[error("shutting down")]
     ShuttingDown,
+    /// A miss while the database is known to be down: refused at once, without queueing
+    /// a render that would fail (logged once, when the database went down); a style
+    /// with placeholders answers it with one.
+    #[error("the tile is not cached and the database is unavailable")]
+    SourceUnavailable(#[source] Unavailable),
     /// Logged once by the backend where it failed; not again here.
     #[error("the render failed")]
     RenderFailed(#[source] RenderFailure),
@@ -70,6 +77,7 @@ impl ServiceError {
             self,
             ServiceError::QueueFull
                 | ServiceError::MissTimeout
+                | ServiceError::SourceUnavailable(_)
                 | ServiceError::RenderFailed(_)
                 | ServiceError::RenderCeiling(_)
         )
@@ -80,9 +88,22 @@ impl ServiceError {
         match self {
             ServiceError::QueueFull => "queue_full",
             ServiceError::MissTimeout => "miss_timeout",
+            ServiceError::SourceUnavailable(_) => "database_unavailable",
             ServiceError::RenderFailed(_) => "render_failed",
             ServiceError::RenderCeiling(_) => "render_ceiling",
             _ => "other",
+        }
+    }
+}
+
+impl ServiceError {
+    /// What outside the server caused this, if anything did: such failures are worth a
+    /// retry; the others are bugs.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            ServiceError::SourceUnavailable(_) => Some(Fault::Database),
+            ServiceError::RenderFailed(failure) => Fault::of(failure),
+            _ => None,
         }
     }
 }
@@ -120,6 +141,8 @@ pub struct TileService<B: RenderBackend = MetatileBackend> {
     /// Every served style with what a hit needs, found by one (fast) hash of the name;
     /// replaced whole by a style reload.
     served: RwLock<ServedMap>,
+    /// The database's health, when the backend reads one: misses fail fast while down.
+    health: Option<Arc<SourceHealth>>,
     /// Client budgets; `None` = unlimited.
     limits: Option<Arc<Limits>>,
     placeholders: Placeholders,
@@ -285,6 +308,11 @@ impl<B: RenderBackend> TileService<B> {
             options.stale_max_age_secs,
             None,
         ));
+        for style in styles.current().iter() {
+            // Every blob read from disk is checked to be a PNG of the style's size
+            // before it is served or kept in memory.
+            cache.expect_png_tiles(&style.name, style.tile_size);
+        }
         let placeholder_cache_control =
             format!("public, max-age={}", options.placeholder_max_age_secs);
         let service = Self {
@@ -296,6 +324,7 @@ impl<B: RenderBackend> TileService<B> {
             placeholder_cache_control,
             options,
             served,
+            health: None,
             limits: None,
             purger: Arc::new(Purger::disabled()),
             access_rules: std::sync::atomic::AtomicBool::new(false),
@@ -337,9 +366,23 @@ impl<B: RenderBackend> TileService<B> {
             self.options.stale_max_age_secs,
             Some(&served),
         );
+        for style in styles.iter() {
+            self.cache.expect_png_tiles(&style.name, style.tile_size);
+        }
         self.note_access_rules(&styles);
         self.styles.replace(styles);
         *served = map;
+    }
+
+    /// Misses fail fast ([`ServiceError::SourceUnavailable`]) while `health` says the
+    /// database is down.
+    pub fn with_source_health(mut self, health: Arc<SourceHealth>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    pub fn source_health(&self) -> Option<&Arc<SourceHealth>> {
+        self.health.as_ref()
     }
 
     /// Serves the archive-backed styles from these open archives (re-opened when their
@@ -557,7 +600,7 @@ impl<B: RenderBackend> TileService<B> {
     }
 
     /// Renders the metatile of a missing tile (or grid) of `tree`, or joins its render,
-    /// and waits for it.
+    /// and waits for it. While the database is known to be down it is refused at once.
     async fn render<'a>(
         &self,
         served: &ServedStyle,
@@ -565,6 +608,9 @@ impl<B: RenderBackend> TileService<B> {
         tile: TileCoord,
         client: Option<&ClientId>,
     ) -> Result<ServedTile<'a>, ServiceError> {
+        if let Some(Err(down)) = self.health.as_ref().map(|h| h.check()) {
+            return Err(self.refused(ServiceError::SourceUnavailable(down)));
+        }
         let style = &served.style;
         let key = JobKey {
             style: style.name.clone(),
@@ -605,11 +651,22 @@ impl<B: RenderBackend> TileService<B> {
                 self.metrics.miss_timeouts.inc();
                 Err(ServiceError::MissTimeout)
             }
-            Ok(Err(failure)) => Err(ServiceError::RenderFailed(failure)),
+            Ok(Err(failure)) => Err(self.refused(ServiceError::RenderFailed(failure))),
             Ok(Ok(())) => self
                 .lookup(served, tree, tile, false)
                 .ok_or(ServiceError::MissingAfterRender(tile)),
         }
+    }
+
+    /// Counts a failure caused outside the server by its cause.
+    fn refused(&self, e: ServiceError) -> ServiceError {
+        if let Some(fault) = e.fault() {
+            self.metrics
+                .fault_responses
+                .with_label_values(&[fault.as_str()])
+                .inc();
+        }
+        e
     }
 
     /// The answer for a miss that cannot be rendered now (`cause`): a placeholder cut
@@ -708,6 +765,9 @@ impl<B: RenderBackend> TileService<B> {
         let mem = self.cache.memory_stats();
         self.metrics.memory_cache_bytes.set(mem.bytes as i64);
         self.metrics.memory_cache_entries.set(mem.entries as i64);
+        if let Some(health) = &self.health {
+            self.metrics.database_up.set(i64::from(health.is_healthy()));
+        }
         if let Some(limits) = &self.limits {
             self.metrics
                 .limit_clients

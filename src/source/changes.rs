@@ -23,8 +23,9 @@ pub const CHANGE_CHANNEL: &str = "metatiled_changes";
 pub const WATCH_APPLICATION_NAME: &str = "metatiled-watch";
 /// Prefix of the triggers' names; the full names are in [`TRIGGERS`].
 pub const TRIGGER_PREFIX: &str = "metatiled_change_";
-/// TCP keepalive idle time of the listener's connection: a silently dead server is
-/// noticed within about a minute even when no notification comes.
+/// TCP keepalive idle time of the listener's connection when `database.keepalive_secs`
+/// is 0: a silently dead server is noticed within about a minute even when no
+/// notification comes (with it, as the pool's connections are).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// The triggers installed on a watched table: name suffix, event, and the transition
@@ -359,6 +360,7 @@ impl ChangeFeed {
         pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
         pg.application_name(application_name);
         pg.keepalives_idle(KEEPALIVE_IDLE);
+        super::pool::set_keepalives(&mut pg, settings);
         pg.options(format!(
             "-c statement_timeout={} -c client_min_messages=warning",
             settings.statement_timeout_ms

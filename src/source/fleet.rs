@@ -749,6 +749,7 @@ impl FleetLocks {
         pg.connect_timeout(Duration::from_millis(self.settings.connect_timeout_ms));
         pg.application_name(LOCK_APPLICATION_NAME);
         pg.keepalives_idle(Duration::from_secs(30));
+        super::pool::set_keepalives(&mut pg, &self.settings);
         // Unlocking a lock a lost connection already released only warns: not news.
         pg.options(format!(
             "-c statement_timeout={} -c client_min_messages=error",

@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
+/// Unanswered keepalive probes before a connection is given up.
+const KEEPALIVE_RETRIES: u32 = 3;
+
 /// The pool of database connections (as opposed to the render pool).
 pub type DbPool = deadpool_postgres::Pool;
 
@@ -64,9 +67,10 @@ pub fn describe_target(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// Builds the pool and opens one connection, so a wrong URL fails at start with the host
-/// named, not at the first tile request.
-pub async fn build_pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
+/// The connection settings every database connection of the server uses: timeouts,
+/// TCP keepalives (so a peer that vanished is noticed in seconds, not hours) and the
+/// session options.
+pub fn connect_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
     let url = settings.url.as_deref().ok_or(DbError::NoUrl)?;
     let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::BadUrl)?;
     pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
@@ -76,6 +80,31 @@ pub async fn build_pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> 
         "-c statement_timeout={} -c client_min_messages=warning",
         settings.statement_timeout_ms
     ));
+    set_keepalives(&mut pg, settings);
+    Ok(pg)
+}
+
+/// TCP keepalives per `database.keepalive_secs` (nothing when it is 0): also for the
+/// connections outside the pool (the change feed, the fleet's render locks), so none of
+/// them waits for hours on a peer that vanished.
+pub(crate) fn set_keepalives(pg: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
+    if settings.keepalive_secs > 0 {
+        let idle = Duration::from_secs(settings.keepalive_secs);
+        let interval = Duration::from_secs((settings.keepalive_secs / 3).max(1));
+        pg.keepalives(true)
+            .keepalives_idle(idle)
+            .keepalives_interval(interval)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            // Data sent but never acknowledged (a peer that vanished mid-query) ends the
+            // connection after as long as an idle one takes to be given up.
+            .tcp_user_timeout(idle + interval * KEEPALIVE_RETRIES);
+    }
+}
+
+/// Builds the pool and opens one connection, so a wrong URL fails at start with the host
+/// named, not at the first tile request.
+pub async fn build_pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
+    let pg = connect_config(settings)?;
     let target = describe_target(&pg);
     let manager = Manager::from_config(
         pg,
@@ -188,8 +217,15 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// Per-query time limit (PostgreSQL `statement_timeout`).
     pub statement_timeout_ms: u64,
-    /// Time limit for opening a connection or waiting for a free one.
+    /// Time limit for opening a connection or waiting for a free one. A database that
+    /// does not answer is also detected within it (see `source::health`).
     pub connect_timeout_ms: u64,
+    /// TCP keepalive: an idle connection is checked after this many seconds and given up
+    /// after three unanswered checks (a third of it apart); 0 = the system's defaults.
+    pub keepalive_secs: u64,
+    /// While the database is unavailable it is probed after 100 ms, then at doubling
+    /// intervals up to this many milliseconds.
+    pub probe_interval_max_ms: u64,
     /// Apply `migrations/` when `serve` starts.
     pub migrate_on_start: bool,
 }
@@ -201,6 +237,8 @@ impl Default for DatabaseSettings {
             pool_size: 8,
             statement_timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
+            keepalive_secs: 10,
+            probe_interval_max_ms: 1_000,
             migrate_on_start: true,
         }
     }

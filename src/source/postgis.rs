@@ -7,12 +7,15 @@
 //! per pooled connection with typed bind parameters (deadpool's statement cache) and
 //! executed for each metatile; all layers of a metatile run pipelined on one connection.
 
+use super::health::{Abort, NoAnswer, SourceHealth, Unavailable};
 use crate::source::DbPool;
 use crate::style::{Layer, Style};
 use crate::tile::{MetatileCoord, StyleName};
 use geozero::ToGeo;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 /// The types of the bind parameters every layer query gets, in order (see
@@ -65,6 +68,24 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The database is known to be down: failed at once, or given up when it was
+    /// found down while this fetch waited.
+    #[error("style {style}, metatile {meta}: {source}")]
+    Unavailable {
+        style: StyleName,
+        meta: MetatileCoord,
+        #[source]
+        source: Unavailable,
+    },
+    /// No answer at all within the fetch's deadline (the statement timeouts of its
+    /// layers plus the connect timeout): the connection is given up.
+    #[error("style {style}, metatile {meta}: {source}")]
+    NoAnswer {
+        style: StyleName,
+        meta: MetatileCoord,
+        #[source]
+        source: NoAnswer,
+    },
     #[error(
         "style {style}, layer {layer:?}, metatile {meta}: bad geometry in row {row}: {message}"
     )]
@@ -75,6 +96,68 @@ pub enum SourceError {
         row: usize,
         message: String,
     },
+}
+
+impl SourceError {
+    /// Whether the database (or the way to it) failed, as opposed to the style's SQL or
+    /// data: a fault outside the server, worth a retry, never a bug.
+    pub fn is_database_fault(&self) -> bool {
+        match self {
+            SourceError::Unavailable { .. } | SourceError::NoAnswer { .. } => true,
+            SourceError::Pool { source, .. } => !matches!(
+                source,
+                deadpool_postgres::PoolError::NoRuntimeSpecified
+                    | deadpool_postgres::PoolError::PostCreateHook(_)
+            ),
+            SourceError::Query { source, .. } => query_fault(source) != QueryFault::Sql,
+            SourceError::Prepare { .. }
+            | SourceError::Columns { .. }
+            | SourceError::Decode { .. } => false,
+        }
+    }
+
+    /// Whether this failure says the database cannot be reached at all (so the source
+    /// is marked down), rather than that it answered with an error.
+    pub fn marks_unavailable(&self) -> bool {
+        match self {
+            SourceError::NoAnswer { .. } => true,
+            SourceError::Pool { .. } => self.is_database_fault(),
+            SourceError::Query { source, .. } => query_fault(source) == QueryFault::Connection,
+            _ => false,
+        }
+    }
+}
+
+/// What a failed query says about the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryFault {
+    /// The connection broke or the server is going away: unreachable.
+    Connection,
+    /// The server answered but could not run it now (statement timeout, out of memory
+    /// or disk, too many connections): a fault, but the database is there.
+    Server,
+    /// The statement itself is wrong (syntax, types, data): a bug in a style.
+    Sql,
+}
+
+fn query_fault(e: &tokio_postgres::Error) -> QueryFault {
+    let Some(code) = e.code() else {
+        // Not an error the server sent: the socket, the protocol, a closed connection.
+        return QueryFault::Connection;
+    };
+    let class = &code.code()[..2.min(code.code().len())];
+    if class == "08"
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+    {
+        QueryFault::Connection
+    } else if matches!(class, "53" | "57" | "58" | "XX") {
+        QueryFault::Server
+    } else {
+        QueryFault::Sql
+    }
 }
 
 /// One feature to draw.
@@ -141,15 +224,44 @@ pub fn query_bbox(style: &Style, meta: MetatileCoord) -> crate::tile::Bbox {
 #[derive(Clone)]
 pub struct PostgisSource {
     pool: DbPool,
+    /// Shared with the service and `/ready`; `None` for tools, which just try.
+    health: Option<Arc<SourceHealth>>,
+    /// The server's statement timeout and connect timeout: what bounds a fetch.
+    statement_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl PostgisSource {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        let defaults = super::DatabaseSettings::default();
+        Self {
+            pool,
+            health: None,
+            statement_timeout: Duration::from_millis(defaults.statement_timeout_ms),
+            connect_timeout: Duration::from_millis(defaults.connect_timeout_ms),
+        }
+    }
+
+    /// Watches fetches with `health` (see [`super::health`]): fails fast while the
+    /// database is down and gives up on fetches when it goes down. The timeouts are the
+    /// pool's (`settings`), which bound how long a fetch can legitimately take.
+    pub fn with_health(
+        mut self,
+        health: Arc<SourceHealth>,
+        settings: &super::DatabaseSettings,
+    ) -> Self {
+        self.health = Some(health);
+        self.statement_timeout = Duration::from_millis(settings.statement_timeout_ms);
+        self.connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
+        self
     }
 
     pub fn pool(&self) -> &DbPool {
         &self.pool
+    }
+
+    pub fn health(&self) -> Option<&Arc<SourceHealth>> {
+        self.health.as_ref()
     }
 
     async fn client(
@@ -198,14 +310,78 @@ impl PostgisSource {
     }
 
     /// Runs the query of every layer active at `meta.z` over the metatile bbox plus the
-    /// buffer; I/O only: the rows are decoded later, off the async runtime.
+    /// buffer; I/O only: the rows are decoded later, off the async runtime. With a
+    /// health state: fails at once while the database is down, gives up (dropping the
+    /// connection) when it goes down meanwhile, and reports the outcome.
     pub async fn query_metatile(
         &self,
         style: &Style,
         meta: MetatileCoord,
     ) -> Result<RawMetatile, SourceError> {
+        let Some(health) = &self.health else {
+            let started = Instant::now();
+            let client = self.client(style, Some(meta)).await?;
+            return self.run_queries(&client, style, meta, started).await;
+        };
+        let abort = |abort: Abort| match abort {
+            Abort::Down(source) => SourceError::Unavailable {
+                style: style.name.clone(),
+                meta,
+                source,
+            },
+            Abort::NoAnswer(source) => SourceError::NoAnswer {
+                style: style.name.clone(),
+                meta,
+                source,
+            },
+        };
+        health
+            .check()
+            .map_err(|source| abort(Abort::Down(source)))?;
         let started = Instant::now();
-        let client = self.client(style, Some(meta)).await?;
+        let active = style.layers.iter().filter(|l| l.active_at(meta.z)).count();
+        let deadline = tokio::time::Instant::now()
+            + self.connect_timeout * 2
+            + self.statement_timeout * active.max(1) as u32;
+        let result = match health
+            .watch(deadline, self.client(style, Some(meta)))
+            .await
+            .map_err(abort)
+        {
+            Ok(Ok(client)) => {
+                let queried = health
+                    .watch(deadline, self.run_queries(&client, style, meta, started))
+                    .await;
+                match queried {
+                    Ok(result) => result,
+                    Err(e) => {
+                        // Its answers may never come: never hand it to someone else.
+                        drop(deadpool_postgres::Object::take(client));
+                        Err(abort(e))
+                    }
+                }
+            }
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => health.record_ok(),
+            Err(e) if e.marks_unavailable() => {
+                health.record_failure(e);
+            }
+            // The server answered (an SQL error, a statement timeout): it is there.
+            Err(SourceError::Query { .. }) => health.record_ok(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn run_queries(
+        &self,
+        client: &deadpool_postgres::Client,
+        style: &Style,
+        meta: MetatileCoord,
+        started: Instant,
+    ) -> Result<RawMetatile, SourceError> {
         let connect = started.elapsed();
 
         let bbox = query_bbox(style, meta);
@@ -223,7 +399,6 @@ impl PostgisSource {
         ];
 
         let query_started = Instant::now();
-        let client_ref = &client;
         let queries = style.layers.iter().map(|layer| async move {
             if !layer.active_at(meta.z) {
                 return Ok(None);
@@ -237,12 +412,12 @@ impl PostgisSource {
                     source: e,
                 }
             };
-            let stmt = client_ref
+            let stmt = client
                 .prepare_typed_cached(&layer.query, &PARAM_TYPES)
                 .await
                 .map_err(query_err)?;
             let columns = Columns::of(style, layer, stmt.columns())?;
-            let rows = client_ref.query(&stmt, &params).await.map_err(query_err)?;
+            let rows = client.query(&stmt, &params).await.map_err(query_err)?;
             Ok::<_, SourceError>(Some((columns, rows)))
         });
         let layers = futures_util::future::try_join_all(queries).await?;

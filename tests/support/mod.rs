@@ -2,6 +2,8 @@
 //! cache directory, for the HTTP tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
+
 use metatiled::app::Application;
 use metatiled::config::Settings;
 use std::net::SocketAddr;

@@ -32,6 +32,31 @@ fn a_low_zoom_line_covers_all_its_descendants_and_its_ancestors() {
 }
 
 #[test]
+fn a_set_with_a_limit_holds_at_most_that_many_squares_and_says_it_overflowed() {
+    let mut set = MetatileSet::with_limit(20, 3);
+    for x in 0..3 {
+        set.insert(t(17, x, 0));
+    }
+    set.insert(t(17, 0, 0));
+    assert!(!set.overflowed(), "a square already held is not a new one");
+    set.insert(t(17, 9, 9));
+    assert!(set.overflowed());
+    assert_eq!(set.len(), 3);
+
+    // A long thin range at the finest level needs one square per tile: stopped early.
+    let mut range = MetatileSet::with_limit(20, 1000);
+    range.insert_range(&TileRange {
+        z: 17,
+        min_x: 0,
+        min_y: 5,
+        max_x: (1 << 17) - 1,
+        max_y: 5,
+    });
+    assert!(range.overflowed());
+    assert_eq!(range.len(), 1000);
+}
+
+#[test]
 fn a_zoom_0_line_to_zoom_20_is_counted_not_enumerated() {
     let mut set = MetatileSet::new(20);
     set.insert(t(0, 0, 0));

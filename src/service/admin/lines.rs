@@ -72,9 +72,9 @@ impl BufRead for ChunkReader {
     }
 }
 
-/// Reads `z/x/y` lines into a set for metatiles up to `max_zoom`.
-pub fn read_tile_text(reader: impl BufRead, max_zoom: u8) -> io::Result<BuiltInput> {
-    let mut set = MetatileSet::new(max_zoom);
+/// Reads `z/x/y` lines into `set` (empty, built for the metatiles wanted). Stops at
+/// the first tile that does not fit a set with a limit ([`MetatileSet::overflowed`]).
+pub fn read_tile_text(reader: impl BufRead, mut set: MetatileSet) -> io::Result<BuiltInput> {
     let mut bad = BadLines::default();
     let mut tiles = 0u64;
     let mut lines = TileLines::new(reader);
@@ -83,6 +83,9 @@ pub fn read_tile_text(reader: impl BufRead, max_zoom: u8) -> io::Result<BuiltInp
             Ok(tile) => {
                 tiles += 1;
                 set.insert(tile);
+                if set.overflowed() {
+                    break;
+                }
             }
             Err(line) => bad.record(line),
         }
@@ -102,7 +105,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lines_split_across_chunks_are_read_whole() {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let parser = tokio::task::spawn_blocking(move || read_tile_text(ChunkReader::new(rx), 18));
+        let parser = tokio::task::spawn_blocking(move || {
+            read_tile_text(ChunkReader::new(rx), MetatileSet::new(18))
+        });
         for chunk in ["16/37304/1", "8968\n16/373", "05/18969\nbad\n", "", "3/1/1"] {
             tx.send(Ok(Bytes::from(chunk))).await.unwrap();
         }
@@ -117,7 +122,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_body_ends_the_read_with_its_error() {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let parser = tokio::task::spawn_blocking(move || read_tile_text(ChunkReader::new(rx), 18));
+        let parser = tokio::task::spawn_blocking(move || {
+            read_tile_text(ChunkReader::new(rx), MetatileSet::new(18))
+        });
         tx.send(Ok(Bytes::from("1/0/0\n"))).await.unwrap();
         tx.send(Err(io::Error::other("connection reset")))
             .await

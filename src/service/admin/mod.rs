@@ -16,13 +16,20 @@
 //! [`DEFAULT_SYNC_MAX_METATILES`] metatiles (over all its styles) and no more re-renders
 //! than the bulk queue holds; anything larger is a job. Big blocks are walked on disk
 //! ([`crate::expire::apply`]), so a world bbox to zoom 20 costs what the cache holds.
+//!
+//! Bounded memory: the squares of all [`MetatileSet`]s held at once (being built, or
+//! held by a request or a job) stay within `admin.max_area_squares`. Inputs are turned
+//! into sets one at a time, each within what the others left (an input that needs more
+//! stops early, in bounded time: 413 when it needs more than the whole budget, else 503
+//! with Retry-After). A job drops its input when it ends; the registry keeps only
+//! reports, up to a count and an age.
 
 pub mod lines;
 pub mod request;
 
 use super::expiry::{ServiceTarget, WithDependents};
 use super::export::{self, ExportError, ExportObserver, ExportPlan, ExportSummary};
-use super::jobs::{Job, JobReport, JobState, Jobs, TooManyJobs};
+use super::jobs::{Job, JobLimits, JobReport, JobState, Jobs, TooManyJobs};
 use super::seed::{self, SeedError, SeedObserver, SeedPlan, SeedSummary};
 use super::TileService;
 use crate::area::MetatileSet;
@@ -35,7 +42,7 @@ use lines::{BuiltInput, ChunkReader, CHANNEL_CHUNKS};
 use request::{BadLines, ExpireOptions, ExpireSpec, ExportSpec, JsonInput, SeedSpec};
 use serde::Serialize;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -58,10 +65,20 @@ pub enum AdminError {
     UnknownJob(u64),
     #[error(transparent)]
     TooManyJobs(#[from] TooManyJobs),
+    /// The input names more than one request may hold (`admin.max_area_squares`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Other requests and jobs hold the admin API's memory budget: retry later.
+    #[error("{0}")]
+    Busy(String),
     /// A worker thread failed (logged where it happened).
     #[error("{0}")]
     Internal(String),
 }
+
+/// Default of [`AdminOptions::max_area_squares`]: at most ~60 MB of squares; a world
+/// polygon at zoom 20 needs 1.35 million, a tile list of millions of z18 tiles fewer.
+pub const DEFAULT_MAX_AREA_SQUARES: usize = 2_000_000;
 
 /// Limits of the admin work.
 #[derive(Debug, Clone)]
@@ -73,6 +90,89 @@ pub struct AdminOptions {
     /// Capacity of the render pool's bulk queue: synchronous `render` expiries never
     /// queue more than this.
     pub bulk_queue: usize,
+    /// Most quadtree squares (see [`MetatileSet`]) one input may name, and all inputs
+    /// held by requests and jobs together.
+    pub max_area_squares: usize,
+    /// The job registry's bounds.
+    pub jobs: JobLimits,
+}
+
+/// The squares held by admin requests and jobs, against `max_area_squares`.
+#[derive(Debug)]
+struct SquareBudget {
+    limit: usize,
+    used: Mutex<usize>,
+}
+
+/// Squares reserved from the budget, given back when dropped (a request ends, a job
+/// finishes).
+#[derive(Debug)]
+struct Held {
+    budget: Arc<SquareBudget>,
+    squares: usize,
+}
+
+impl SquareBudget {
+    fn used(&self) -> usize {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What is left for the next input.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.used())
+    }
+
+    fn reserve(self: &Arc<Self>, squares: usize) -> Result<Held, AdminError> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if *used + squares > self.limit {
+            return Err(self.busy(*used));
+        }
+        *used += squares;
+        Ok(Held {
+            budget: self.clone(),
+            squares,
+        })
+    }
+
+    fn busy(&self, used: usize) -> AdminError {
+        AdminError::Busy(format!(
+            "other admin requests and jobs hold {used} of the {} area squares \
+             (admin.max_area_squares) and this input needs more than is left: retry when \
+             they are done",
+            self.limit
+        ))
+    }
+
+    /// The refusal of a set that overflowed `room`: too large for anyone, or busy.
+    fn overflowed(&self, room: usize, max_zoom: u8) -> AdminError {
+        if room >= self.limit {
+            too_large(self.limit, max_zoom)
+        } else {
+            self.busy(self.limit - room)
+        }
+    }
+}
+
+/// An input turned into a set, with its squares reserved until it is dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    pub input: BuiltInput,
+    held: Held,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.squares);
+    }
+}
+
+/// The refusal of a set that overflowed.
+fn too_large(limit: usize, max_zoom: u8) -> AdminError {
+    AdminError::TooLarge(format!(
+        "the input names more than {limit} area squares at maxzoom {max_zoom} \
+         (admin.max_area_squares): lower maxzoom, simplify the outline or split the input"
+    ))
 }
 
 /// The answer to an expiry: its report, or the job that will produce it.
@@ -283,6 +383,9 @@ pub struct Admin {
     service: Arc<TileService>,
     jobs: Jobs,
     options: AdminOptions,
+    squares: Arc<SquareBudget>,
+    /// Inputs are turned into sets one at a time, each within what is left.
+    building: Arc<tokio::sync::Mutex<()>>,
     fleet: Option<Arc<FleetHandle>>,
 }
 
@@ -290,10 +393,20 @@ impl Admin {
     pub fn new(service: Arc<TileService>, options: AdminOptions) -> Self {
         Self {
             service,
-            jobs: Jobs::new(),
+            jobs: Jobs::new(options.jobs),
+            squares: Arc::new(SquareBudget {
+                limit: options.max_area_squares,
+                used: Mutex::new(0),
+            }),
+            building: Arc::new(tokio::sync::Mutex::new(())),
             options,
             fleet: None,
         }
+    }
+
+    /// Squares held by requests and jobs right now (for `/status`).
+    pub fn area_squares_held(&self) -> usize {
+        self.squares.used()
     }
 
     /// Publishes applied expiries to the other nodes, and lists them in the status.
@@ -340,15 +453,18 @@ impl Admin {
         request::expire_spec(&self.service.styles(), &options, "text")
     }
 
-    /// Builds the set of a JSON input on a blocking thread (polygons can take a while).
+    /// Builds the set of a JSON input on a blocking thread (polygons can take a while),
+    /// within the squares left (see the module docs).
     pub async fn build_json_input(
         &self,
         input: JsonInput,
         max_zoom: u8,
-    ) -> Result<BuiltInput, AdminError> {
-        tokio::task::spawn_blocking(move || match input {
+    ) -> Result<Admitted, AdminError> {
+        let _building = self.building.lock().await;
+        let limit = self.squares.room();
+        let built = tokio::task::spawn_blocking(move || match input {
             JsonInput::Tiles(list) => {
-                let mut set = MetatileSet::new(max_zoom);
+                let mut set = MetatileSet::with_limit(max_zoom, limit);
                 for tile in &list.tiles {
                     set.insert(*tile);
                 }
@@ -360,38 +476,54 @@ impl Admin {
                 }
             }
             JsonInput::Area(area) => BuiltInput {
-                set: area.to_set(max_zoom),
+                set: area.to_set_within(max_zoom, limit),
                 tiles: 0,
                 lines: None,
                 bad: BadLines::default(),
             },
         })
         .await
-        .map_err(|e| internal("building the expiry set", &e))
+        .map_err(|e| internal("building the expiry set", &e))?;
+        if built.set.overflowed() {
+            return Err(self.squares.overflowed(limit, max_zoom));
+        }
+        let held = self.squares.reserve(built.set.len())?;
+        Ok(Admitted { input: built, held })
     }
 
-    /// Starts parsing a text tile list: feed the body's chunks into the sender (drop it
-    /// at the end of the body), then await the future for the built input.
-    pub fn text_input(
+    /// Starts parsing a text tile list once it is this input's turn: feed the body's
+    /// chunks into the sender (drop it at the end of the body), then await the future
+    /// for the built input.
+    pub async fn text_input(
         &self,
         max_zoom: u8,
     ) -> (
         mpsc::Sender<std::io::Result<Bytes>>,
-        impl Future<Output = Result<BuiltInput, AdminError>>,
+        impl Future<Output = Result<Admitted, AdminError>>,
     ) {
+        let building = self.building.clone().lock_owned().await;
+        let squares = self.squares.clone();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let limit = squares.room();
         let parser = tokio::task::spawn_blocking(move || {
-            lines::read_tile_text(ChunkReader::new(rx), max_zoom)
+            lines::read_tile_text(
+                ChunkReader::new(rx),
+                MetatileSet::with_limit(max_zoom, limit),
+            )
         });
         let built = async move {
-            match parser.await {
+            let _building = building;
+            let built = match parser.await {
+                Ok(Ok(built)) if built.set.overflowed() => Err(squares.overflowed(limit, max_zoom)),
                 Ok(Ok(built)) if built.lines == Some(0) => Err(AdminError::BadRequest(
                     "the body is empty: send z/x/y lines, one per line".into(),
                 )),
                 Ok(Ok(built)) => Ok(built),
                 Ok(Err(e)) => Err(AdminError::BadRequest(format!("cannot read the body: {e}"))),
                 Err(e) => Err(internal("reading the tile list", &e)),
-            }
+            }?;
+            let held = squares.reserve(built.set.len())?;
+            Ok(Admitted { input: built, held })
         };
         (tx, built)
     }
@@ -400,8 +532,9 @@ impl Admin {
     pub async fn expire(
         &self,
         spec: ExpireSpec,
-        input: BuiltInput,
+        input: Admitted,
     ) -> Result<ExpireAnswer, AdminError> {
+        let Admitted { input, held } = input;
         // Counting walks the set's squares at every zoom: a blocking thread's work for
         // big sets.
         let (spec, input, total, renders) = tokio::task::spawn_blocking(move || {
@@ -419,6 +552,8 @@ impl Admin {
             .await
             .map_err(|e| internal("expiring", &e))?;
             report.fleet = publish(self.fleet.as_deref(), &spec, &input, &report).await;
+            drop(input);
+            drop(held);
             report.log(None);
             return Ok(ExpireAnswer::Done(Box::new(report)));
         }
@@ -445,6 +580,8 @@ impl Admin {
         };
         let fleet = self.fleet.clone();
         self.jobs.spawn(job, move |job| async move {
+            // The input and its squares are let go when the job ends.
+            let _held = held;
             let id = job.id;
             let worker = job.clone();
             let (mut report, spec, input) = tokio::task::spawn_blocking(move || {
@@ -477,9 +614,18 @@ impl Admin {
             zooms,
             force,
         } = spec;
-        let set = tokio::task::spawn_blocking(move || area.to_set(zooms.max()))
+        // One copy of the set per style.
+        let building = self.building.lock().await;
+        let copies = styles.len().max(1);
+        let limit = self.squares.room() / copies;
+        let set = tokio::task::spawn_blocking(move || area.to_set_within(zooms.max(), limit))
             .await
             .map_err(|e| internal("building the seed area", &e))?;
+        if set.overflowed() {
+            return Err(self.squares.overflowed(limit * copies, zooms.max()));
+        }
+        let held = self.squares.reserve(set.len().saturating_mul(copies))?;
+        drop(building);
         let plans: Vec<SeedPlan> = styles
             .iter()
             .map(|style| SeedPlan {
@@ -517,6 +663,7 @@ impl Admin {
         };
         let service = self.service.clone();
         self.jobs.spawn(job, move |job| async move {
+            let _held = held;
             run_seed_job(&service, &plans, total, &job).await
         });
         Ok(accepted)
@@ -538,9 +685,17 @@ impl Admin {
         };
         let max_zoom = plan.zooms.max();
         let area = plan.area.clone();
-        let set = tokio::task::spawn_blocking(move || area.to_set(max_zoom))
+        // Within the squares left, like every admin input (see the module docs).
+        let building = self.building.lock().await;
+        let limit = self.squares.room();
+        let set = tokio::task::spawn_blocking(move || area.to_set_within(max_zoom, limit))
             .await
             .map_err(|e| internal("building the export area", &e))?;
+        if set.overflowed() {
+            return Err(self.squares.overflowed(limit, max_zoom));
+        }
+        let held = self.squares.reserve(set.len())?;
+        drop(building);
         let (_, total) = export::plan_total(&self.service, &plan, &set).map_err(|e| match e {
             ExportError::Style(_) => AdminError::UnknownStyle(plan.style.to_string()),
             other => AdminError::BadRequest(other.to_string()),
@@ -563,6 +718,7 @@ impl Admin {
         };
         let service = self.service.clone();
         self.jobs.spawn(job, move |job| async move {
+            let _held = held;
             let in_flight = service.pool().stats().threads * 4;
             let mut observer = ExportJobObserver {
                 job: &job,
@@ -825,4 +981,24 @@ async fn run_seed_job(
         "seeded"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squares_are_held_until_their_holder_is_dropped() {
+        let budget = Arc::new(SquareBudget {
+            limit: 100,
+            used: Mutex::new(0),
+        });
+        let first = budget.reserve(60).unwrap();
+        assert!(matches!(budget.reserve(50), Err(AdminError::Busy(_))));
+        let second = budget.reserve(40).unwrap();
+        drop(first);
+        let third = budget.reserve(50).unwrap();
+        drop((second, third));
+        assert_eq!(*budget.used.lock().unwrap(), 0);
+    }
 }

@@ -13,7 +13,7 @@ use crate::style::StyleSet;
 use crate::tile::{StyleName, ZoomRange, MAX_ZOOM};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::path::Path;
 
 /// Bad lines (or bad entries of a JSON list) reported one by one; the rest are counted.
@@ -34,17 +34,19 @@ pub struct ExpireOptions {
     pub dry_run: Option<bool>,
 }
 
-/// `POST /expire` with a JSON body: the options and exactly one input.
+/// `POST /expire` with a JSON body: the options and exactly one input. A geometry is
+/// kept as text until it is read into numbers (never a JSON tree).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExpireRequest {
+pub struct ExpireRequest<'a> {
     pub style: Option<String>,
     /// `["z/x/y", ...]`.
     pub tiles: Option<TileList>,
     /// `[minlon, minlat, maxlon, maxlat]` in degrees.
     pub bbox: Option<LonLatBbox>,
     /// GeoJSON Polygon or MultiPolygon (or a Feature / FeatureCollection of them).
-    pub geometry: Option<Value>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub mode: Option<ExpireMode>,
@@ -56,24 +58,26 @@ pub struct ExpireRequest {
 /// `POST /seed`: an area, a zoom range, and whether to re-render fresh metatiles.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SeedRequest {
+pub struct SeedRequest<'a> {
     /// One style; absent = every style.
     pub style: Option<String>,
     pub bbox: Option<LonLatBbox>,
-    pub geometry: Option<Value>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     pub force: Option<bool>,
 }
 
 /// `POST /export`: one style, an area, a zoom range, a format and a file name (written
-/// into the export directory).
+/// into the export directory). The geometry is kept as text, as for expiries.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExportRequest {
+pub struct ExportRequest<'a> {
     pub style: String,
     pub bbox: Option<LonLatBbox>,
-    pub geometry: Option<Value>,
+    #[serde(borrow)]
+    pub geometry: Option<&'a RawValue>,
     pub minzoom: Option<u8>,
     pub maxzoom: Option<u8>,
     /// `mbtiles` or `pmtiles`; default: from the file's extension.
@@ -97,7 +101,7 @@ pub struct ExportSpec {
 pub fn parse_export_json(styles: &StyleSet, body: &[u8]) -> Result<ExportSpec, AdminError> {
     let req: ExportRequest = parse_json(body)?;
     let selected = select_styles(styles, Some(&req.style))?;
-    let Some(area) = area(req.bbox, req.geometry.as_ref())? else {
+    let Some(area) = area(req.bbox, req.geometry)? else {
         return Err(AdminError::BadRequest(
             "nothing to export: give bbox or geometry".into(),
         ));
@@ -308,14 +312,14 @@ pub fn expire_spec(
 }
 
 /// The one area of a request: `bbox` or `geometry`.
-fn area(bbox: Option<LonLatBbox>, geometry: Option<&Value>) -> Result<Option<Area>, AdminError> {
+fn area(bbox: Option<LonLatBbox>, geometry: Option<&RawValue>) -> Result<Option<Area>, AdminError> {
     match (bbox, geometry) {
         (Some(_), Some(_)) => Err(AdminError::BadRequest(
             "give either bbox or geometry, not both".into(),
         )),
         (Some(b), None) => Ok(Some(Area::Bbox(b))),
         (None, Some(g)) => Ok(Some(
-            Area::from_geojson(g).map_err(|e| AdminError::BadRequest(e.to_string()))?,
+            Area::from_geojson_raw(g).map_err(|e| AdminError::BadRequest(e.to_string()))?,
         )),
         (None, None) => Ok(None),
     }
@@ -340,7 +344,7 @@ pub fn parse_expire_json(
         )),
         other => other,
     })?;
-    let area = area(req.bbox, req.geometry.as_ref())?;
+    let area = area(req.bbox, req.geometry)?;
     let input = match (req.tiles, area) {
         (Some(tiles), None) => JsonInput::Tiles(tiles),
         (None, Some(area)) => JsonInput::Area(area),
@@ -390,7 +394,7 @@ pub fn parse_seed_json(styles: &StyleSet, body: &[u8]) -> Result<SeedSpec, Admin
         // "Every style": those this server renders (archives are only read).
         selected.retain(|s| styles.get(s).is_some_and(|st| st.is_rendered()));
     }
-    let Some(area) = area(req.bbox, req.geometry.as_ref())? else {
+    let Some(area) = area(req.bbox, req.geometry)? else {
         return Err(AdminError::BadRequest(
             "nothing to seed: give bbox or geometry".into(),
         ));

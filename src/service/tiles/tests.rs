@@ -7,6 +7,7 @@ use crate::cache::CacheSettings;
 use crate::queue::PoolConfig;
 use crate::render::{encode_png, PngMode};
 use crate::service::limits::{ClientId, Limits};
+use crate::source::SourceHealth;
 use crate::style::parse_style;
 use crate::tile::MetatileCoord;
 use futures_util::future::BoxFuture;
@@ -129,6 +130,20 @@ impl Fixture {
             service,
             open,
             _dir: dir,
+        }
+    }
+
+    /// The same, with misses refused while `health` says the database is down.
+    fn with_health(self, health: Arc<SourceHealth>) -> Self {
+        let Fixture {
+            service,
+            open,
+            _dir,
+        } = self;
+        Fixture {
+            service: service.with_source_health(health),
+            open,
+            _dir,
         }
     }
 
@@ -329,6 +344,112 @@ async fn unknown_styles_and_zooms_outside_the_style_are_told_apart() {
     assert!(f.renders().is_empty());
 }
 
+fn health() -> Arc<SourceHealth> {
+    SourceHealth::new(crate::source::health::HealthOptions {
+        suspect_after: Duration::from_secs(1),
+        probe_timeout: Duration::from_secs(1),
+        probe_max_interval: Duration::from_secs(1),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection refused")]
+struct Refused;
+
+#[tokio::test(start_paused = true)]
+async fn while_the_database_is_down_misses_fail_at_once_and_cached_tiles_are_served() {
+    let health = health();
+    let f = Fixture::new(2, 8).with_health(health.clone());
+    f.open_gate();
+    let cached = tile(13, 4663, 2371);
+    f.service.get_tile("osm", cached).await.unwrap();
+
+    health.record_failure(&Refused);
+    let started = tokio::time::Instant::now();
+    let miss = f.service.get_tile("osm", tile(13, 0, 0)).await;
+    assert!(
+        matches!(&miss, Err(e @ ServiceError::SourceUnavailable(_)) if e.fault() == Some(Fault::Database)),
+        "{miss:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(f.renders().len(), 1, "no render was queued for the miss");
+    let refused = f
+        .service
+        .metrics()
+        .fault_responses
+        .with_label_values(&["database"]);
+    assert_eq!(refused.get(), 1);
+    assert!(f.service.get_tile("osm", cached).await.is_ok());
+
+    health.record_ok();
+    assert!(f.service.get_tile("osm", tile(13, 0, 0)).await.is_ok());
+}
+
+#[test]
+fn a_render_failed_by_a_full_disk_is_a_fault_not_a_bug() {
+    let e = ServiceError::RenderFailed(RenderFailure::caused_by(
+        "storing the metatile",
+        crate::cache::CacheError::Io {
+            action: "write",
+            path: "/cache/osm/0/0/0/0/0/0.meta".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        },
+    ));
+    assert_eq!(e.fault(), Some(Fault::DiskFull));
+    let bug = ServiceError::RenderFailed(RenderFailure::new("the renderer panicked"));
+    assert_eq!(bug.fault(), None);
+}
+
+/// Garbage where the tiles of `meta` should be: a valid header and index, blobs that
+/// are not PNGs (the first one), or are PNGs of the wrong size (the others).
+fn write_garbage_metatile(f: &Fixture, meta: MetatileCoord) -> std::path::PathBuf {
+    let wrong_size = encode_png(&vec![0; 16 * 16], 16, 16, PngMode::Palette).unwrap();
+    let mut blobs = vec![wrong_size; 64];
+    blobs[0] = b"<html>not a tile</html>".to_vec();
+    let style = StyleName::parse("osm").unwrap();
+    f.service
+        .cache()
+        .disk()
+        .write_metatile(&style, meta, &blobs)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_metatile_of_garbage_is_moved_aside_and_rendered_again() {
+    let f = Fixture::new(2, 8);
+    f.open_gate();
+    let meta = MetatileCoord::try_new(14, 9320, 4736).unwrap();
+    let path = write_garbage_metatile(&f, meta);
+    for t in [tile(14, 9320, 4736), tile(14, 9321, 4736)] {
+        let served = f.service.get_tile("osm", t).await.unwrap();
+        crate::cache::format::check_png_tile(0, &served.tile.bytes, 256).unwrap();
+    }
+    assert_eq!(
+        f.renders().len(),
+        1,
+        "rendered once, then served from the new file"
+    );
+    assert!(path.with_extension("meta.corrupt").is_file());
+    let corrupt = f.service.cache().corrupt_counter();
+    assert_eq!(corrupt.with_label_values(&["bad_tile"]).get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_directory_where_a_metatile_belongs_is_moved_aside_and_rendered_again() {
+    let f = Fixture::new(2, 8);
+    f.open_gate();
+    let t = tile(14, 9328, 4736);
+    let style = StyleName::parse("osm").unwrap();
+    let path = f.service.cache().disk().path_of(&style, t.metatile());
+    std::fs::create_dir_all(path.join("inside")).unwrap();
+    let served = f.service.get_tile("osm", t).await.unwrap();
+    crate::cache::format::check_png_tile(0, &served.tile.bytes, 256).unwrap();
+    assert!(path.is_file());
+    assert!(path.with_extension("meta.corrupt").join("inside").is_dir());
+    let corrupt = f.service.cache().corrupt_counter();
+    assert_eq!(corrupt.with_label_values(&["not_a_file"]).get(), 1);
+}
+
 fn budgets(render_burst: u32) -> crate::service::limits::LimitOptions {
     crate::service::limits::LimitOptions {
         requests_per_second: 1000,
@@ -421,6 +542,44 @@ async fn a_placeholder_style_answers_a_slow_miss_with_its_parent_scaled_up() {
             .metrics()
             .placeholders
             .with_label_values(&["osm", "miss_timeout"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_database_is_down_a_placeholder_style_answers_a_miss_at_once() {
+    let style = STYLE.replace("maxzoom = 19", "maxzoom = 19\nplaceholder = true");
+    let health = health();
+    let f = Fixture::with(&style, 2, 8, None).with_health(health.clone());
+    let parent = tile(14, 9327, 4742);
+    let png = encode_png(&vec![0xff33_6699; 256 * 256], 256, 256, PngMode::Palette).unwrap();
+    let name = StyleName::parse("osm").unwrap();
+    f.service
+        .cache()
+        .store_metatile(&name, parent.metatile(), &vec![png; 64])
+        .unwrap();
+
+    health.record_failure(&Refused);
+    let started = tokio::time::Instant::now();
+    let served = f
+        .service
+        .get_tile("osm", tile(15, 18654, 9484))
+        .await
+        .unwrap();
+    assert_eq!(served.placeholder, Some(parent));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(f.renders().is_empty(), "no render was queued");
+    let far = f.service.get_tile("osm", tile(15, 0, 0)).await;
+    assert!(
+        matches!(far, Err(ServiceError::SourceUnavailable(_))),
+        "{far:?}"
+    );
+    assert_eq!(
+        f.service
+            .metrics()
+            .placeholders
+            .with_label_values(&["osm", "database_unavailable"])
             .get(),
         1
     );
