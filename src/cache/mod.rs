@@ -415,8 +415,7 @@ impl TileCache {
             }
         }
         if self.served.is_enabled() {
-            self.served
-                .record(self.styles.id(style), meta, now);
+            self.served.record(self.styles.id(style), meta, now);
         }
         let stale = freshness::is_stale(read.stamp.mtime, planet, now);
         let tile = Arc::new(CachedTile::new(
