@@ -13,9 +13,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// 64 tiles of 1000 bytes: about 64.5 KB per metatile.
-const TILE_BYTES: usize = 1000;
 const QUOTA_METATILES: u64 = 64;
+
+/// A real 256 x 256 PNG of one grey (the server checks that what it reads from disk is
+/// a PNG of the style's tile size, and treats anything else as corrupt).
+fn grey_png(level: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, 256, 256);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&vec![level; 256 * 256]).unwrap();
+    writer.finish().unwrap();
+    out
+}
 
 fn meta(i: u32) -> MetatileCoord {
     MetatileCoord {
@@ -47,7 +58,7 @@ async fn a_cache_seeded_to_twice_its_quota_keeps_what_was_served_last() {
     // Measure one metatile first, to set the quota in metatiles.
     let probe = tempfile::tempdir().unwrap();
     let osm = StyleName::parse("osm").unwrap();
-    let tiles: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; TILE_BYTES]).collect();
+    let tiles: Vec<Vec<u8>> = (0..64).map(|i| grey_png(i as u8)).collect();
     let one = std::fs::metadata(
         DiskCache::new(probe.path(), false)
             .write_metatile(&osm, meta(0), &tiles)
