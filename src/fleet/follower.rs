@@ -14,7 +14,7 @@ use super::FleetHandle;
 use crate::area::MetatileSet;
 use crate::cache::error_chain;
 use crate::expire::{apply, ExpirePlan, ExpireSummary, ExpireTarget};
-use crate::source::changes::{ChangeError, ChangeFeed, FeedEvent};
+use crate::source::changes::{poll_interval, ChangeError, ChangeFeed, Wake};
 use crate::source::fleet::{
     self as db, ExpiryRow, FleetDbError, LogCursor, LogKind, EXPIRY_CHANNEL, FLEET_APPLICATION_NAME,
 };
@@ -132,17 +132,12 @@ impl ExpiryFollower {
             return Ok(());
         }
         *backoff = MIN_BACKOFF;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + self.poll, self.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = poll_interval(self.poll);
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                event = feed.next_event() => {
-                    if let FeedEvent::Closed(reason) = event {
-                        return Err(FollowError::Closed(reason));
-                    }
-                }
-                _ = tick.tick() => {}
+            match feed.wait_to_read(&mut poll, stop).await {
+                Wake::Read => {}
+                Wake::Stopped => return Ok(()),
+                Wake::Closed(reason) => return Err(FollowError::Closed(reason)),
             }
             if self.drain(feed, &mut cursor, stop).await? {
                 return Ok(());

@@ -9,13 +9,14 @@
 //! lower id is read on a later pass instead of being skipped.
 
 use super::pool::DatabaseSettings;
-use super::pool::{chain, describe_target};
+use super::pool::{chain, describe_target, session_config, DbUrlError};
 use crate::tile::Bbox;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_util::sync::CancellationToken;
 
 /// The channel the triggers NOTIFY (once per statement, payload `schema.table`).
 pub const CHANGE_CHANNEL: &str = "metatiled_changes";
@@ -23,10 +24,6 @@ pub const CHANGE_CHANNEL: &str = "metatiled_changes";
 pub const WATCH_APPLICATION_NAME: &str = "metatiled-watch";
 /// Prefix of the triggers' names; the full names are in [`TRIGGERS`].
 pub const TRIGGER_PREFIX: &str = "metatiled_change_";
-/// TCP keepalive idle time of the listener's connection when `database.keepalive_secs`
-/// is 0: a silently dead server is noticed within about a minute even when no
-/// notification comes (with it, as the pool's connections are).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// The triggers installed on a watched table: name suffix, event, and the transition
 /// tables the function reads (`None` for TRUNCATE, which logs the whole world).
@@ -51,12 +48,8 @@ pub const TRIGGERS: [(&str, &str, Option<&str>); 4] = [
 
 #[derive(Debug, Error)]
 pub enum ChangeError {
-    #[error(
-        "no database URL: set database.url, METATILED_DATABASE_URL, DATABASE_URL or --database-url"
-    )]
-    NoUrl,
-    #[error("invalid database URL")]
-    BadUrl(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Url(#[from] DbUrlError),
     #[error("cannot connect to PostgreSQL at {target}")]
     Connect {
         target: String,
@@ -326,13 +319,25 @@ pub struct ChangeRow {
     pub age: Duration,
 }
 
-/// What woke the listener.
+/// What ended a [`ChangeFeed::wait_to_read`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FeedEvent {
-    /// At least one notification arrived (several are folded into one).
-    Notified,
+pub enum Wake {
+    /// Time to read the log: a notification arrived (several are folded into one), or
+    /// the poll interval passed.
+    Read,
+    /// Asked to stop.
+    Stopped,
     /// The connection is gone; the reason.
     Closed(String),
+}
+
+/// The poll interval of a reader of the logs, first due one interval from now: the log is
+/// read on every notification and at least this often, so a notification lost with a
+/// connection costs at most one interval.
+pub fn poll_interval(poll: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// A listener's own connection (not from the pool): LISTENs on one channel.
@@ -355,16 +360,7 @@ impl ChangeFeed {
         channel: &str,
         application_name: &str,
     ) -> Result<ChangeFeed, ChangeError> {
-        let url = settings.url.as_deref().ok_or(ChangeError::NoUrl)?;
-        let mut pg: tokio_postgres::Config = url.parse().map_err(ChangeError::BadUrl)?;
-        pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
-        pg.application_name(application_name);
-        pg.keepalives_idle(KEEPALIVE_IDLE);
-        super::pool::set_keepalives(&mut pg, settings);
-        pg.options(format!(
-            "-c statement_timeout={} -c client_min_messages=warning",
-            settings.statement_timeout_ms
-        ));
+        let pg = session_config(settings, application_name, "warning")?;
         let target = describe_target(&pg);
         let (client, mut connection) =
             pg.connect(NoTls)
@@ -405,14 +401,23 @@ impl ChangeFeed {
         Ok(feed)
     }
 
-    /// Waits for a notification or for the connection to close.
-    pub async fn next_event(&mut self) -> FeedEvent {
-        match self.wake.recv().await {
-            Some(()) => FeedEvent::Notified,
-            None => FeedEvent::Closed(match (&mut self.driver).await {
-                Ok(reason) => reason,
-                Err(e) => e.to_string(),
-            }),
+    /// Waits until the log is to be read again (a notification, or `poll` from
+    /// [`poll_interval`] is due), until `stop`, or until the connection closes.
+    pub async fn wait_to_read(
+        &mut self,
+        poll: &mut tokio::time::Interval,
+        stop: &CancellationToken,
+    ) -> Wake {
+        tokio::select! {
+            _ = stop.cancelled() => Wake::Stopped,
+            _ = poll.tick() => Wake::Read,
+            woken = self.wake.recv() => match woken {
+                Some(()) => Wake::Read,
+                None => Wake::Closed(match (&mut self.driver).await {
+                    Ok(reason) => reason,
+                    Err(e) => e.to_string(),
+                }),
+            },
         }
     }
 

@@ -15,7 +15,7 @@
 //! The rows read above the new horizon are remembered until the horizon passes them.
 
 use super::changes::ChangeRow;
-use super::pool::{chain, describe_target, DatabaseSettings};
+use super::pool::{chain, describe_target, session_config, DatabaseSettings, DbUrlError};
 use crate::tile::Bbox;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,12 +36,8 @@ const RENDER_LOCK_CLASS: i32 = 0x6d74_6c64;
 
 #[derive(Debug, Error)]
 pub enum FleetDbError {
-    #[error(
-        "no database URL: set database.url, METATILED_DATABASE_URL, DATABASE_URL or --database-url"
-    )]
-    NoUrl,
-    #[error("invalid database URL")]
-    BadUrl(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Url(#[from] DbUrlError),
     #[error("cannot connect to PostgreSQL at {target}")]
     Connect {
         target: String,
@@ -744,17 +740,8 @@ impl FleetLocks {
                 return Ok(c);
             }
         }
-        let url = self.settings.url.as_deref().ok_or(FleetDbError::NoUrl)?;
-        let mut pg: tokio_postgres::Config = url.parse().map_err(FleetDbError::BadUrl)?;
-        pg.connect_timeout(Duration::from_millis(self.settings.connect_timeout_ms));
-        pg.application_name(LOCK_APPLICATION_NAME);
-        pg.keepalives_idle(Duration::from_secs(30));
-        super::pool::set_keepalives(&mut pg, &self.settings);
         // Unlocking a lock a lost connection already released only warns: not news.
-        pg.options(format!(
-            "-c statement_timeout={} -c client_min_messages=error",
-            self.settings.statement_timeout_ms
-        ));
+        let pg = session_config(&self.settings, LOCK_APPLICATION_NAME, "error")?;
         let (client, connection) =
             pg.connect(NoTls)
                 .await

@@ -15,7 +15,7 @@ pub use health::{SourceHealth, Unavailable};
 pub use migrate::{run_migrations, MigrationReport};
 pub use pool::{
     build_pool, connect_config, data_extent, describe_target, DatabaseSettings, DbError, DbPool,
-    ImportInfo,
+    DbUrlError, ImportInfo,
 };
 pub use postgis::{
     query_bbox, AttributeValue, Feature, FetchTimings, LayerData, MetatileData, PostgisSource,

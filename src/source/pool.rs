@@ -12,14 +12,22 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// The pool of database connections (as opposed to the render pool).
 pub type DbPool = deadpool_postgres::Pool;
 
+/// The database URL is missing or does not parse (every connection of the server reads
+/// the same one).
 #[derive(Debug, Error)]
-pub enum DbError {
+pub enum DbUrlError {
     #[error(
         "no database URL: set database.url, METATILED_DATABASE_URL, DATABASE_URL or --database-url"
     )]
-    NoUrl,
+    Missing,
     #[error("invalid database URL")]
-    BadUrl(#[source] tokio_postgres::Error),
+    Invalid(#[source] tokio_postgres::Error),
+}
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Url(#[from] DbUrlError),
     #[error("cannot build the connection pool")]
     Build(#[source] deadpool_postgres::BuildError),
     #[error("cannot connect to PostgreSQL at {target}")]
@@ -67,27 +75,35 @@ pub fn describe_target(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// The connection settings every database connection of the server uses: timeouts,
-/// TCP keepalives (so a peer that vanished is noticed in seconds, not hours) and the
-/// session options.
+/// The connection settings of the pool's connections.
 pub fn connect_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
-    let url = settings.url.as_deref().ok_or(DbError::NoUrl)?;
-    let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::BadUrl)?;
-    pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
-    pg.application_name("metatiled");
     // NOTICEs (e.g. "schema already exists, skipping") are not worth a log line.
+    Ok(session_config(settings, "metatiled", "warning")?)
+}
+
+/// The settings every database connection of the server uses, the pool's and those
+/// outside it (the change feed, the fleet's render locks): the URL, the connect and
+/// statement timeouts, TCP keepalives (so a peer that vanished is noticed in seconds,
+/// not hours), its `application_name` and the least severe message it is sent.
+pub(crate) fn session_config(
+    settings: &DatabaseSettings,
+    application_name: &str,
+    client_min_messages: &str,
+) -> Result<tokio_postgres::Config, DbUrlError> {
+    let url = settings.url.as_deref().ok_or(DbUrlError::Missing)?;
+    let mut pg: tokio_postgres::Config = url.parse().map_err(DbUrlError::Invalid)?;
+    pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
+    pg.application_name(application_name);
     pg.options(format!(
-        "-c statement_timeout={} -c client_min_messages=warning",
+        "-c statement_timeout={} -c client_min_messages={client_min_messages}",
         settings.statement_timeout_ms
     ));
     set_keepalives(&mut pg, settings);
     Ok(pg)
 }
 
-/// TCP keepalives per `database.keepalive_secs` (nothing when it is 0): also for the
-/// connections outside the pool (the change feed, the fleet's render locks), so none of
-/// them waits for hours on a peer that vanished.
-pub(crate) fn set_keepalives(pg: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
+/// TCP keepalives per `database.keepalive_secs` (the operating system's when it is 0).
+fn set_keepalives(pg: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
     if settings.keepalive_secs > 0 {
         let idle = Duration::from_secs(settings.keepalive_secs);
         let interval = Duration::from_secs((settings.keepalive_secs / 3).max(1));

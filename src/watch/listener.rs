@@ -13,7 +13,7 @@
 use super::plan::{expire_work, group_by_style, StyleZooms, WatchPolicy};
 use super::{WatchError, WatchMetrics, WatchSettings};
 use crate::expire::{ExpireMode, ExpireTarget};
-use crate::source::changes::{ChangeFeed, ChangeRow, FeedEvent, TableRef};
+use crate::source::changes::{poll_interval, ChangeFeed, ChangeRow, TableRef, Wake};
 use crate::source::fleet::{self, LogCursor, LogKind};
 use crate::source::DatabaseSettings;
 use crate::style::StyleSet;
@@ -145,18 +145,12 @@ impl Watcher {
             return Ok(());
         }
         *backoff = MIN_BACKOFF;
-        let start = tokio::time::Instant::now() + self.poll;
-        let mut tick = tokio::time::interval_at(start, self.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = poll_interval(self.poll);
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                event = feed.next_event() => {
-                    if let FeedEvent::Closed(reason) = event {
-                        return Err(WatchError::Closed(reason));
-                    }
-                }
-                _ = tick.tick() => {}
+            match feed.wait_to_read(&mut poll, stop).await {
+                Wake::Read => {}
+                Wake::Stopped => return Ok(()),
+                Wake::Closed(reason) => return Err(WatchError::Closed(reason)),
             }
             if self.drain(feed, &mut cursor, stop).await? {
                 return Ok(());
