@@ -440,6 +440,37 @@ impl<B: RenderBackend> RenderPool<B> {
         }
     }
 
+    /// Like [`RenderPool::submit_when_room`], for a render that must read the data as
+    /// it is now (an expiry's re-render after the rows or the file changed): a job of
+    /// `key` that has started may have read them before the change, so it is waited out
+    /// and a new one queued. A queued job has read nothing yet and is joined.
+    pub async fn submit_after_change(
+        &self,
+        key: JobKey,
+        priority: Priority,
+        cancel: &CancellationToken,
+    ) -> Result<Submit, SubmitError> {
+        loop {
+            let started = {
+                let state = self.shared.lock();
+                state
+                    .jobs
+                    .get(&key)
+                    .filter(|job| job.phase == Phase::Running)
+                    .map(|job| job.done.subscribe())
+            };
+            // A job that starts after this look fetches after the change: joining it
+            // is right.
+            let Some(mut done) = started else {
+                return self.submit_when_room(key, priority, cancel).await;
+            };
+            tokio::select! {
+                _ = done.wait_for(Option::is_some) => {}
+                _ = cancel.cancelled() => return Err(SubmitError::Cancelled),
+            }
+        }
+    }
+
     /// Whether a job of `key` is queued or running.
     pub fn is_active(&self, key: &JobKey) -> bool {
         self.shared.lock().jobs.contains_key(key)
@@ -767,6 +798,48 @@ mod tests {
         while pool.stats().running < running {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_render_after_a_change_never_joins_a_job_that_already_started() {
+        let pool = Arc::new(pool(1, 8));
+        pool.backend().gate.close();
+        let first = pool.submit(key(1), Priority::Bulk).unwrap().into_waiter();
+        until_running(&pool, 1).await;
+        // The running job read the data before the change: a re-render waits for it and
+        // renders again.
+        let never = CancellationToken::new();
+        let after_change = {
+            let (pool, never) = (pool.clone(), never.clone());
+            tokio::spawn(async move {
+                pool.submit_after_change(key(1), Priority::Bulk, &never)
+                    .await
+                    .map(Submit::into_waiter)
+            })
+        };
+        pool.backend().gate.open();
+        first.wait().await.unwrap();
+        after_change.await.unwrap().unwrap().wait().await.unwrap();
+        let renders = pool.backend().renders.lock().unwrap().len();
+        assert_eq!(renders, 2, "the re-render joined the job that had started");
+        // A queued job has read nothing yet: joined. (Both fetch slots are taken, so
+        // key 3 stays queued.)
+        pool.backend().gate.close();
+        let running: Vec<Waiter> = [2, 4]
+            .map(|x| pool.submit(key(x), Priority::Bulk).unwrap().into_waiter())
+            .into();
+        until_running(&pool, 2).await;
+        let queued = pool.submit(key(3), Priority::Bulk).unwrap().into_waiter();
+        let joined = pool
+            .submit_after_change(key(3), Priority::Bulk, &never)
+            .await
+            .unwrap();
+        assert!(matches!(joined, Submit::Joined(_)));
+        pool.backend().gate.open();
+        for w in running.into_iter().chain([queued, joined.into_waiter()]) {
+            w.wait().await.unwrap();
+        }
+        assert_eq!(pool.backend().renders.lock().unwrap().len(), 5);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,7 +148,7 @@ impl ExpireTarget for ServiceTarget {
         let pool = self.service.pool();
         let queued =
             self.runtime
-                .block_on(pool.submit_when_room(key, Priority::Bulk, &self.cancel));
+                .block_on(pool.submit_after_change(key, Priority::Bulk, &self.cancel));
         if queued.is_err() {
             // Cancelled or shutting down: not re-rendered.
             return Ok(ExpireOutcome::Absent);
