@@ -112,12 +112,7 @@ impl Membership {
     }
 
     async fn register(&self, heartbeat: Duration) -> Result<(), super::FleetError> {
-        let client = self
-            .handle
-            .db
-            .get()
-            .await
-            .map_err(super::FleetError::Pool)?;
+        let client = self.handle.client().await?;
         let reg = db::register_node(&client, &self.record()).await?;
         let node = &self.handle.node_id;
         match reg.away_secs {
@@ -150,12 +145,7 @@ impl Membership {
         registered: &mut bool,
         warned_shared_id: &mut bool,
     ) -> Result<(), super::FleetError> {
-        let client = self
-            .handle
-            .db
-            .get()
-            .await
-            .map_err(super::FleetError::Pool)?;
+        let client = self.handle.client().await?;
         let draining = self.handle.drain.is_draining();
         match db::heartbeat(&client, &self.handle.node_id, draining).await? {
             None => {
@@ -174,12 +164,7 @@ impl Membership {
     async fn prune(&self) {
         let retention = Duration::from_secs(self.settings.retention_secs);
         let result = async {
-            let client = self
-                .handle
-                .db
-                .get()
-                .await
-                .map_err(super::FleetError::Pool)?;
+            let client = self.handle.client().await?;
             Ok::<_, super::FleetError>(
                 db::prune(&client, retention, retention * FORGET_AFTER_RETENTIONS).await?,
             )

@@ -41,7 +41,7 @@ pub(crate) use metrics::FleetMetrics;
 use crate::area::MetatileSet;
 use crate::expire::ExpirePlan;
 use crate::source::fleet::{self as db, ExpiryRecord, FleetDbError, NodeStatus};
-use crate::source::DbPool;
+use crate::source::{DbClient, DbPool};
 use crate::tile::StyleName;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,6 +195,11 @@ pub struct FleetHandle {
 const MISSED_HEARTBEATS_DOWN: f64 = 3.0;
 
 impl FleetHandle {
+    /// A connection from the server's pool.
+    pub(crate) async fn client(&self) -> Result<DbClient, FleetError> {
+        self.db.get().await.map_err(FleetError::Pool)
+    }
+
     pub(crate) fn new(
         node: &NodeSettings,
         cache_shared: bool,
@@ -254,7 +259,7 @@ impl FleetHandle {
             squares: set.squares_flat(),
         };
         let result = async {
-            let client = self.db.get().await.map_err(FleetError::Pool)?;
+            let client = self.client().await?;
             Ok(db::publish_expiry(&client, &record).await?)
         }
         .await;
@@ -268,7 +273,7 @@ impl FleetHandle {
 
     /// The fleet as the database sees it.
     pub async fn status(&self) -> Result<Vec<NodeStatus>, FleetError> {
-        let client = self.db.get().await.map_err(FleetError::Pool)?;
+        let client = self.client().await?;
         Ok(db::fleet_status(&client, &self.settings.name).await?)
     }
 }

@@ -14,8 +14,8 @@ mod postgis;
 pub use health::{SourceHealth, Unavailable};
 pub use migrate::{run_migrations, MigrationReport};
 pub use pool::{
-    build_pool, connect_config, data_extent, describe_target, DatabaseSettings, DbError, DbPool,
-    DbUrlError, ImportInfo,
+    build_pool, connect_config, data_extent, describe_target, DatabaseSettings, DbClient, DbError,
+    DbPool, DbUrlError, ImportInfo,
 };
 pub use postgis::{
     query_bbox, AttributeValue, Feature, FetchTimings, LayerData, MetatileData, PostgisSource,

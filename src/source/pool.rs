@@ -11,6 +11,8 @@ const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The pool of database connections (as opposed to the render pool).
 pub type DbPool = deadpool_postgres::Pool;
+/// A connection taken from a [`DbPool`] (back to the pool when dropped).
+pub type DbClient = deadpool_postgres::Object;
 
 /// The database URL is missing or does not parse (every connection of the server reads
 /// the same one).
