@@ -51,6 +51,11 @@ struct ZoomResult {
     distinct: usize,
     totals: Vec<Duration>,
     queries: Vec<Duration>,
+    /// Per render: WKB decoding, paint, labels, slicing + PNG encoding.
+    decodes: Vec<Duration>,
+    paints: Vec<Duration>,
+    labels: Vec<Duration>,
+    encodes: Vec<Duration>,
     rows: usize,
 }
 
@@ -181,6 +186,38 @@ fn pick_metatiles(db: &Db, z: u8, count: usize, rng: &mut StdRng) -> (Vec<Metati
     (all, distinct)
 }
 
+/// One line per zoom (from `zmin`), and per database the `columns` that `cells` gives.
+fn print_table(
+    names: &[&str],
+    results: &[Vec<ZoomResult>],
+    zmin: u8,
+    columns: &[&str],
+    cells: impl Fn(&ZoomResult) -> Vec<String>,
+) {
+    // One database's part of a line: its name (or blank) and the values.
+    let part = |label: &str, values: &[String]| {
+        let colon = if label.is_empty() { ' ' } else { ':' };
+        let mut part = format!(" | {label:>10}{colon}");
+        for v in values {
+            part.push_str(&format!(" {v:>8}"));
+        }
+        part
+    };
+    let headings: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let header: String = names.iter().map(|name| part(name, &headings)).collect();
+    println!("zoom{header}");
+    for (i, z) in (zmin..)
+        .take(results.first().map_or(0, Vec::len))
+        .enumerate()
+    {
+        let line: String = results
+            .iter()
+            .map(|per_db| part("", &cells(&per_db[i])))
+            .collect();
+        println!("{z:>4}{line}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -268,9 +305,13 @@ async fn main() -> anyhow::Result<()> {
             for m in metas {
                 let started = Instant::now();
                 let data = db.source.fetch_metatile(&style, m).await?;
-                render_metatile(&style, m, &data, &fonts, PngMode::Palette)?;
+                let rendered = render_metatile(&style, m, &data, &fonts, PngMode::Palette)?;
                 r.totals.push(started.elapsed());
                 r.queries.push(data.timings.query);
+                r.decodes.push(data.timings.decode);
+                r.paints.push(rendered.timings.paint);
+                r.labels.push(rendered.timings.labels);
+                r.encodes.push(rendered.timings.encode);
                 r.rows += data.timings.rows;
             }
             eprintln!(
@@ -288,30 +329,39 @@ async fn main() -> anyhow::Result<()> {
 
     // The table: per zoom, per database: distinct metatiles, rows, query median,
     // render median and p99 (ms).
-    let mut header = format!("{:>4}", "zoom");
-    for db in &dbs {
-        header.push_str(&format!(
-            " | {:>10}: {:>8} {:>8} {:>6} {:>6} {:>6}",
-            db.name, "distinct", "rows", "query", "median", "p99"
-        ));
-    }
-    println!("{header}");
-    for (i, z) in (zmin..=zmax).enumerate() {
-        let mut line = format!("{z:>4}");
-        for r in results.iter().map(|per_db| &per_db[i]) {
-            line.push_str(&format!(
-                " | {:>10}  {:>8} {:>8} {:>6} {:>6} {:>6}",
-                "",
-                r.distinct,
-                r.rows / r.totals.len().max(1),
+    let names: Vec<&str> = dbs.iter().map(|db| db.name.as_str()).collect();
+    print_table(
+        &names,
+        &results,
+        zmin,
+        &["distinct", "rows", "query", "median", "p99"],
+        |r| {
+            vec![
+                r.distinct.to_string(),
+                (r.rows / r.totals.len().max(1)).to_string(),
                 ms(percentile(&r.queries, 0.5)),
                 ms(percentile(&r.totals, 0.5)),
                 ms(percentile(&r.totals, 0.99)),
-            ));
-        }
-        println!("{line}");
-    }
+            ]
+        },
+    );
     println!("(ms; rows = mean rows fetched per metatile; query = median time of all layer queries; median/p99 = the whole render)");
+
+    // Where the time goes: the median of each phase per zoom, on every database.
+    println!();
+    print_table(
+        &names,
+        &results,
+        zmin,
+        &["query", "decode", "paint", "labels", "encode"],
+        |r| {
+            [&r.queries, &r.decodes, &r.paints, &r.labels, &r.encodes]
+                .into_iter()
+                .map(|phase| ms(percentile(phase, 0.5)))
+                .collect()
+        },
+    );
+    println!("(ms, medians per phase; encode = slicing + PNG encoding of the 64 tiles, in parallel, plus UTFGrids)");
     if dbs.len() >= 2 {
         let (a, b) = (&results[0], &results[dbs.len() - 1]);
         let ratio = |i: usize| {
