@@ -88,7 +88,7 @@ impl Core {
             )
         })?);
         let import = ImportInfo::load(&db).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %crate::cache::error_chain(&e), "cannot read metatiled.import_info; advertising world bounds");
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot read metatiled.import_info; advertising world bounds");
             None
         });
         if let Some(info) = &import {
@@ -124,7 +124,7 @@ impl Core {
                 settings.server.public_url.as_deref(),
                 metrics.registry(),
             )
-            .map_err(|e| UsageError(crate::cache::error_chain(&e)))?,
+            .map_err(|e| UsageError(crate::errors::error_chain(&e)))?,
         );
         let mut backend = MetatileBackend::new(
             styles.clone(),
@@ -219,7 +219,7 @@ async fn open_archives(styles: &StyleSet) -> anyhow::Result<Vec<(StyleName, Arch
                     "style {} (file {}): {}",
                     style.name,
                     style.file.display(),
-                    crate::cache::error_chain(&e)
+                    crate::errors::error_chain(&e)
                 ))
             })?;
             tracing::info!(style = %style.name, archive = %path.display(), format = %format, "serving an archive");
@@ -284,7 +284,7 @@ async fn data_bounds(db: &DbPool) -> LonLatBbox {
             Err(e) => tracing::warn!(error = %e, "the data's extent is not a valid bbox"),
         },
         Ok(None) => tracing::warn!("no metatiled.import_info and no table statistics (run ANALYZE); advertising world bounds"),
-        Err(e) => tracing::warn!(error = %crate::cache::error_chain(&e), "cannot read the data's extent; advertising world bounds"),
+        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e), "cannot read the data's extent; advertising world bounds"),
     }
     LonLatBbox::WORLD
 }
@@ -315,7 +315,7 @@ impl Application {
             settings.fleet.clone(),
             Box::new(move || {
                 if let Err(e) = outdated_cache.mark_all_stale(std::time::SystemTime::now()) {
-                    tracing::error!(error = %crate::cache::error_chain(&e), "cannot mark the cache stale");
+                    tracing::error!(error = %crate::errors::error_chain(&e), "cannot mark the cache stale");
                 }
             }),
         );
@@ -368,7 +368,7 @@ impl Application {
             Some(path) => ApiKeys::load(path).map_err(|e| {
                 UsageError(format!(
                     "access.keys_file: {}",
-                    crate::cache::error_chain(&e)
+                    crate::errors::error_chain(&e)
                 ))
             })?,
             None => ApiKeys::none(),
@@ -391,7 +391,7 @@ impl Application {
         .map_err(|e| UsageError(e.to_string()))?
         .with_drain(drain);
         let public = public_server(public_listener, public_state, &options, tls.as_ref())
-            .map_err(|e| UsageError(crate::cache::error_chain(&e)))?;
+            .map_err(|e| UsageError(crate::errors::error_chain(&e)))?;
         let admin_api = Arc::new(
             Admin::new(
                 service.clone(),

@@ -29,8 +29,8 @@
 //!
 //! # Layout
 //! Dependencies run one way: `main -> cli -> app -> http -> service -> {watch, fleet,
-//! expire, purge, queue, render, source, cache, style, area, text} -> {archive, tile}` (checked by
-//! `tests/layering.rs`).
+//! expire, purge, queue, render, source, cache, style, area, text} -> {archive, tile, errors}`
+//! (checked by `tests/layering.rs`).
 //! - [`cli`]: the command line (argument parsing), one file per subcommand, exit codes.
 //! - [`app`]: the composition root that builds everything `serve` runs.
 //! - [`config`]: settings layered from defaults, file, environment and flags.
@@ -55,6 +55,7 @@
 //! - [`text`]: labels: fonts, shaping, glyph outlines with halos, collision-free
 //!   placement of point and line labels on a metatile canvas.
 //! - [`tile`]: tile and metatile coordinates, Web Mercator math, zoom ranges. Pure.
+//! - [`errors`]: an error and its causes as one line of text, for logs and messages.
 
 pub mod app;
 pub mod archive;
@@ -62,6 +63,7 @@ pub mod area;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod errors;
 pub mod expire;
 pub mod fleet;
 pub(crate) mod http;

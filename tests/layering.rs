@@ -12,57 +12,62 @@ use std::path::{Path, PathBuf};
 /// crate) are not checked.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("tile", &[]),
+    ("errors", &[]),
     ("text", &[]),
-    ("archive", &["tile"]),
-    ("area", &["tile"]),
-    ("style", &["archive", "tile", "text"]),
-    ("cache", &["tile"]),
-    ("queue", &["tile"]),
-    ("source", &["style", "tile"]),
-    ("render", &["source", "style", "text", "tile"]),
-    ("expire", &["area", "cache", "tile"]),
-    ("purge", &["tile"]),
+    ("archive", &["errors", "tile"]),
+    ("area", &["errors", "tile"]),
+    ("style", &["errors", "archive", "tile", "text"]),
+    ("cache", &["errors", "tile"]),
+    ("queue", &["errors", "tile"]),
+    ("source", &["errors", "style", "tile"]),
+    ("render", &["errors", "source", "style", "text", "tile"]),
+    ("expire", &["errors", "area", "cache", "tile"]),
+    ("purge", &["errors", "tile"]),
     (
         "watch",
-        &["expire", "area", "source", "style", "cache", "tile"],
+        &[
+            "errors", "expire", "area", "source", "style", "cache", "tile",
+        ],
     ),
     (
         "fleet",
-        &["expire", "area", "source", "style", "cache", "tile"],
+        &[
+            "errors", "expire", "area", "source", "style", "cache", "tile",
+        ],
     ),
     (
         "service",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
-            "text", "archive", "tile", "purge",
+            "errors", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
+            "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "config",
         &[
-            "queue", "render", "cache", "source", "style", "expire", "area", "watch", "fleet",
-            "text", "archive", "tile", "purge",
+            "errors", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
+            "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "http",
         &[
-            "service", "queue", "render", "cache", "source", "style", "expire", "area", "watch",
-            "fleet", "text", "archive", "tile", "purge",
+            "errors", "service", "queue", "render", "cache", "source", "style", "expire", "area",
+            "watch", "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "app",
         &[
-            "config", "http", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "fleet", "text", "archive", "tile", "purge",
+            "errors", "config", "http", "service", "queue", "render", "cache", "source", "style",
+            "expire", "area", "watch", "fleet", "text", "archive", "tile", "purge",
         ],
     ),
     (
         "cli",
         &[
-            "app", "config", "service", "queue", "render", "cache", "source", "style", "expire",
-            "area", "watch", "fleet", "text", "archive", "tile", "purge",
+            "errors", "app", "config", "service", "queue", "render", "cache", "source", "style",
+            "expire", "area", "watch", "fleet", "text", "archive", "tile", "purge",
         ],
     ),
 ];

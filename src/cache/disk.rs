@@ -388,7 +388,7 @@ impl DiskCache {
                 Ok(WalkItem::TempFile(path)) => path,
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %super::error_chain(&e), "while cleaning temp files");
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "while cleaning temp files");
                     continue;
                 }
             };

@@ -139,18 +139,6 @@ impl PartialEq<&str> for SharedText {
     }
 }
 
-/// An error and its causes on one line: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
 /// The ETag of tile bytes (DESIGN.md): `"` + first 16 hex digits of SHA-256 + `"`.
 pub fn etag_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -290,7 +278,7 @@ impl TileCache {
             Err(e) => tracing::warn!(
                 path = %path.display(),
                 error = %why,
-                move_error = %error_chain(&e),
+                move_error = %crate::errors::error_chain(&e),
                 "corrupt metatile (cannot be moved aside); rendering it again"
             ),
         }

@@ -204,7 +204,7 @@ fn stats_to(
             }
             Err(e) => {
                 errors += 1;
-                note(&super::error_chain(&e));
+                note(&crate::errors::error_chain(&e));
                 continue;
             }
         };

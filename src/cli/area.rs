@@ -30,7 +30,7 @@ impl AreaArgs {
     /// As [`AreaArgs::given`], a bad polygon file being a usage error.
     pub(super) fn given_or_usage(&self) -> Result<Option<Area>, UsageError> {
         self.given()
-            .map_err(|e| UsageError(format!("--polygon: {}", crate::cache::error_chain(&e))))
+            .map_err(|e| UsageError(format!("--polygon: {}", crate::errors::error_chain(&e))))
     }
 }
 

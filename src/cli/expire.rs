@@ -26,7 +26,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub(super) enum ExpireCliError {
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("bad --polygon: {}", crate::cache::error_chain(.0))]
+    #[error("bad --polygon: {}", crate::errors::error_chain(.0))]
     Polygon(#[source] AreaFileError),
     #[error("cannot read the tile list")]
     Input(#[source] std::io::Error),

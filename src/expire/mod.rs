@@ -356,7 +356,7 @@ pub fn apply(
                 ExpireMode::Render => target.render(style, meta),
             };
             if let Err(e) = &outcome {
-                tracing::warn!(%style, meta.z = meta.z, meta.x = meta.x, meta.y = meta.y, error = %crate::cache::error_chain(e), "expire failed");
+                tracing::warn!(%style, meta.z = meta.z, meta.x = meta.x, meta.y = meta.y, error = %crate::errors::error_chain(e), "expire failed");
             }
             outcome
         };
@@ -387,7 +387,7 @@ pub fn apply(
             );
             counts.absent += block.len().saturating_sub(found);
             if let Err(e) = walked {
-                tracing::warn!(%style, z = block.z, error = %crate::cache::error_chain(&e), "cannot walk the cache");
+                tracing::warn!(%style, z = block.z, error = %crate::errors::error_chain(&e), "cannot walk the cache");
                 counts.errors += 1;
             }
             done += block.len();

@@ -12,7 +12,7 @@
 
 use super::FleetHandle;
 use crate::area::MetatileSet;
-use crate::cache::error_chain;
+use crate::errors::error_chain;
 use crate::expire::{apply, ExpirePlan, ExpireSummary, ExpireTarget};
 use crate::source::changes::{poll_interval, ChangeError, ChangeFeed, Wake};
 use crate::source::fleet::{

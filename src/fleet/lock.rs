@@ -14,7 +14,7 @@
 //! trips per render (see the README for the measured figures).
 
 use super::FleetMetrics;
-use crate::cache::error_chain;
+use crate::errors::error_chain;
 use crate::source::fleet::{render_lock_key, FleetLocks};
 use crate::tile::{MetatileCoord, StyleName};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! as they are asked for). With a shared cache the other nodes kept the files current.
 
 use super::{FleetHandle, FleetSettings};
-use crate::cache::error_chain;
+use crate::errors::error_chain;
 use crate::source::fleet as db;
 use std::sync::Arc;
 use std::time::Duration;

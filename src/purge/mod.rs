@@ -293,15 +293,3 @@ async fn run_lane(lane: Arc<Lane>, timing: Timing, stop: CancellationToken) {
 
 #[cfg(test)]
 mod tests;
-
-/// An error and its causes on one line: `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}

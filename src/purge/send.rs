@@ -290,7 +290,7 @@ fn judge(result: reqwest::Result<reqwest::Response>) -> Attempt {
                 Attempt::Refused(why)
             }
         }
-        Err(e) => Attempt::Retry(super::error_chain(&e)),
+        Err(e) => Attempt::Retry(crate::errors::error_chain(&e)),
     }
 }
 

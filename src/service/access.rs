@@ -127,7 +127,7 @@ impl ApiKeys {
         match self.reload() {
             Ok(n) => tracing::info!(keys = n, path = %path.display(), "API keys reloaded"),
             Err(e) => {
-                tracing::error!(error = %crate::cache::error_chain(&e), "API keys file not reloaded; the keys read before stay in force");
+                tracing::error!(error = %crate::errors::error_chain(&e), "API keys file not reloaded; the keys read before stay in force");
                 // Do not retry a broken file every tick: wait for its next change.
                 *self
                     .read_stamp

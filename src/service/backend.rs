@@ -195,7 +195,7 @@ impl MetatileBackend {
                         meta = %key.meta,
                         priority = priority.as_str(),
                         cause = fault.as_str(),
-                        error = %crate::cache::error_chain(&failure),
+                        error = %crate::errors::error_chain(&failure),
                         "render failed"
                     );
                 }
@@ -204,7 +204,7 @@ impl MetatileBackend {
                 style = %key.style,
                 meta = %key.meta,
                 priority = priority.as_str(),
-                error = %crate::cache::error_chain(&failure),
+                error = %crate::errors::error_chain(&failure),
                 "render failed"
             ),
         }

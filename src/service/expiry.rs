@@ -214,7 +214,7 @@ impl<T: ExpireTarget> WithDependents<T> {
         }
         for d in self.dependents.get(style).map_or(&[][..], |d| &d[..]) {
             if let Err(e) = act(&self.inner, d) {
-                tracing::warn!(style = %d.name(), meta = %meta, error = %crate::cache::error_chain(&e), "expiring a dependent failed");
+                tracing::warn!(style = %d.name(), meta = %meta, error = %crate::errors::error_chain(&e), "expiring a dependent failed");
             }
         }
     }

@@ -321,7 +321,7 @@ fn write_archive(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(%style, meta = %meta, error = %crate::cache::error_chain(&e), "export: cannot read a metatile; its tiles are left out");
+                tracing::warn!(%style, meta = %meta, error = %crate::errors::error_chain(&e), "export: cannot read a metatile; its tiles are left out");
                 continue;
             }
         };

@@ -87,7 +87,7 @@ impl Placeholders {
         let png = match scaled {
             Ok(Ok(png)) => png,
             Ok(Err(e)) => {
-                tracing::warn!(style = %style.name, tile = %tile, ancestor = %ancestor, error = %crate::cache::error_chain(&e), "cannot make a placeholder");
+                tracing::warn!(style = %style.name, tile = %tile, ancestor = %ancestor, error = %crate::errors::error_chain(&e), "cannot make a placeholder");
                 return None;
             }
             Err(e) => {

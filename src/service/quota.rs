@@ -217,7 +217,7 @@ impl Sweeper {
                 false
             }
             Err(e) => {
-                tracing::warn!(style = %c.style, meta = %c.meta, error = %crate::cache::error_chain(&e), "disk quota: cannot evict");
+                tracing::warn!(style = %c.style, meta = %c.meta, error = %crate::errors::error_chain(&e), "disk quota: cannot evict");
                 false
             }
         }

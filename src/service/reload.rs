@@ -149,7 +149,7 @@ impl StyleReloader {
         for name in stale {
             // Stale from now: served until re-rendered, never deleted.
             if let Err(e) = self.service.cache().set_planet_time(Some(&name), now) {
-                tracing::error!(style = %name, error = %crate::cache::error_chain(&e), "cannot mark the changed style's tiles stale");
+                tracing::error!(style = %name, error = %crate::errors::error_chain(&e), "cannot mark the changed style's tiles stale");
             }
             self.service.purger().changed(Change::Style(name));
         }
@@ -171,7 +171,7 @@ impl StyleReloader {
             self.source
                 .check_style(style)
                 .await
-                .map_err(|e| crate::cache::error_chain(&e))?;
+                .map_err(|e| crate::errors::error_chain(&e))?;
         }
         Ok(styles)
     }

@@ -540,7 +540,7 @@ impl<B: RenderBackend> TileService<B> {
     ) -> Result<ServedTile<'a>, ServiceError> {
         let name = &served.style.name;
         let failed = |e: ArchiveError| {
-            tracing::error!(style = %name, tile = %tile, error = %crate::cache::error_chain(&e), "archive read failed");
+            tracing::error!(style = %name, tile = %tile, error = %crate::errors::error_chain(&e), "archive read failed");
             ServiceError::Archive {
                 style: name.to_string(),
                 source: Arc::new(e),
@@ -714,7 +714,7 @@ impl<B: RenderBackend> TileService<B> {
             Ok(Lookup::Stale(t)) => (t, LookupResult::Stale),
             Ok(Lookup::Miss) => return None,
             Err(e) => {
-                tracing::warn!(style = %name, tile = %tile, error = %crate::cache::error_chain(&e), "cache read failed; rendering");
+                tracing::warn!(style = %name, tile = %tile, error = %crate::errors::error_chain(&e), "cache read failed; rendering");
                 return None;
             }
         };

@@ -428,7 +428,7 @@ impl Admin {
                 .await
                 .map(|nodes| nodes.iter().map(|n| node_report(fleet, n)).collect())
                 .map_err(|e| {
-                    tracing::warn!(error = %crate::cache::error_chain(&e), "admin: cannot read the fleet");
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "admin: cannot read the fleet");
                     "cannot read the fleet from the database".to_string()
                 }),
         )
@@ -747,7 +747,7 @@ impl Admin {
                 }
                 Err(ExportError::Cancelled) => Ok(()),
                 Err(e) => {
-                    tracing::error!(job = job.id, error = %crate::cache::error_chain(&e), "export failed");
+                    tracing::error!(job = job.id, error = %crate::errors::error_chain(&e), "export failed");
                     Err(e.to_string())
                 }
             }
@@ -793,7 +793,7 @@ async fn publish(
                 error: None,
             },
             Err(e) => {
-                tracing::warn!(error = %crate::cache::error_chain(&e), "admin: expired here, but cannot tell the other nodes");
+                tracing::warn!(error = %crate::errors::error_chain(&e), "admin: expired here, but cannot tell the other nodes");
                 FleetPublish {
                     published: false,
                     id: None,
