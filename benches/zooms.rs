@@ -57,6 +57,17 @@ struct ZoomResult {
     labels: Vec<Duration>,
     encodes: Vec<Duration>,
     rows: usize,
+    /// The slowest render: where a p99 comes from.
+    slowest: Option<Slowest>,
+}
+
+/// The slowest metatile of a zoom and where its time went.
+struct Slowest {
+    meta: MetatileCoord,
+    total: Duration,
+    /// query, decode, paint, labels, encode.
+    phases: [Duration; 5],
+    rows: usize,
 }
 
 fn percentile(v: &[Duration], p: f64) -> Duration {
@@ -306,7 +317,22 @@ async fn main() -> anyhow::Result<()> {
                 let started = Instant::now();
                 let data = db.source.fetch_metatile(&style, m).await?;
                 let rendered = render_metatile(&style, m, &data, &fonts, PngMode::Palette)?;
-                r.totals.push(started.elapsed());
+                let total = started.elapsed();
+                if r.slowest.as_ref().is_none_or(|s| total > s.total) {
+                    r.slowest = Some(Slowest {
+                        meta: m,
+                        total,
+                        phases: [
+                            data.timings.query,
+                            data.timings.decode,
+                            rendered.timings.paint,
+                            rendered.timings.labels,
+                            rendered.timings.encode,
+                        ],
+                        rows: data.timings.rows,
+                    });
+                }
+                r.totals.push(total);
                 r.queries.push(data.timings.query);
                 r.decodes.push(data.timings.decode);
                 r.paints.push(rendered.timings.paint);
@@ -362,6 +388,23 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     println!("(ms, medians per phase; encode = slicing + PNG encoding of the 64 tiles, in parallel, plus UTFGrids)");
+
+    // Where a p99 comes from: each zoom's slowest metatile, to rerun or EXPLAIN.
+    println!();
+    for (db, per_db) in dbs.iter().zip(&results) {
+        for r in per_db {
+            let Some(s) = &r.slowest else { continue };
+            let [query, decode, paint, labels, encode] = s.phases.map(ms);
+            println!(
+                "{}: slowest z{} metatile {}: {} ms (query {query}, decode {decode}, paint {paint}, labels {labels}, encode {encode}; {} rows)",
+                db.name,
+                s.meta.z,
+                s.meta,
+                ms(s.total),
+                s.rows,
+            );
+        }
+    }
     if dbs.len() >= 2 {
         let (a, b) = (&results[0], &results[dbs.len() - 1]);
         let ratio = |i: usize| {

@@ -18,7 +18,8 @@
 --                          simplified for z11 (half a pixel, 38 m) without stretches
 --                          shorter than two pixels there, `way_z8` the same for z8.
 --   planet_osm_point_place a partial GiST index for the place names read from z10,
---   planet_osm_line_lowzoom and one for the roads and railways read at z12-z13.
+--   planet_osm_line_*      and partial GiST indexes for what each road and rail layer
+--                          reads (section 4).
 --
 -- Kept fresh: statement-level triggers on planet_osm_polygon and planet_osm_roads
 -- replace, in the same transaction, the parts of the osm_ids a statement changed and
@@ -370,14 +371,28 @@ BEGIN
     END IF;
 END
 $idx$;
--- Roads and railways at z12-z13: what those zooms draw, a quarter of the lines (the
--- style's z12-z13 queries repeat this predicate word for word so the planner can use
--- the index).
+-- The lines each road and rail layer reads, so that a z12-z13 metatile over a country
+-- reads what it draws and not every path under it (the style's queries repeat each
+-- predicate word for word so the planner can use the index):
+--   planet_osm_line_lowzoom   what z13 draws, a quarter of the lines (roads);
+--   planet_osm_line_major     what z12 draws, motorway to tertiary (roads);
+--   planet_osm_line_tunnels   road tunnels, at every zoom (tunnels);
+--   planet_osm_line_bridges   road and rail bridges, at every zoom (bridges);
+--   planet_osm_line_railways  railways, at every zoom (railways, and its yard test).
 CREATE INDEX IF NOT EXISTS planet_osm_line_lowzoom ON public.planet_osm_line USING gist (way)
     WHERE highway IN ('motorway', 'motorway_link', 'trunk', 'trunk_link', 'primary', 'primary_link',
                       'secondary', 'secondary_link', 'tertiary', 'tertiary_link', 'residential',
                       'unclassified', 'living_street', 'road')
        OR railway IN ('rail', 'tram', 'light_rail', 'subway');
+CREATE INDEX IF NOT EXISTS planet_osm_line_major ON public.planet_osm_line USING gist (way)
+    WHERE highway IN ('motorway', 'motorway_link', 'trunk', 'trunk_link', 'primary', 'primary_link',
+                      'secondary', 'secondary_link', 'tertiary', 'tertiary_link');
+CREATE INDEX IF NOT EXISTS planet_osm_line_tunnels ON public.planet_osm_line USING gist (way)
+    WHERE highway IS NOT NULL AND tunnel IS NOT NULL AND tunnel NOT IN ('no', 'building_passage');
+CREATE INDEX IF NOT EXISTS planet_osm_line_bridges ON public.planet_osm_line USING gist (way)
+    WHERE bridge IS NOT NULL AND bridge <> 'no' AND (highway IS NOT NULL OR railway IS NOT NULL);
+CREATE INDEX IF NOT EXISTS planet_osm_line_railways ON public.planet_osm_line USING gist (way)
+    WHERE railway IN ('rail', 'tram', 'light_rail', 'subway');
 -- Place names from z10: the few named places among all points.
 CREATE INDEX IF NOT EXISTS planet_osm_point_place ON public.planet_osm_point USING gist (way)
     WHERE place IS NOT NULL AND name IS NOT NULL;

@@ -194,3 +194,112 @@ async fn changed_rows_reach_the_low_zoom_tables_in_the_same_transaction() {
     );
     tx.rollback().await.expect("ROLLBACK");
 }
+
+/// The scans of one plan that ran (`Actual Loops` > 0) on a planet_osm_* table: the
+/// node type, the table and the index, for the assertions below.
+fn executed_scans(plan: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+    let loops = plan["Actual Loops"].as_f64().unwrap_or(0.0);
+    let node = plan["Node Type"].as_str().unwrap_or_default();
+    let relation = plan["Relation Name"].as_str().unwrap_or_default();
+    let index = plan["Index Name"].as_str().unwrap_or_default();
+    if loops > 0.0 && (relation.starts_with("planet_osm_") || index.starts_with("planet_osm_")) {
+        out.push((node.to_string(), relation.to_string(), index.to_string()));
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        executed_scans(child, out);
+    }
+}
+
+#[tokio::test]
+async fn up_to_z13_the_styles_read_the_base_tables_only_through_partial_indexes() {
+    // On a country a z12 metatile covers hundreds of towns: a layer that reached
+    // planet_osm_line through its full index would read every path and driveway under
+    // it. The style's queries repeat the predicates of sql/lowzoom.sql's partial
+    // indexes word for word; this catches one that drifted. Plans are checked as the
+    // server runs them: prepared with typed parameters, custom plans and the generic
+    // plan a connection switches to after five executions. The test database is small
+    // enough for the planner to prefer a sequential scan anywhere; with those off, one
+    // is left only where no index fits the query.
+    let Some(url) = common::database_url() else {
+        eprintln!("skipping: no DATABASE_URL");
+        return;
+    };
+    let db = common::connect(&url).await;
+    let styles = metatiled::style::StyleSet::load_dir(&common::repo_root().join("styles"))
+        .expect("the bundled styles load");
+    // Rautatientori, central Helsinki.
+    let span = 2.0 * metatiled::tile::EARTH_HALF_CIRCUMFERENCE;
+    let (x, y) = (2_776_800.0, 8_438_200.0);
+    let mut checked = 0;
+    for style in styles.iter() {
+        for z in 0..=13u8 {
+            let n = f64::from(1u32 << z);
+            let tile = metatiled::tile::TileCoord::try_new(
+                u32::from(z),
+                ((x + span / 2.0) / span * n).floor() as u64,
+                ((span / 2.0 - y) / span * n).floor() as u64,
+            )
+            .expect("a tile over Helsinki");
+            let meta = tile.metatile();
+            let bbox = metatiled::source::query_bbox(style, meta);
+            let args = format!(
+                "({}, {}, {}, {}, {z}, {}, {})",
+                bbox.min_x,
+                bbox.min_y,
+                bbox.max_x,
+                bbox.max_y,
+                style.pixel_size(z),
+                style.scale
+            );
+            for layer in style.layers.iter().filter(|l| l.active_at(z)) {
+                for mode in ["force_custom_plan", "force_generic_plan"] {
+                    db.batch_execute(&format!(
+                        "SET plan_cache_mode = {mode}; SET enable_seqscan = off; DEALLOCATE ALL;
+                         PREPARE layer(float8, float8, float8, float8, int4, float8, float8) AS {}",
+                        layer.query
+                    ))
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("{} {}: {}", style.name, layer.name, common::pg_error(&e))
+                    });
+                    let messages = db
+                        .simple_query(&format!(
+                            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE layer {args}"
+                        ))
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("{} {}: {}", style.name, layer.name, common::pg_error(&e))
+                        });
+                    let text = messages
+                        .iter()
+                        .find_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                            _ => None,
+                        })
+                        .expect("EXPLAIN returns its plan");
+                    let explained: serde_json::Value =
+                        serde_json::from_str(text).expect("EXPLAIN's JSON parses");
+                    let mut scans = Vec::new();
+                    executed_scans(&explained[0]["Plan"], &mut scans);
+                    for (node, relation, index) in scans {
+                        let place =
+                            format!("style {}, layer {}, z{z}, {mode}", style.name, layer.name);
+                        assert_ne!(node, "Seq Scan", "{place}: a sequential scan of {relation}");
+                        // osm2pgsql names a table's full GiST index <table>_way_idx. From
+                        // z13 the style reads every area and building it draws from
+                        // planet_osm_polygon and planet_osm_point; the lines stay partial.
+                        let full_index_allowed = z >= 13
+                            && relation != "planet_osm_line"
+                            && !index.starts_with("planet_osm_line");
+                        assert!(
+                            full_index_allowed || !index.ends_with("_way_idx"),
+                            "{place}: {node} through {index}, a table's full index, not a partial one"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} layer plans were checked");
+}
