@@ -178,6 +178,47 @@ async fn every_zoom_from_0_to_19_renders_without_error() {
     }
 }
 
+#[tokio::test]
+async fn a_fetch_deals_its_layers_to_a_spare_connection_but_leaves_the_pool_one() {
+    let Some(single) = source().await else { return };
+    let url = std::env::var("METATILED_TEST_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("DATABASE_URL").ok());
+    let roomy = PostgisSource::new(
+        build_pool(&DatabaseSettings {
+            url,
+            pool_size: 3,
+            ..DatabaseSettings::default()
+        })
+        .await
+        .expect("the test database answers"),
+    );
+    let style = style("osm");
+    let meta = TileCoord::try_new(15, 18652, 9481).unwrap().metatile();
+    let alone = single.fetch_metatile(&style, meta).await.unwrap();
+    let shared = roomy.fetch_metatile(&style, meta).await.unwrap();
+    // A pool of 2 keeps its second connection free; one of 3 lends its second.
+    assert_eq!(
+        single.pool().status().size,
+        1,
+        "a pool of 2 lent its last free connection"
+    );
+    assert_eq!(
+        roomy.pool().status().size,
+        2,
+        "a pool of 3 ran every layer on one connection"
+    );
+    assert!(
+        alone.timings.rows > 1000,
+        "only {} rows",
+        alone.timings.rows
+    );
+    assert_eq!(
+        alone.layers, shared.layers,
+        "the layers differ when fetched on two connections"
+    );
+}
+
 /// Columns `cols` of rows `rows` of a pixmap, as straight RGBA bytes.
 fn strip(p: &Pixmap, cols: std::ops::Range<u32>, rows: std::ops::Range<u32>) -> Vec<u8> {
     let mut out = Vec::new();

@@ -5,7 +5,8 @@
 //! an integer column `draw_group` and a text column `label` (the text of `text` rules;
 //! see `styles/README.md`). The SQL is prepared once
 //! per pooled connection with typed bind parameters (deadpool's statement cache) and
-//! executed for each metatile; all layers of a metatile run pipelined on one connection.
+//! executed for each metatile; the layers of a metatile run pipelined on one connection,
+//! or dealt to two when the pool has one to spare.
 
 use super::health::{Abort, NoAnswer, SourceHealth, Unavailable};
 use crate::source::DbPool;
@@ -320,8 +321,8 @@ impl PostgisSource {
     ) -> Result<RawMetatile, SourceError> {
         let Some(health) = &self.health else {
             let started = Instant::now();
-            let client = self.client(style, Some(meta)).await?;
-            return self.run_queries(&client, style, meta, started).await;
+            let clients = self.clients(style, meta).await?;
+            return self.run_queries(&clients, style, meta, started).await;
         };
         let abort = |abort: Abort| match abort {
             Abort::Down(source) => SourceError::Unavailable {
@@ -344,19 +345,21 @@ impl PostgisSource {
             + self.connect_timeout * 2
             + self.statement_timeout * active.max(1) as u32;
         let result = match health
-            .watch(deadline, self.client(style, Some(meta)))
+            .watch(deadline, self.clients(style, meta))
             .await
             .map_err(abort)
         {
-            Ok(Ok(client)) => {
+            Ok(Ok(clients)) => {
                 let queried = health
-                    .watch(deadline, self.run_queries(&client, style, meta, started))
+                    .watch(deadline, self.run_queries(&clients, style, meta, started))
                     .await;
                 match queried {
                     Ok(result) => result,
                     Err(e) => {
-                        // Its answers may never come: never hand it to someone else.
-                        drop(deadpool_postgres::Object::take(client));
+                        // Their answers may never come: never hand them to someone else.
+                        for client in clients {
+                            drop(deadpool_postgres::Object::take(client));
+                        }
                         Err(abort(e))
                     }
                 }
@@ -375,9 +378,39 @@ impl PostgisSource {
         result
     }
 
+    /// The connections a fetch runs its layers on: one, waited for like any other, and
+    /// a second when the pool has one to spare right now, leaving a connection free
+    /// (never waited for): an idle server answers a big metatile's queries on two
+    /// database cores at once (as Mapnik's `max_async_connection`), a busy one, whose
+    /// fetches hold the pool, one layer after another as before.
+    async fn clients(
+        &self,
+        style: &Style,
+        meta: MetatileCoord,
+    ) -> Result<Vec<deadpool_postgres::Client>, SourceError> {
+        let first = self.client(style, Some(meta)).await?;
+        let mut clients = vec![first];
+        let status = self.pool.status();
+        let in_use = status.size - status.available;
+        if in_use + 2 <= status.max_size {
+            let at_once = deadpool_postgres::Timeouts {
+                wait: Some(Duration::ZERO),
+                create: Some(self.connect_timeout),
+                recycle: Some(self.connect_timeout),
+            };
+            if let Ok(second) = self.pool.timeout_get(&at_once).await {
+                clients.push(second);
+            }
+        }
+        Ok(clients)
+    }
+
+    /// Runs the active layers' queries, pipelined on each connection, the layers dealt
+    /// to the connections in turn (neighbouring layers tend to differ in cost: areas,
+    /// then lines, then names).
     async fn run_queries(
         &self,
-        client: &deadpool_postgres::Client,
+        clients: &[deadpool_postgres::Client],
         style: &Style,
         meta: MetatileCoord,
         started: Instant,
@@ -399,10 +432,16 @@ impl PostgisSource {
         ];
 
         let query_started = Instant::now();
-        let queries = style.layers.iter().map(|layer| async move {
-            if !layer.active_at(meta.z) {
+        let mut dealt = 0;
+        let queries = style.layers.iter().map(|layer| {
+            let client = layer.active_at(meta.z).then(|| {
+                dealt += 1;
+                &clients[(dealt - 1) % clients.len()]
+            });
+            async move {
+            let Some(client) = client else {
                 return Ok(None);
-            }
+            };
             let query_err = |e: tokio_postgres::Error| {
                 tracing::debug!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
                 SourceError::Query {
@@ -419,6 +458,7 @@ impl PostgisSource {
             let columns = Columns::of(style, layer, stmt.columns())?;
             let rows = client.query(&stmt, &params).await.map_err(query_err)?;
             Ok::<_, SourceError>(Some((columns, rows)))
+            }
         });
         let layers = futures_util::future::try_join_all(queries).await?;
         let query = query_started.elapsed();
