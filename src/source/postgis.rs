@@ -391,7 +391,7 @@ impl PostgisSource {
         let first = self.client(style, Some(meta)).await?;
         let mut clients = vec![first];
         let status = self.pool.status();
-        let in_use = status.size - status.available;
+        let in_use = status.size.saturating_sub(status.available);
         if in_use + 2 <= status.max_size {
             let at_once = deadpool_postgres::Timeouts {
                 wait: Some(Duration::ZERO),
@@ -432,33 +432,16 @@ impl PostgisSource {
         ];
 
         let query_started = Instant::now();
-        let mut dealt = 0;
+        // Every connection is there (`clients` always holds the first): the cycle never
+        // ends while layers are active.
+        let mut turns = clients.iter().cycle();
         let queries = style.layers.iter().map(|layer| {
-            let client = layer.active_at(meta.z).then(|| {
-                dealt += 1;
-                &clients[(dealt - 1) % clients.len()]
-            });
-            async move {
-            let Some(client) = client else {
-                return Ok(None);
+            let client = if layer.active_at(meta.z) {
+                turns.next()
+            } else {
+                None
             };
-            let query_err = |e: tokio_postgres::Error| {
-                tracing::debug!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
-                SourceError::Query {
-                    style: style.name.clone(),
-                    layer: layer.name.clone(),
-                    meta,
-                    source: e,
-                }
-            };
-            let stmt = client
-                .prepare_typed_cached(&layer.query, &PARAM_TYPES)
-                .await
-                .map_err(query_err)?;
-            let columns = Columns::of(style, layer, stmt.columns())?;
-            let rows = client.query(&stmt, &params).await.map_err(query_err)?;
-            Ok::<_, SourceError>(Some((columns, rows)))
-            }
+            query_layer(client, style, layer, meta, &params)
         });
         let layers = futures_util::future::try_join_all(queries).await?;
         let query = query_started.elapsed();
@@ -472,6 +455,36 @@ impl PostgisSource {
             },
         })
     }
+}
+
+/// One layer's query on `client`, or nothing for a layer not active at the zoom (no
+/// client).
+async fn query_layer(
+    client: Option<&deadpool_postgres::Client>,
+    style: &Style,
+    layer: &Layer,
+    meta: MetatileCoord,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<(Columns, Vec<tokio_postgres::Row>)>, SourceError> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    let query_err = |e: tokio_postgres::Error| {
+        tracing::debug!(style = %style.name, layer = %layer.name, meta = %meta, sql = %layer.sql, error = %db_message(&e), "layer query failed");
+        SourceError::Query {
+            style: style.name.clone(),
+            layer: layer.name.clone(),
+            meta,
+            source: e,
+        }
+    };
+    let stmt = client
+        .prepare_typed_cached(&layer.query, &PARAM_TYPES)
+        .await
+        .map_err(query_err)?;
+    let columns = Columns::of(style, layer, stmt.columns())?;
+    let rows = client.query(&stmt, params).await.map_err(query_err)?;
+    Ok(Some((columns, rows)))
 }
 
 /// The rows of a metatile's layer queries, not yet decoded (see
