@@ -318,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
                 let data = db.source.fetch_metatile(&style, m).await?;
                 let rendered = render_metatile(&style, m, &data, &fonts, PngMode::Palette)?;
                 let total = started.elapsed();
-                if r.slowest.as_ref().is_none_or(|s| total > s.total) {
+                if r.slowest.as_ref().map_or(true, |s| total > s.total) {
                     r.slowest = Some(Slowest {
                         meta: m,
                         total,
