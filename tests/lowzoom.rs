@@ -242,20 +242,26 @@ async fn up_to_z13_the_styles_read_the_base_tables_only_through_partial_indexes(
             .expect("a tile over Helsinki");
             let meta = tile.metatile();
             let bbox = metatiled::source::query_bbox(style, meta);
+            let own = meta.bbox();
             let args = format!(
-                "({}, {}, {}, {}, {z}, {}, {})",
+                "({}, {}, {}, {}, {z}, {}, {}, {}, {}, {}, {})",
                 bbox.min_x,
                 bbox.min_y,
                 bbox.max_x,
                 bbox.max_y,
                 style.pixel_size(z),
-                style.scale
+                style.scale,
+                own.min_x,
+                own.min_y,
+                own.max_x,
+                own.max_y
             );
             for layer in style.layers.iter().filter(|l| l.active_at(z)) {
                 for mode in ["force_custom_plan", "force_generic_plan"] {
                     db.batch_execute(&format!(
                         "SET plan_cache_mode = {mode}; SET enable_seqscan = off; DEALLOCATE ALL;
-                         PREPARE layer(float8, float8, float8, float8, int4, float8, float8) AS {}",
+                         PREPARE layer(float8, float8, float8, float8, int4, float8, float8,
+                                       float8, float8, float8, float8) AS {}",
                         layer.query
                     ))
                     .await

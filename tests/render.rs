@@ -231,23 +231,23 @@ fn strip(p: &Pixmap, cols: std::ops::Range<u32>, rows: std::ops::Range<u32>) -> 
     out
 }
 
-/// The left metatile's pixmap continues into its right neighbour's area: the columns
-/// around the shared edge must be the same pixels in both.
+/// The left metatile's pixmap continues into its right neighbour's area: the `reach`
+/// columns on each side of the shared edge must be the same pixels in both.
 fn assert_no_seam(
     style: &Style,
     left: MetatileCoord,
     right: MetatileCoord,
     ld: &MetatileData,
     rd: &MetatileData,
+    reach: u32,
 ) {
     let lp = paint_metatile(style, left, ld, fonts()).unwrap();
     let rp = paint_metatile(style, right, rd, fonts()).unwrap();
     let b = style.buffer_px;
     let w = 8 * style.tile_size;
     let rows = b..b + w;
-    let half = b / 2;
-    let from_left = strip(&lp, w + b - half..w + b + half, rows.clone());
-    let from_right = strip(&rp, b - half..b + half, rows);
+    let from_left = strip(&lp, w + b - reach..w + b + reach, rows.clone());
+    let from_right = strip(&rp, b - reach..b + reach, rows);
     let share = differing_share(&from_left, &from_right, 8);
     assert!(
         share < 0.001,
@@ -298,7 +298,7 @@ fn a_line_crossing_a_metatile_edge_meets_itself_without_a_seam() {
         }],
         ..MetatileData::default()
     };
-    assert_no_seam(&style, left, right, &data, &data);
+    assert_no_seam(&style, left, right, &data, &data, style.buffer_px / 2);
 
     // And tile by tile: the last column of the left metatile's tile and the first
     // column of the right one's show the line at (almost) the same rows.
@@ -343,7 +343,10 @@ async fn adjacent_metatiles_of_helsinki_agree_along_their_shared_edge() {
         ld.timings.rows > 100 && rd.timings.rows > 100,
         "both metatiles hold data"
     );
-    assert_no_seam(&style, left, right, &ld, &rd);
+    // The osm style clips its areas 4 px beyond the metatile (the buffer is painted for
+    // lines and labels only: it is never served), so the canvases are compared up to
+    // 3 px beyond the edge.
+    assert_no_seam(&style, left, right, &ld, &rd, 3);
 }
 
 fn bad_sql_style(sql: &str) -> Style {

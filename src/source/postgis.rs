@@ -20,13 +20,18 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 /// The types of the bind parameters every layer query gets, in order (see
-/// [`crate::style::QUERY_PARAMS`]): bbox (4 x float8), zoom, pixel size, scale.
-const PARAM_TYPES: [Type; 7] = [
+/// [`crate::style::QUERY_PARAMS`]): bbox (4 x float8), zoom, pixel size, scale, the
+/// metatile's own bbox (4 x float8).
+const PARAM_TYPES: [Type; 11] = [
     Type::FLOAT8,
     Type::FLOAT8,
     Type::FLOAT8,
     Type::FLOAT8,
     Type::INT4,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
     Type::FLOAT8,
     Type::FLOAT8,
 ];
@@ -421,7 +426,8 @@ impl PostgisSource {
         let zoom = i32::from(meta.z);
         let pixel_size = style.pixel_size(meta.z);
         let scale = f64::from(style.scale);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        let own = meta.bbox();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
             &bbox.min_x,
             &bbox.min_y,
             &bbox.max_x,
@@ -429,6 +435,10 @@ impl PostgisSource {
             &zoom,
             &pixel_size,
             &scale,
+            &own.min_x,
+            &own.min_y,
+            &own.max_x,
+            &own.max_y,
         ];
 
         let query_started = Instant::now();

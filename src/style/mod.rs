@@ -44,7 +44,8 @@ pub const DEFAULT_FONT: &str = "DejaVu Sans Book";
 /// The placeholders a layer's SQL may use, and the bind parameter each becomes.
 /// Parameters: `$1..$4` = bbox min x, min y, max x, max y (EPSG:3857 metres, metatile
 /// plus buffer), `$5` = zoom (int4), `$6` = pixel size in metres at this zoom and scale
-/// (float8), `$7` = scale factor (float8).
+/// (float8), `$7` = scale factor (float8), `$8..$11` = the metatile alone (no buffer),
+/// as `$1..$4`.
 pub const QUERY_PARAMS: &[(&str, &str)] = &[
     (
         "!bbox!",
@@ -53,6 +54,10 @@ pub const QUERY_PARAMS: &[(&str, &str)] = &[
     ("!zoom!", "$5::int4"),
     ("!pixel_size!", "$6::float8"),
     ("!scale!", "$7::float8"),
+    (
+        "!metatile_bbox!",
+        "ST_MakeEnvelope($8::float8, $9::float8, $10::float8, $11::float8, 3857)",
+    ),
 ];
 
 /// Why a style (or a folder of styles) was refused. Every variant names the file;

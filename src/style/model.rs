@@ -222,7 +222,7 @@ pub struct Layer {
     pub name: String,
     /// The SQL as written in the style file, with `!placeholders!`.
     pub sql: String,
-    /// The SQL with placeholders replaced by bind parameters `$1..$7` (see
+    /// The SQL with placeholders replaced by bind parameters `$1..$11` (see
     /// [`super::QUERY_PARAMS`]); prepared once per connection and executed per metatile.
     pub query: String,
     pub minzoom: u8,

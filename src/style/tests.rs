@@ -149,6 +149,11 @@ fn sql_placeholders_become_bind_parameters() {
         "SELECT 1 WHERE way && ST_MakeEnvelope($1::float8, $2::float8, $3::float8, $4::float8, 3857) \
          AND $5::int4 > 3 AND a != b AND x < $6::float8 * $7::float8"
     );
+    assert_eq!(
+        compile_sql("SELECT ST_ClipByBox2D(way, !metatile_bbox!) WHERE way && !bbox!").unwrap(),
+        "SELECT ST_ClipByBox2D(way, ST_MakeEnvelope($8::float8, $9::float8, $10::float8, $11::float8, 3857)) \
+         WHERE way && ST_MakeEnvelope($1::float8, $2::float8, $3::float8, $4::float8, 3857)"
+    );
     assert!(compile_sql("SELECT 1 WHERE !bbox! AND !zom!")
         .unwrap_err()
         .contains("!zom!"));
