@@ -113,3 +113,13 @@ as_postgres() {
         die "acting as the postgres superuser needs root or passwordless sudo; or pass DATABASE_URL"
     fi
 }
+
+# The SQL files whose tables scripts/setup derives from an import (the sea, the
+# low-zoom tables), and their fingerprint: recorded in metatiled.import_info
+# (derived_sha256) when they are applied, so a change to either file is seen.
+derived_sql_files() { printf '%s\n' "$REPO/sql/water_polygons.sql" "$REPO/sql/lowzoom.sql"; }
+derived_sql_sha() {
+    local files
+    mapfile -t files < <(derived_sql_files)
+    cat "${files[@]}" | sha256sum | cut -c1-16
+}

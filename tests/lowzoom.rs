@@ -227,20 +227,12 @@ async fn up_to_z13_the_styles_read_the_base_tables_only_through_partial_indexes(
     let db = common::connect(&url).await;
     let styles = metatiled::style::StyleSet::load_dir(&common::repo_root().join("styles"))
         .expect("the bundled styles load");
-    // Rautatientori, central Helsinki.
-    let span = 2.0 * metatiled::tile::EARTH_HALF_CIRCUMFERENCE;
-    let (x, y) = (2_776_800.0, 8_438_200.0);
+    // A z19 tile in central Helsinki; at each zoom, the metatile holding it.
+    let center = metatiled::tile::TileCoord::try_new(19, 298_472, 151_753).expect("a z19 tile");
     let mut checked = 0;
     for style in styles.iter() {
         for z in 0..=13u8 {
-            let n = f64::from(1u32 << z);
-            let tile = metatiled::tile::TileCoord::try_new(
-                u32::from(z),
-                ((x + span / 2.0) / span * n).floor() as u64,
-                ((span / 2.0 - y) / span * n).floor() as u64,
-            )
-            .expect("a tile over Helsinki");
-            let meta = tile.metatile();
+            let meta = center.ancestor(z).metatile();
             let bbox = metatiled::source::query_bbox(style, meta);
             let own = meta.bbox();
             let args = format!(

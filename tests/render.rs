@@ -20,6 +20,11 @@ fn in_ci() -> bool {
 }
 
 async fn source() -> Option<PostgisSource> {
+    source_with_pool(2).await
+}
+
+/// The test database through a pool of `pool_size` connections.
+async fn source_with_pool(pool_size: usize) -> Option<PostgisSource> {
     let url = std::env::var("METATILED_TEST_DATABASE_URL")
         .ok()
         .or_else(|| std::env::var("DATABASE_URL").ok());
@@ -32,7 +37,7 @@ async fn source() -> Option<PostgisSource> {
     };
     let pool = build_pool(&DatabaseSettings {
         url: Some(url),
-        pool_size: 2,
+        pool_size,
         ..DatabaseSettings::default()
     })
     .await
@@ -180,19 +185,12 @@ async fn every_zoom_from_0_to_19_renders_without_error() {
 
 #[tokio::test]
 async fn a_fetch_deals_its_layers_to_a_spare_connection_but_leaves_the_pool_one() {
-    let Some(single) = source().await else { return };
-    let url = std::env::var("METATILED_TEST_DATABASE_URL")
-        .ok()
-        .or_else(|| std::env::var("DATABASE_URL").ok());
-    let roomy = PostgisSource::new(
-        build_pool(&DatabaseSettings {
-            url,
-            pool_size: 3,
-            ..DatabaseSettings::default()
-        })
-        .await
-        .expect("the test database answers"),
-    );
+    let Some(single) = source_with_pool(2).await else {
+        return;
+    };
+    let Some(roomy) = source_with_pool(3).await else {
+        return;
+    };
     let style = style("osm");
     let meta = TileCoord::try_new(15, 18652, 9481).unwrap().metatile();
     let alone = single.fetch_metatile(&style, meta).await.unwrap();
