@@ -7,7 +7,9 @@
 //!    memory held by fetched rows and the database connections in use.
 //! 2. **paint** (the render threads, one rayon pool): decode, rasterize, encode, write
 //!    the metatile. Never on the async runtime or actix's workers; a render's own
-//!    parallel work stays on these threads, so their number bounds rendering's CPU.
+//!    parallel work stays on these threads, so their number bounds rendering's CPU. At
+//!    most one render per thread paints at once, so their number also bounds the
+//!    canvases in memory.
 //!
 //! Queued jobs wait in three bounded FIFO queues, `interactive` > `stale` > `bulk`;
 //! the fetch stage always takes the highest non-empty one. A job already queued or

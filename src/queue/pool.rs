@@ -241,7 +241,8 @@ pub struct PoolStats {
 /// How big the pool is.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
-    /// Render threads: they paint and encode, and bound the CPU renders use.
+    /// Render threads: they paint and encode, and bound the CPU renders use and the
+    /// renders painting at once (each holds a canvas).
     pub threads: usize,
     /// Jobs between "fetch started" and "painted": bounds fetched data in memory and
     /// database connections in use. Keep it at most the database pool size.
@@ -282,6 +283,11 @@ struct Shared {
     /// One permit per fetch slot. Taken by the dispatcher under the state lock, so a
     /// submit that holds the lock sees exactly how many queued jobs start at once.
     slots: Arc<Semaphore>,
+    /// One permit per render thread, taken before a fetched job is handed to them. A
+    /// render thread waiting for its render's parallel slices steals whatever job the
+    /// rayon pool holds, a whole other render included: without this bound a thread
+    /// could hold several canvases on its stack.
+    paints: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -352,6 +358,7 @@ impl<B: RenderBackend> RenderPool<B> {
             threads,
             fetch_slots,
             slots: Arc::new(Semaphore::new(fetch_slots)),
+            paints: Arc::new(Semaphore::new(threads)),
         });
         let backend = Arc::new(backend);
         let dispatcher = tokio::spawn(dispatch_loop(
@@ -636,8 +643,8 @@ fn waiting_for_a_slot(state: &State, shared: &Shared, priority: Priority) -> usi
         .saturating_sub(free.saturating_sub(ahead))
 }
 
-/// Fetches on the runtime, then paints on a render thread; the slot is held until the
-/// paint is done. The paint is handed to the render threads from a blocking task that
+/// Fetches on the runtime, then waits for a render thread's turn and paints on it; the
+/// slot is held until the paint is done. The paint is handed to the render threads from a blocking task that
 /// only waits for it: the async side learns the outcome without polling, and a test in
 /// paused time does not jump its clock while a render is running.
 async fn run_job<B: RenderBackend>(
@@ -657,9 +664,15 @@ async fn run_job<B: RenderBackend>(
             return shared.finish(&key, Err(e));
         }
     };
+    // Never closed, so the wait ends once a render thread is free.
+    let Ok(paint_turn) = shared.paints.clone().acquire_owned().await else {
+        shared.free_slot(slot);
+        return shared.finish(&key, Err(RenderFailure::new("the render pool stopped")));
+    };
     let painting = shared.clone();
     let painted_key = key.clone();
     let paint = tokio::task::spawn_blocking(move || {
+        let _paint_turn = paint_turn;
         painters.install(|| {
             painting.painting.fetch_add(1, Ordering::Relaxed);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1087,6 +1100,61 @@ mod tests {
             pool.submit(key(4), Priority::Interactive).err(),
             Some(SubmitError::ShuttingDown)
         );
+    }
+
+    /// Paints like the real renderer: its own parallel work (64 slices) runs on the
+    /// render threads, and it counts the paints in progress at once.
+    #[derive(Default)]
+    struct NestingBackend {
+        painting: AtomicUsize,
+        most_at_once: AtomicUsize,
+    }
+
+    impl RenderBackend for NestingBackend {
+        type Fetched = ();
+        fn fetch(
+            self: Arc<Self>,
+            _: JobKey,
+            _: Priority,
+        ) -> BoxFuture<'static, Result<(), RenderFailure>> {
+            Box::pin(async move { Ok(()) })
+        }
+        fn paint_and_store(&self, _: &JobKey, _: Priority, _: ()) -> Result<(), RenderFailure> {
+            use rayon::prelude::*;
+            let now = self.painting.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            (0..64)
+                .into_par_iter()
+                .for_each(|_| std::thread::sleep(Duration::from_millis(1)));
+            self.painting.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn paused(&self) -> Option<BoxFuture<'static, ()>> {
+            None
+        }
+    }
+
+    // A render thread that waits for its render's slices would otherwise take up a
+    // whole other render (rayon steals any job while it waits), and each paint holds a
+    // canvas of up to 81 MiB: the working set would grow past `threads` canvases.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_renders_paint_at_once_than_there_are_render_threads() {
+        let pool = RenderPool::start(
+            NestingBackend::default(),
+            PoolConfig {
+                threads: 2,
+                fetch_slots: 8,
+                capacity: [16; 3],
+            },
+        )
+        .unwrap();
+        let waiters: Vec<Waiter> = (0..16)
+            .map(|x| pool.submit(key(x), Priority::Bulk).unwrap().into_waiter())
+            .collect();
+        for w in waiters {
+            w.wait().await.unwrap();
+        }
+        assert_eq!(pool.backend().most_at_once.load(Ordering::SeqCst), 2);
     }
 
     // Real time: a running render holds the clock of a paused test still.
