@@ -13,6 +13,7 @@ use crate::source::DbPool;
 use crate::style::{Layer, Style};
 use crate::tile::{MetatileCoord, StyleName};
 use geozero::ToGeo;
+use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -523,63 +524,25 @@ impl RawMetatile {
                 continue;
             };
             total_rows += rows.len();
-            let mut features = Vec::with_capacity(rows.len());
+            // Rows decode in parallel on the render threads that are free.
+            let decoded: Vec<Option<DecodedRow>> = rows
+                .par_iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    decode_row(row, &columns).map_err(|message| SourceError::Decode {
+                        style: style.name.clone(),
+                        layer: layer.name.clone(),
+                        meta,
+                        row: i,
+                        message,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let mut features = Vec::with_capacity(decoded.len());
             let mut attributes = Vec::new();
-            for (i, row) in rows.iter().enumerate() {
-                let decode_err = |message: String| SourceError::Decode {
-                    style: style.name.clone(),
-                    layer: layer.name.clone(),
-                    meta,
-                    row: i,
-                    message,
-                };
-                let wkb: Option<&[u8]> = row
-                    .try_get(columns.geom)
-                    .map_err(|e| decode_err(e.to_string()))?;
-                let Some(wkb) = wkb else { continue };
-                if wkb.is_empty() {
-                    continue;
-                }
-                let geometry = geozero::wkb::Wkb(wkb)
-                    .to_geo()
-                    .map_err(|e| decode_err(e.to_string()))?;
-                let kind = match columns.kind {
-                    Some(k) => row
-                        .try_get::<_, Option<String>>(k)
-                        .map_err(|e| decode_err(e.to_string()))?,
-                    None => None,
-                };
-                let group = match columns.group {
-                    Some((g, Type::INT2)) => {
-                        row.try_get::<_, Option<i16>>(g).map(|v| v.map(i64::from))
-                    }
-                    Some((g, Type::INT4)) => {
-                        row.try_get::<_, Option<i32>>(g).map(|v| v.map(i64::from))
-                    }
-                    Some((g, _)) => row.try_get::<_, Option<i64>>(g),
-                    None => Ok(None),
-                }
-                .map_err(|e| decode_err(e.to_string()))?
-                .unwrap_or(0);
-                let label = match columns.label {
-                    Some(l) => row
-                        .try_get::<_, Option<String>>(l)
-                        .map_err(|e| decode_err(e.to_string()))?,
-                    None => None,
-                };
-                if !columns.fields.is_empty() {
-                    let mut values = Vec::with_capacity(columns.fields.len());
-                    for (f, t) in &columns.fields {
-                        values.push(attribute(row, *f, t).map_err(|e| decode_err(e.to_string()))?);
-                    }
-                    attributes.push(values);
-                }
-                features.push(Feature {
-                    geometry,
-                    kind,
-                    group,
-                    label,
-                });
+            for row in decoded.into_iter().flatten() {
+                features.push(row.feature);
+                attributes.extend(row.values);
             }
             layers.push(LayerData {
                 features,
@@ -595,6 +558,57 @@ impl RawMetatile {
             },
         })
     }
+}
+
+/// A decoded row: its feature and, when the layer has interactivity fields, their values.
+struct DecodedRow {
+    feature: Feature,
+    values: Option<Vec<AttributeValue>>,
+}
+
+/// One row, `None` when it has no geometry.
+fn decode_row(row: &tokio_postgres::Row, columns: &Columns) -> Result<Option<DecodedRow>, String> {
+    let wkb: Option<&[u8]> = row.try_get(columns.geom).map_err(|e| e.to_string())?;
+    let Some(wkb) = wkb.filter(|wkb| !wkb.is_empty()) else {
+        return Ok(None);
+    };
+    let geometry = geozero::wkb::Wkb(wkb).to_geo().map_err(|e| e.to_string())?;
+    let kind = match columns.kind {
+        Some(k) => row
+            .try_get::<_, Option<String>>(k)
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let group = match columns.group {
+        Some((g, Type::INT2)) => row.try_get::<_, Option<i16>>(g).map(|v| v.map(i64::from)),
+        Some((g, Type::INT4)) => row.try_get::<_, Option<i32>>(g).map(|v| v.map(i64::from)),
+        Some((g, _)) => row.try_get::<_, Option<i64>>(g),
+        None => Ok(None),
+    }
+    .map_err(|e| e.to_string())?
+    .unwrap_or(0);
+    let label = match columns.label {
+        Some(l) => row
+            .try_get::<_, Option<String>>(l)
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let values = if columns.fields.is_empty() {
+        None
+    } else {
+        let mut values = Vec::with_capacity(columns.fields.len());
+        for (f, t) in &columns.fields {
+            values.push(attribute(row, *f, t).map_err(|e| e.to_string())?);
+        }
+        Some(values)
+    };
+    let feature = Feature {
+        geometry,
+        kind,
+        group,
+        label,
+    };
+    Ok(Some(DecodedRow { feature, values }))
 }
 
 /// One interactivity column's value, by its type.
