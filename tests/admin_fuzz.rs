@@ -33,8 +33,9 @@ const CHILD_ENV: &str = "ADMIN_FUZZ_CHILD";
 /// with their growth: 80 MiB).
 const ADMIN_MIB: u64 = 96 + 80;
 /// The render pool's working set, which admin re-renders and seeds set going: per render
-/// thread (2 in tests) a canvas of 4608 px at @2x (81 MiB) plus its labels, tiles and
-/// PNGs being encoded and the rows fetched (~80 MiB more).
+/// thread (2 in tests; one render paints per thread at once) a canvas of 4608 px at @2x
+/// (81 MiB) plus its labels, tiles and PNGs being encoded and the rows fetched (~80 MiB
+/// more).
 const RENDERS_MIB: u64 = 2 * 160;
 /// Room for what the allocator holds beside live data (fragmentation, 2 arenas).
 const ALLOCATOR_MIB: u64 = 128;
@@ -44,8 +45,8 @@ const PEAK_BOUND_MIB: u64 = ADMIN_MIB + RENDERS_MIB + ALLOCATOR_MIB;
 /// every render thread last painted a 1x metatile, as before: job reports (capped) and
 /// what the allocator keeps of freed admin memory, at most the admin API's share.
 const RETAINED_BOUND_MIB: u64 = ADMIN_MIB;
-/// The allocator setting the server is shipped with (the Dockerfile's, and the
-/// README's advice): glibc's default of 8 arenas per core lets every thread that once
+/// The server here runs in this test binary, with glibc's allocator (the shipped binary
+/// uses mimalloc): glibc's default of 8 arenas per core would let every thread that once
 /// built a big input keep its freed memory.
 const MALLOC_ARENA_MAX: &str = "2";
 /// The bodies CI sends (any seed may be given to explore others).
