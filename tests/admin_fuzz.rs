@@ -45,8 +45,8 @@ const PEAK_BOUND_MIB: u64 = ADMIN_MIB + RENDERS_MIB + ALLOCATOR_MIB;
 /// every render thread last painted a 1x metatile, as before: job reports (capped) and
 /// what the allocator keeps of freed admin memory, at most the admin API's share.
 const RETAINED_BOUND_MIB: u64 = ADMIN_MIB;
-/// The server here runs in this test binary, with glibc's allocator (the shipped binary
-/// uses mimalloc): glibc's default of 8 arenas per core would let every thread that once
+/// The allocator setting the server is shipped with (the Dockerfile's, and the
+/// README's advice): glibc's default of 8 arenas per core lets every thread that once
 /// built a big input keep its freed memory.
 const MALLOC_ARENA_MAX: &str = "2";
 /// The bodies CI sends (any seed may be given to explore others).
