@@ -113,7 +113,10 @@ impl RenderFailure {
 /// Nice value of the render threads. Renders are throughput work and take every core
 /// they get; hits are latency work on the HTTP workers. At nice 10 a render thread
 /// yields the CPU to a worker that wakes up with a request (CFS weighs nice 10 about a
-/// tenth of nice 0), so a burst of renders does not show in the latency of hits.
+/// tenth of nice 0), so a burst of renders does not show in the latency of hits. A
+/// worker that is runnable but was not just woken is only let back at the render
+/// thread's next tick; render code yields every quarter millisecond for it
+/// (`render::give_way`).
 const RENDER_THREAD_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority to [`RENDER_THREAD_NICE`] (Linux:

@@ -81,7 +81,10 @@ pub fn blend_tiles(
     }
     (0..TILES_PER_METATILE)
         .into_par_iter()
-        .map(|index| blend_one(inputs, index, size, png))
+        .map(|index| {
+            super::give_way();
+            blend_one(inputs, index, size, png)
+        })
         .collect()
 }
 

@@ -56,6 +56,7 @@ pub fn render_grids(
         else {
             continue;
         };
+        super::give_way();
         let shape = shape_of(&t, &feature.geometry);
         let id = i as u32 + 1;
         let mut paint = Paint::default();

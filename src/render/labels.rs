@@ -83,6 +83,7 @@ pub(crate) fn label(
     let mut placer = LabelPlacer::new(fonts, area, style.scale);
     let mut line = Vec::new();
     for c in &candidates {
+        super::give_way();
         let text_style = &styles[c.style];
         match c.placement {
             TextPlacement::Point { .. } => {

@@ -7,12 +7,14 @@
 //! encoded in parallel (rayon), which shortens a single miss's latency.
 
 mod blend;
+mod courtesy;
 mod encode;
 mod grid;
 mod labels;
 mod paint;
 
 pub use blend::{blend_tiles, BlendError, BlendInput};
+pub use courtesy::give_way;
 pub use encode::{encode_png, quantize, quantize_with, PngMode, Quantized};
 pub use grid::{key_char, render_grids, GRID_CELL_PX};
 pub use paint::{pixmap_side, PixelTransform};
@@ -208,14 +210,17 @@ fn slice_and_encode(
                 return Ok(Vec::new());
             }
             let pixels = tile_pixels(style, pixmap, dx, dy);
-            encode_png(&pixels, style.tile_size, style.tile_size, png).map_err(|e| {
+            give_way();
+            let encoded = encode_png(&pixels, style.tile_size, style.tile_size, png).map_err(|e| {
                 RenderError::Encode {
                     style: style.name.clone(),
                     meta,
                     index,
                     message: e.to_string(),
                 }
-            })
+            });
+            give_way();
+            encoded
         })
         .collect()
 }

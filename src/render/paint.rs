@@ -180,6 +180,7 @@ fn replay_in_bands(steps: &[Step], pixmap: &mut Pixmap, bands: u32) {
             for step in steps {
                 if step.rows.1 >= first && step.rows.0 <= last {
                     step.draw(&mut band, shift);
+                    super::give_way();
                 }
             }
         });
@@ -221,7 +222,11 @@ fn shape_layer<'a>(
     let shapes = features
         .par_iter()
         .zip(&matched)
-        .map(|(f, m)| (!m.is_empty()).then(|| shape_of(&ctx.transform, &f.geometry)))
+        .map(|(f, m)| {
+            let shape = (!m.is_empty()).then(|| shape_of(&ctx.transform, &f.geometry));
+            super::give_way();
+            shape
+        })
         .collect();
     Some(ShapedLayer {
         features,

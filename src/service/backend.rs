@@ -26,7 +26,9 @@ use crate::cache::{FileStamp, MetatileState, TileCache};
 use crate::fleet::{RenderLockGuard, RenderLocks};
 use crate::purge::{Change, Purger};
 use crate::queue::{JobKey, Priority, RenderBackend, RenderFailure, RenderPool};
-use crate::render::{blend_tiles, render_metatile, BlendInput, PngMode, RenderedMetatile};
+use crate::render::{
+    blend_tiles, give_way, render_metatile, BlendInput, PngMode, RenderedMetatile,
+};
 use crate::source::{PostgisSource, RawMetatile, SourceError};
 use crate::style::{LiveStyles, Style, StyleKind};
 use crate::text::FontSet;
@@ -265,7 +267,7 @@ impl MetatileBackend {
         rows: RawMetatile,
     ) -> Result<RenderedMetatile, RenderFailure> {
         let data = rows
-            .decode(style)
+            .decode_giving_way(style, &give_way)
             .map_err(|e| RenderFailure::caused_by("the metatile's data", e))?;
         let rendered = render_metatile(style, meta, &data, &self.fonts, self.png)
             .map_err(|e| RenderFailure::caused_by("painting", e))?;

@@ -514,6 +514,17 @@ impl RawMetatile {
 
     /// WKB -> geo and the other columns: CPU work, for a render thread.
     pub fn decode(self, style: &Style) -> Result<MetatileData, SourceError> {
+        self.decode_giving_way(style, &|| {})
+    }
+
+    /// [`RawMetatile::decode`], calling `give_way` before each row: the render pool
+    /// passes its yield point (`render::give_way`), so a long decode leaves the CPU to
+    /// hits now and then.
+    pub fn decode_giving_way(
+        self,
+        style: &Style,
+        give_way: &(dyn Fn() + Sync),
+    ) -> Result<MetatileData, SourceError> {
         let meta = self.meta;
         let decode_started = Instant::now();
         let mut layers = Vec::with_capacity(self.layers.len());
@@ -529,6 +540,7 @@ impl RawMetatile {
                 .par_iter()
                 .enumerate()
                 .map(|(i, row)| {
+                    give_way();
                     decode_row(row, &columns).map_err(|message| SourceError::Decode {
                         style: style.name.clone(),
                         layer: layer.name.clone(),
