@@ -15,6 +15,7 @@ be read, and the person's latency would measure the load generator, not the serv
 import http.client
 import json
 import multiprocessing
+import os
 import random
 import sys
 import threading
@@ -38,6 +39,7 @@ class Client:
         self.first_429 = None
         self.next_path = 0
         self.sent = 0
+        self.start = None
 
     def path(self):
         with self.lock:
@@ -87,6 +89,7 @@ class Client:
                     self.first_429 = round(time.monotonic() - start, 2)
 
     def run(self, start):
+        self.start = start
         ts = [threading.Thread(target=self.worker, args=(i, start)) for i in range(self.threads)]
         for t in ts:
             t.start()
@@ -100,6 +103,9 @@ class Client:
             "p50_ms": round(percentile(self.latencies, 0.50) or 0, 2),
             "p99_ms": round(percentile(self.latencies, 0.99) or 0, 2),
             "first_429_s": self.first_429,
+            # For matching the run with a `perf sched` trace (scripts/sched_waits.py).
+            "start_monotonic": self.start,
+            "pid": os.getpid(),
             # The slowest 1% (what p99 is made of): seconds into the run, milliseconds.
             "slowest": sorted(zip(self.when, (round(l, 2) for l in self.latencies)),
                               key=lambda w: -w[1])[: max(1, len(self.latencies) // 100)],
