@@ -129,12 +129,20 @@ fn init_tracing(level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every layer states the most verbose level it may want, so that tracing knows the
+    // filter's (`info` by default): a disabled `debug!` on the hit path is then one
+    // comparison, not a call into the subscriber per request.
+    let most_verbose =
+        tracing_subscriber::Layer::<tracing_subscriber::Registry>::max_level_hint(&filter);
+    let mut not_client_errors =
+        tracing_subscriber::filter::filter_fn(|meta| !is_client_protocol_error(meta));
+    if let Some(hint) = most_verbose {
+        not_client_errors = not_client_errors.with_max_level_hint(hint);
+    }
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !is_client_protocol_error(meta)
-        }));
+        .with_filter(not_client_errors);
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -153,6 +161,11 @@ fn is_client_protocol_error(meta: &tracing::Metadata<'_>) -> bool {
 struct ClientProtocolErrors;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientProtocolErrors {
+    /// It only looks at ERROR events.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::ERROR)
+    }
+
     fn on_event(
         &self,
         event: &tracing::Event<'_>,
