@@ -20,6 +20,7 @@ pub(crate) mod admin;
 pub(crate) mod edge;
 pub(crate) mod error;
 mod health;
+mod plain;
 mod tilejson;
 pub(crate) mod tiles;
 mod tls;
@@ -297,20 +298,75 @@ pub(crate) fn public_server(
     tls: Option<&(PathBuf, PathBuf)>,
 ) -> Result<Listener, HttpSetupError> {
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(observe))
             .configure(public_routes)
-    })
-    .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .disable_signals();
-    let server = match tls {
-        Some((cert, key)) => server.listen_rustls_0_23(listener, tls::server_config(cert, key)?),
-        None => server.listen_auto_h2c(listener),
-    }
-    .map_err(tls::TlsError::Listen)?;
+    };
+    let Some((cert, key)) = tls else {
+        return plain_public_server(listener, app, options);
+    };
+    let server = HttpServer::new(app)
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls::server_config(cert, key)?)
+        .map_err(tls::TlsError::Listen)?;
     Ok(Listener(server.workers(options.http_workers()).run()))
+}
+
+/// HTTP/1.1 and h2c on a plain socket, as `HttpServer::listen_auto_h2c` builds it (its
+/// defaults: keep-alive and request heads 5 s, disconnect 1 s, idle connections closed
+/// on a graceful stop) but with a deadline for a connection's first bytes ([`plain`]).
+fn plain_public_server<F, I>(
+    listener: TcpListener,
+    app: F,
+    options: &ServerOptions,
+) -> Result<Listener, HttpSetupError>
+where
+    F: Fn() -> App<I> + Send + Clone + 'static,
+    I: actix_web::dev::ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<EitherBody<actix_web::body::BoxBody>>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+    let addr = listener.local_addr().map_err(tls::TlsError::Listen)?;
+    let builder = actix_server::Server::build()
+        .workers(options.http_workers())
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .disable_signals();
+    let stopping = builder.graceful_shutdown_signal();
+    let builder = builder
+        .listen("metatiled-public", listener, move || {
+            let (stopping, silent_until) = (stopping.clone(), stopping.clone());
+            let http = actix_http::HttpService::build()
+                .keep_alive(actix_http::KeepAlive::Timeout(Duration::from_secs(5)))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .finish(map_config(
+                    app()
+                        .into_factory()
+                        .map_err(|e: actix_web::Error| e.error_response()),
+                    |_| actix_web::dev::AppConfig::default(),
+                ));
+            fn_service(move |io| {
+                let stopping = silent_until.clone();
+                async move { plain::protocol_of(io, async move { stopping.notified().await }).await }
+            })
+            .and_then(http)
+        })
+        .map_err(tls::TlsError::Listen)?;
+    Ok(Listener(builder.run()))
 }
 
 #[cfg(test)]
