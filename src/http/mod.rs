@@ -11,7 +11,8 @@
 //! - [`tiles`]: `/{style}/{z}/{x}/{y}.png`; `tilejson`, `viewer`, `health`: the rest
 //!   of the public API; [`admin`]: the admin listener; [`error`]: the status table.
 //! - [`edge`]: trusted proxies, CORS, `server.public_url`, per-style access.
-//! - `tls`: the certificate and key of an HTTPS public listener.
+//! - `tls`: the certificate and key of an HTTPS public listener; `plain`: telling
+//!   HTTP/1.1 from h2c on a plain socket, with a deadline for a silent client.
 //!
 //! The public listener speaks HTTP/1.1 and HTTP/2: h2c with prior knowledge on a plain
 //! socket, or ALPN `h2` / `http/1.1` over TLS when `server.tls_cert`/`tls_key` are set.
@@ -297,6 +298,10 @@ pub(crate) fn public_server(
     options: &ServerOptions,
     tls: Option<&(PathBuf, PathBuf)>,
 ) -> Result<Listener, HttpSetupError> {
+    let mut state = state;
+    if let Ok(addr) = listener.local_addr() {
+        state.edge.listen_host = addr.to_string();
+    }
     let state = web::Data::new(state);
     let app = move || {
         App::new()

@@ -35,6 +35,8 @@ pub(crate) struct Edge {
     /// The listener speaks TLS (the scheme of URLs built from the request).
     tls: bool,
     keys: Arc<ApiKeys>,
+    /// The listener's own address: the host of URLs for a request with no `Host`.
+    pub(crate) listen_host: String,
 }
 
 /// The base of the URLs a response writes, and whether it came from request headers a
@@ -60,6 +62,8 @@ impl Edge {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             tls,
             keys,
+            // Set once the listener is bound (`public_server`).
+            listen_host: String::from("localhost"),
         }
     }
 
@@ -99,7 +103,7 @@ impl Edge {
                     .filter(|h| proxies::is_host(h))
                     .map(str::to_string)
             })
-            .unwrap_or_else(|| req.app_config().host().to_string());
+            .unwrap_or_else(|| self.listen_host.clone());
         BaseUrl {
             url: format!("{scheme}://{host}"),
             // Built from forwarded headers only when a proxy is trusted; the Host is
