@@ -158,6 +158,23 @@ async fn public_url_and_trusted_proxies_decide_the_urls_written() {
         format!("http://{}/osm/{{z}}/{{x}}/{{y}}.png", app.addr),
         "a forwarded host that is no host name is ignored"
     );
+    // HTTP/1.0 without Host: the URLs name the listener's own address.
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        conn.write_all(b"GET /osm/tile.json HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let tj: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        unversioned(&tj["tiles"][0]),
+        format!("http://{}/osm/{{z}}/{{x}}/{{y}}.png", app.addr)
+    );
     app.stop().await;
 }
 
