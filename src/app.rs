@@ -386,6 +386,7 @@ impl Application {
                 retry_after_secs: s.retry_after_secs,
                 tls: tls.clone(),
                 keys: keys.clone(),
+                listen_addr: public_addr,
             },
         )
         .map_err(|e| UsageError(e.to_string()))?

@@ -79,6 +79,8 @@ pub(crate) struct PublicOptions<'a> {
     /// Certificate chain and key (PEM) of an HTTPS listener.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub keys: Arc<crate::service::access::ApiKeys>,
+    /// The bound address: the host of URLs for a request with no `Host`.
+    pub listen_addr: std::net::SocketAddr,
 }
 
 impl PublicState {
@@ -101,6 +103,7 @@ impl PublicState {
             options.public_url,
             options.tls.is_some(),
             options.keys.clone(),
+            options.listen_addr,
         );
         let surrogate_keys = match service.purger().key_header() {
             Some(keys) => Some((
@@ -298,10 +301,6 @@ pub(crate) fn public_server(
     options: &ServerOptions,
     tls: Option<&(PathBuf, PathBuf)>,
 ) -> Result<Listener, HttpSetupError> {
-    let mut state = state;
-    if let Ok(addr) = listener.local_addr() {
-        state.edge.listen_host = addr.to_string();
-    }
     let state = web::Data::new(state);
     let app = move || {
         App::new()

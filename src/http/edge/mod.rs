@@ -36,7 +36,7 @@ pub(crate) struct Edge {
     tls: bool,
     keys: Arc<ApiKeys>,
     /// The listener's own address: the host of URLs for a request with no `Host`.
-    pub(crate) listen_host: String,
+    listen_host: String,
 }
 
 /// The base of the URLs a response writes, and whether it came from request headers a
@@ -55,6 +55,7 @@ impl Edge {
         public_url: Option<&str>,
         tls: bool,
         keys: Arc<ApiKeys>,
+        listen_addr: std::net::SocketAddr,
     ) -> Self {
         Self {
             proxies,
@@ -62,8 +63,7 @@ impl Edge {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             tls,
             keys,
-            // Set once the listener is bound (`public_server`).
-            listen_host: String::from("localhost"),
+            listen_host: listen_addr.to_string(),
         }
     }
 
